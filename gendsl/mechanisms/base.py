@@ -1,0 +1,235 @@
+"""The one interface every mechanism implements, and the registry that finds them by name.
+
+A mechanism lowers one variable of known (concrete) type and known parents into pure JAX
+functions. All arrays are batched: ``x`` has shape ``(n, *event_shape)`` and ``given`` maps each
+conditioning variable to an array of shape ``(n, *its_event_shape)``.
+
+The compiler never special-cases a mechanism: it calls only what is declared here.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from gendsl.errors import GenSemanticError, Span
+from gendsl.ir.signatures import Spec
+from gendsl.ir.types import VarType
+
+__all__ = [
+    "KINDS",
+    "weakest_kind",
+    "NodeContext",
+    "AbstractMechanism",
+    "register",
+    "lookup",
+    "registered",
+    "context_size",
+    "context_vector",
+    "split_module",
+]
+
+#: likelihood kinds, strongest first
+KINDS = ("exact", "estimate", "unnormalized", "unavailable")
+
+
+def weakest_kind(kinds) -> str:
+    """The weakest of several likelihood kinds (``exact`` for none)."""
+    return max(kinds, key=KINDS.index, default="exact")
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    """Everything a mechanism knows about the variable it lowers.
+
+    Attributes
+    ----------
+    name:
+        The variable's name.
+    type:
+        Its type with every dimension bound to an integer.
+    spec:
+        The resolved right-hand side (``Spec("pushforward", "mechanism", {...})`` or a distribution).
+    parents:
+        Type of each parent variable (bound), in order: every variable the node reads.
+    given:
+        The subset of parents the node is conditioned on through ``given=`` (and ``base=NAME``).
+    evaluate:
+        ``evaluate(expr, env) -> array``: evaluates an expression of the language for ONE example,
+        ``env`` mapping names to unbatched values. Used by leaves and energy expressions.
+    span:
+        Where the variable is defined (for error messages).
+    """
+
+    name: str
+    type: VarType
+    spec: Spec
+    parents: dict[str, VarType] = field(default_factory=dict)
+    given: tuple[str, ...] = ()
+    evaluate: Callable[[Any, dict], jax.Array] | None = None
+    span: Span = field(default_factory=Span)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.type.shape)
+
+    @property
+    def size(self) -> int:
+        out = 1
+        for d in self.shape:
+            out *= d
+        return out
+
+
+class AbstractMechanism(abc.ABC):
+    """A lowered node. Subclasses set the class attributes and implement the abstract methods.
+
+    Class attributes
+    ----------------
+    name:
+        Registry name ("leaf", "factorize", ...).
+    kind:
+        Likelihood kind of ``log_prob``: one of :data:`KINDS` (may be overridden per instance).
+    loss_name, sampler_name:
+        Words for ``describe()``.
+    groups:
+        Parameter groups updated in turn by ``fit`` (e.g. ``("main", "critic")``).
+    """
+
+    name: ClassVar[str]
+    kind: str = "exact"
+    loss_name: str = "nll"
+    sampler_name: str = "ancestral"
+    groups: tuple[str, ...] = ("main",)
+    has_params: bool = True
+
+    def __init__(self, ctx: NodeContext):
+        self.ctx = ctx
+
+    # -- the contract --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def init(self, key: jax.Array) -> Any:
+        """Fresh parameters (a PyTree of arrays; ``{}`` when there are none)."""
+
+    @abc.abstractmethod
+    def sample(self, params, key: jax.Array, n: int, given: dict) -> jax.Array:
+        """``n`` draws, shape ``(n, *shape)``, given parents' values of shape ``(n, ...)``."""
+
+    @abc.abstractmethod
+    def log_prob(self, params, x: jax.Array, given: dict) -> jax.Array:
+        """Per-example log-density of ``x`` (shape ``(n, *shape)``), shape ``(n,)``."""
+
+    def loss(self, params, x: jax.Array, given: dict, key: jax.Array) -> jax.Array:
+        """The training objective matched to the mechanism (scalar). Default: mean NLL."""
+        return -jnp.mean(self.log_prob(params, x, given))
+
+    def cost(self) -> int:
+        """Network evaluations per sample."""
+        return 1
+
+    # -- training extras, with defaults that do nothing ----------------------------------------
+    def init_train_state(self, key: jax.Array, params) -> Any:
+        """State carried across training steps (persistent chains, EMA, ...). Default: none."""
+        return ()
+
+    def train_loss(self, params, state, x, given, key, group: str = "main"):
+        """Loss minimised by ``group`` at one step, and the new training state.
+
+        Returns ``(scalar, new_state)``. Default: :meth:`loss` for ``main``, nothing else.
+        """
+        if group != "main":
+            return jnp.zeros(()), state
+        return self.loss(params, x, given, key), state
+
+    def param_labels(self, params) -> Any:
+        """The group of each parameter leaf (a PyTree of strings like ``params``). Default: main."""
+        return jax.tree_util.tree_map(lambda _: "main", params)
+
+    def finalize(self, params, state) -> Any:
+        """Parameters to hand back after training (e.g. the EMA). Default: ``params``."""
+        return params
+
+    def support(self, params, given_one: dict):
+        """The numpyro constraint of one draw (for moving latents to unconstrained space)."""
+        import numpyro.distributions.constraints as c
+
+        return c.real
+
+    def describe(self) -> dict[str, str]:
+        """One row of the plan."""
+        return {
+            "mechanism": self.name,
+            "loss": self.loss_name,
+            "likelihood": self.kind,
+            "sampler": self.sampler_name,
+            "cost": str(self.cost()),
+        }
+
+
+_REGISTRY: dict[str, type[AbstractMechanism]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a mechanism findable by ``name``."""
+
+    def deco(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def registered() -> dict[str, type[AbstractMechanism]]:
+    """Every registered mechanism, by name (a copy)."""
+    return dict(_REGISTRY)
+
+
+def lookup(name: str, span: Span | None = None) -> type[AbstractMechanism]:
+    """The mechanism class registered as ``name``, or a clear error listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise GenSemanticError(
+            f"mechanism '{name}' is not available yet in this version of gendsl (available: {known})", span
+        ) from None
+
+
+# -- helpers shared by network-based mechanisms ---------------------------------------------------
+
+
+def context_size(parents: dict[str, VarType], names) -> int:
+    """Width of :func:`context_vector` for the conditioning variables ``names``."""
+    total = 0
+    for n in names:
+        t = parents[n]
+        size = 1
+        for d in t.shape:
+            size *= int(d)
+        total += size * (int(t.vocab) if t.base == "token" else 1)
+    return total
+
+
+def context_vector(given: dict, parents: dict[str, VarType], names) -> jax.Array | None:
+    """Flatten conditioning values into one ``(n, C)`` float matrix (tokens one-hot); None if no names."""
+    if not names:
+        return None
+    parts = []
+    for n in names:
+        t, v = parents[n], given[n]
+        v = v.reshape(v.shape[0], -1)
+        if t.base == "token":
+            v = jax.nn.one_hot(v, int(t.vocab)).reshape(v.shape[0], -1)
+        parts.append(v.astype(jnp.float32))
+    return jnp.concatenate(parts, axis=-1)
+
+
+def split_module(module) -> tuple[Any, Any]:
+    """Split an equinox module into (array parameters, static rest); ``eqx.combine`` rejoins them."""
+    return eqx.partition(module, eqx.is_inexact_array)

@@ -1,0 +1,59 @@
+"""Network constructors (equinox modules) shared by the mechanisms.
+
+Every constructor takes explicit sizes and a keyword ``key`` and returns an ``eqx.Module`` that
+maps one example (unbatched) to one output; mechanisms ``jax.vmap`` them over the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+__all__ = ["ACTIVATIONS", "MLP", "mlp"]
+
+ACTIVATIONS: dict[str, Callable] = {
+    "silu": jax.nn.silu,
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "gelu": jax.nn.gelu,
+    "elu": jax.nn.elu,
+    "softplus": jax.nn.softplus,
+}
+
+
+class MLP(eqx.Module):
+    """A multilayer perceptron ``(in_size,) -> (out_size,)`` with given hidden widths.
+
+    ``zero_last=True`` initialises the output layer at zero (identity-at-init flows, residuals).
+    """
+
+    layers: tuple[eqx.nn.Linear, ...]
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], activation: str = "silu",
+                 *, key: jax.Array, zero_last: bool = False):
+        sizes = [in_size, *hidden, out_size]
+        keys = jax.random.split(key, len(sizes) - 1)
+        layers = [eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys)]
+        if zero_last:
+            last = layers[-1]
+            last = eqx.tree_at(lambda l: (l.weight, l.bias), last, (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+            layers[-1] = last
+        self.layers = tuple(layers)
+        self.activation = activation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        for layer in self.layers[:-1]:
+            x = act(layer(x))
+        return self.layers[-1](x)
+
+
+def mlp(in_size: int, out_size: int, spec, *, key: jax.Array, zero_last: bool = False) -> MLP:
+    """Build an :class:`MLP` from a resolved ``mlp(...)`` spec (or None for the defaults)."""
+    hidden = spec.get("hidden", (64, 64)) if spec is not None else (64, 64)
+    activation = spec.get("activation", "silu") if spec is not None else "silu"
+    return MLP(in_size, out_size, hidden, activation, key=key, zero_last=zero_last)
