@@ -1,0 +1,21 @@
+"""gendsl: declare a generative model as a graph of variables, each made by one mechanism
+(factorize, pushforward, evolve, energy) or a leaf distribution, and compile it to JAX."""
+
+from gendsl.compiler import compile
+from gendsl.errors import GenDataError, GenError, GenRuntimeError, GenSemanticError, GenSyntaxError
+from gendsl.lang import load, parse, parse_all
+from gendsl.program import Program
+
+__all__ = [
+    "load",
+    "parse",
+    "parse_all",
+    "compile",
+    "Program",
+    "GenError",
+    "GenSyntaxError",
+    "GenSemanticError",
+    "GenDataError",
+    "GenRuntimeError",
+]
+__version__ = "0.1.0"

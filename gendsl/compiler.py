@@ -1,0 +1,133 @@
+"""Model -> Program. One pass per function, sequenced by :func:`compile`:
+
+``bind_dims`` (symbolic dimensions -> integers) -> ``lower`` (each variable -> its mechanism
+through the registry) -> :class:`~gendsl.program.Program` (assembly of the joint entry points).
+
+The compiler never special-cases a mechanism: everything a node does goes through
+:class:`~gendsl.mechanisms.base.AbstractMechanism`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from gendsl.errors import GenDataError
+from gendsl.ir.model import Model, Variable
+from gendsl.ir.types import VarType
+from gendsl.lowering.expr import evaluate
+from gendsl.mechanisms import AbstractMechanism, NodeContext, lookup
+
+__all__ = ["LoweredNode", "Lowered", "lower", "compile"]
+
+
+@dataclass(frozen=True)
+class LoweredNode:
+    """A variable after lowering: its bound type and, for ``~`` nodes, its mechanism."""
+
+    var: Variable
+    type: VarType
+    mechanism: AbstractMechanism | None
+    compute: Callable[[dict], object] | None = None  # deterministic nodes: env (one example) -> value
+
+    @property
+    def name(self) -> str:
+        return self.var.name
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """The lowered graph for one binding of the dimensions, nodes in topological order."""
+
+    model: Model
+    dims: tuple[tuple[str, int], ...]
+    nodes: tuple[LoweredNode, ...]
+
+    @property
+    def dim_values(self) -> dict[str, int]:
+        return dict(self.dims)
+
+    def node(self, name: str) -> LoweredNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def stochastic(self) -> list[LoweredNode]:
+        return [n for n in self.nodes if n.mechanism is not None]
+
+
+def static_inputs(model: Model) -> list[str]:
+    """Scalar ``int`` inputs: bound as Python integers (dimensions, counts)."""
+    return [v.name for v in model.by_role("input") if v.type.base == "int" and not v.type.shape]
+
+
+def bind_dims(model: Model, values: Mapping[str, object]) -> tuple[tuple[str, int], ...]:
+    """Read every scalar ``int`` input from ``values`` as a Python int (missing ones stay out)."""
+    out = []
+    for name in static_inputs(model):
+        if name in values:
+            raw = values[name]
+            try:
+                value = int(raw) if getattr(raw, "ndim", 0) == 0 else None
+            except (TypeError, ValueError):
+                value = None
+            if value is None or float(raw) != value:
+                raise GenDataError(f"'{name}' must be a single integer, got {raw!r}", model[name].span)
+            if value < 0 or (name in model.symbols and value == 0):
+                raise GenDataError(f"'{name}' is a dimension and must be positive, got {value}", model[name].span)
+            out.append((name, value))
+    return tuple(out)
+
+
+def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None) -> Lowered:
+    """Lower every variable of ``model`` with its dimensions bound to ``dims``.
+
+    ``placeholder``: value used for dimensions missing from ``dims`` (for ``describe``); when
+    None a missing dimension is an error naming the variables that need it.
+    """
+    missing = sorted(model.symbols - set(dims))
+    if missing and placeholder is None:
+        raise GenDataError(f"the dimension(s) {', '.join(missing)} are not known: pass them in the data "
+                           f"(e.g. {{'{missing[0]}': 8}})", model.span)
+    bound = {**{m: placeholder for m in missing}, **dict(dims)}
+    statics = {k: v for k, v in bound.items()}
+
+    def evaluate_one(expr, env):
+        return evaluate(expr, {**statics, **env})
+
+    types = {v.name: v.type.bind(bound) for v in model.variables()}
+    nodes = []
+    for var in model.variables():
+        mech = None
+        if var.stochastic:
+            parents = {p: types[p] for p in var.parents if p not in statics}
+            given = tuple(var.spec.get("given", ()) or ())
+            base = var.spec.get("base")
+            if isinstance(base, str):
+                given = (*given, base) if base not in given else given
+            ctx = NodeContext(var.name, types[var.name], var.spec, parents, given, evaluate_one, var.span)
+            mech = lookup(var.mechanism, var.rhs.span if var.rhs is not None else var.span)(ctx)
+        compute = None
+        if var.role == "deterministic":
+            def compute(env, rhs=var.rhs):
+                return evaluate_one(rhs, env)
+        nodes.append(LoweredNode(var, types[var.name], mech, compute))
+    return Lowered(model, tuple(sorted(bound.items())), tuple(nodes))
+
+
+def compile(model: Model, dims: Mapping[str, int] | None = None):
+    """Compile a checked model into a :class:`~gendsl.program.Program`.
+
+    Parameters
+    ----------
+    model:
+        From :func:`gendsl.load`, :func:`gendsl.parse` or the builder API.
+    dims:
+        Values of ``int`` inputs used as dimensions, if known now; otherwise they are read from
+        the data handed to ``fit`` / ``infer``.
+    """
+    from gendsl.program import Program
+
+    return Program(model, dict(dims or {}))

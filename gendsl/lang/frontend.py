@@ -1,0 +1,64 @@
+"""The driver of the text front end: parse -> check, one pure pass each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gendsl.errors import GenError, GenSemanticError, GenSyntaxError, Span, did_you_mean
+from gendsl.ir.check import check
+from gendsl.ir.model import Model
+from gendsl.lang.parser import parse_models
+
+__all__ = ["parse_all", "parse", "load"]
+
+
+def parse_all(text: str, file: str = "<string>") -> list[Model]:
+    """Parse and check every model in ``text``; raise the file's errors together."""
+    models = parse_models(text, file)
+    if not models:
+        raise GenSyntaxError("no model in this file; write 'model NAME { ... }'", Span(file, 1, 1, text))
+    out, errors, seen = [], [], {}
+    for name, statements, span in models:
+        if name in seen:
+            errors.append(GenSemanticError(f"model '{name}' is defined twice (first on line {seen[name]})", span))
+            continue
+        seen[name] = span.line
+        try:
+            out.append(check(name, statements, span))
+        except GenError as err:
+            errors.extend([err, *err.notes])
+            err.notes = []
+    if errors:
+        raise type(errors[0])(errors[0].message, errors[0].span, notes=errors[1:])
+    return out
+
+
+def _pick(models: list[Model], model: str | None, where: Span) -> Model:
+    if model is None:
+        return models[0]
+    for m in models:
+        if m.name == model:
+            return m
+    names = [m.name for m in models]
+    raise GenSemanticError(f"no model named '{model}' (models here: {', '.join(names)}){did_you_mean(model, names)}", where)
+
+
+def parse(text: str, model: str | None = None, file: str = "<string>") -> Model:
+    """The first model in ``text`` (or the one named ``model``), checked."""
+    return _pick(parse_all(text, file), model, Span(file))
+
+
+def load(path: str | Path, model: str | None = None) -> Model:
+    """Read a ``.gen`` file and return its first model (or the one named ``model``), checked."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise GenError(f"cannot read {path}: {err.strerror or err}", Span(str(path))) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise GenSyntaxError("the file is not valid UTF-8 text", Span(str(path), line, col)) from None
+    return _pick(parse_all(text, str(path)), model, Span(str(path)))

@@ -1,0 +1,189 @@
+"""Text -> statements: the lark parser and the tree transformer.
+
+``parse_models(text, file)`` returns ``[(name, [Statement, ...], Span), ...]`` for every model
+in the text, or raises :class:`~gendsl.errors.GenSyntaxError` with file, line and column.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import lark
+from lark import Token, Transformer, v_args
+
+from gendsl.errors import GenSyntaxError, Span
+from gendsl.ir.ast import BinOp, Call, Index, ListExpr, Name, Num, Str, Unary
+from gendsl.ir.model import Statement
+from gendsl.ir.types import BASES, VarType
+from gendsl.lang.grammar import grammar_text
+from gendsl.lang.messages import syntax_error
+
+__all__ = ["parse_models"]
+
+
+class _DropNewlinesInBrackets:
+    """Post-lexer: newlines inside ( ) and [ ] do not end a statement."""
+
+    always_accept = ("_NEWLINE",)
+
+    def process(self, stream):
+        depth = 0
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(0, depth - 1)
+            elif tok.type == "RBRACE":
+                depth = 0
+            if tok.type == "_NEWLINE" and depth > 0:
+                continue
+            yield tok
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    return lark.Lark(grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True,
+                     postlex=_DropNewlinesInBrackets(), maybe_placeholders=True)
+
+
+class _ToIR(Transformer):
+    """Parse tree -> (name, statements, span) per model. Front end only: no JAX here."""
+
+    def __init__(self, file: str, text: str):
+        super().__init__()
+        self.file = file
+        self.text = text
+
+    def _span(self, meta_or_tok) -> Span:
+        line = getattr(meta_or_tok, "line", None)
+        col = getattr(meta_or_tok, "column", None)
+        return Span(self.file, line, col, self.text)
+
+    # -- models and statements --------------------------------------------------------------------
+    def start(self, items):
+        return [i for i in items if i is not None]
+
+    @v_args(meta=True)
+    def model(self, meta, items):
+        name, *stmts = items
+        return (str(name), [s for s in stmts if s is not None], self._span(name))
+
+    @v_args(meta=True)
+    def data_decl(self, meta, items):
+        name, (vtype, tspan) = items
+        return Statement("data", str(name), vtype, None, self._span(name), tspan)
+
+    @v_args(meta=True)
+    def sample_stmt(self, meta, items):
+        name, typed, rhs = items
+        vtype, tspan = typed if typed is not None else (None, None)
+        return Statement("sample", str(name), vtype, rhs, self._span(name), tspan)
+
+    @v_args(meta=True)
+    def let_stmt(self, meta, items):
+        name, rhs = items
+        return Statement("let", str(name), None, rhs, self._span(name))
+
+    @v_args(meta=True)
+    def type(self, meta, items):
+        base, dims, vocab = items
+        shape = tuple(dims) if dims is not None else ()
+        base = str(base)
+        span = self._span(meta)
+        if base == "token" and vocab is None:
+            raise GenSyntaxError("a token type needs its vocabulary size: token[N] of V", span)
+        if base != "token" and vocab is not None:
+            raise GenSyntaxError(f"only token types take 'of V'; {base} does not", span)
+        assert base in BASES
+        return VarType(base, shape, vocab), span
+
+    def dims(self, items):
+        return list(items)
+
+    def dim_int(self, items):
+        value = int(items[0])
+        if value <= 0:
+            raise GenSyntaxError(f"a dimension must be positive, got {value}", self._span(items[0]))
+        return value
+
+    def dim_name(self, items):
+        return str(items[0])
+
+    # -- expressions ------------------------------------------------------------------------------
+    def _bin(op):
+        @v_args(meta=True)
+        def f(self, meta, items):
+            return BinOp(op, items[0], items[1], self._span(meta))
+
+        return f
+
+    add, sub, mul, div, pow = _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("^")
+
+    @v_args(meta=True)
+    def neg(self, meta, items):
+        return Unary("-", items[0], self._span(meta))
+
+    @v_args(meta=True)
+    def index(self, meta, items):
+        return Index(items[0], tuple(items[1:]), self._span(meta))
+
+    @v_args(meta=True)
+    def call(self, meta, items):
+        name, args = items
+        positional, keywords = [], []
+        for a in args or []:
+            if isinstance(a, tuple):
+                keywords.append(a)
+            else:
+                if keywords:
+                    raise GenSyntaxError("a positional argument cannot follow a keyword argument", a.span)
+                positional.append(a)
+        return Call(str(name), tuple(positional), tuple(keywords), self._span(name))
+
+    def arguments(self, items):
+        return list(items)
+
+    def kwarg(self, items):
+        return (str(items[0]), items[1])
+
+    def number(self, items):
+        tok = items[0]
+        text = str(tok)
+        is_int = text.isdigit()
+        value = int(text) if is_int else float(text)
+        if not is_int and value in (float("inf"),):
+            raise GenSyntaxError(f"number {text[:20]} is too large", self._span(tok))
+        return Num(value, self._span(tok))
+
+    def string(self, items):
+        tok = items[0]
+        raw = str(tok)[1:-1]
+        return Str(raw.replace('\\"', '"').replace("\\\\", "\\"), self._span(tok))
+
+    def name(self, items):
+        return Name(str(items[0]), self._span(items[0]))
+
+    @v_args(meta=True)
+    def list(self, meta, items):
+        items = [i for i in items if i is not None]
+        return ListExpr(tuple(items), self._span(meta))
+
+
+def parse_models(text: str, file: str = "<string>") -> list[tuple[str, list[Statement], Span]]:
+    """Parse ``text`` into one ``(name, statements, span)`` per model.
+
+    Raises
+    ------
+    GenSyntaxError
+        At the first place the text leaves the grammar, with a curated message.
+    """
+    try:
+        tree = _parser().parse(text)
+    except lark.exceptions.UnexpectedInput as err:
+        raise syntax_error(err, text, file) from None
+    try:
+        return _ToIR(file, text).transform(tree)
+    except lark.exceptions.VisitError as err:
+        if isinstance(err.orig_exc, GenSyntaxError):
+            raise err.orig_exc from None
+        raise

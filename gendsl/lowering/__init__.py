@@ -1,0 +1,1 @@
+"""Lowering of the language's expressions to JAX."""

@@ -1,0 +1,270 @@
+"""Program: the compiled entry points of a model.
+
+``init · loss · fit · sample · log_prob · log_prob_kind · infer · describe · save · load_params``.
+The joint log-density is the sum over stochastic nodes, sampling is ancestral in topological
+order, and the training loss is the sum of node losses with parents teacher-forced.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gendsl.compiler import Lowered, bind_dims, lower, static_inputs
+from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError
+from gendsl.ir.model import Model
+from gendsl.mechanisms import registered
+from gendsl.mechanisms.base import weakest_kind
+from gendsl.runtime import params_io
+from gendsl.runtime.batch import prepare
+from gendsl.runtime.train import FitResult, build_trainer, run
+
+__all__ = ["Program"]
+
+
+class Program:
+    """A compiled model. Build it with :func:`gendsl.compile`."""
+
+    def __init__(self, model: Model, dims: Mapping[str, int] | None = None):
+        self.model = model
+        self.dims = dict(dims or {})
+        known = registered()
+        for var in model.variables():
+            if var.stochastic and var.mechanism not in known:
+                raise GenSemanticError(
+                    f"mechanism '{var.mechanism}' (for '{var.name}') is not available yet in this version of gendsl "
+                    f"(available: {', '.join(sorted(known))})", var.rhs.span if var.rhs is not None else var.span)
+        self._lowered: dict[tuple, Lowered] = {}
+        self._jitted: dict = {}
+
+    # -- lowering ----------------------------------------------------------------------------------
+    def lowered(self, data: Mapping[str, Any] | None = None) -> Lowered:
+        """The graph lowered for the dimensions known now (compile-time ``dims`` and ``data``)."""
+        dims = {**self.dims, **dict(bind_dims(self.model, data or {}))}
+        key = tuple(sorted(dims.items()))
+        if key not in self._lowered:
+            self._lowered[key] = lower(self.model, dims)
+        return self._lowered[key]
+
+    @cached_property
+    def _plan(self) -> Lowered:
+        try:
+            return self.lowered()
+        except GenDataError:
+            return lower(self.model, self.dims, placeholder=1)
+
+    @property
+    def log_prob_kind(self) -> str:
+        """The joint's likelihood kind: the weakest of its nodes' kinds."""
+        return weakest_kind(n.mechanism.kind for n in self._plan.stochastic)
+
+    # -- graph evaluation (batched) ----------------------------------------------------------------
+    @staticmethod
+    def _given(node, values: dict) -> dict:
+        return {p: values[p] for p in node.mechanism.ctx.parents}
+
+    @staticmethod
+    def _deterministic(node, values: dict, n: int) -> jax.Array:
+        env = {p: values[p] for p in node.var.parents if p in values}
+        if env:
+            return jax.vmap(node.compute)(env)
+        return jnp.broadcast_to(node.compute({}), (n, *node.type.shape))
+
+    def _complete(self, lowered: Lowered, values: dict, n: int) -> dict:
+        values = dict(values)
+        for node in lowered.nodes:
+            if node.var.role == "deterministic" and node.name not in values:
+                values[node.name] = self._deterministic(node, values, n)
+        return values
+
+    # -- entry points ------------------------------------------------------------------------------
+    def init(self, key: jax.Array, data: Mapping[str, Any] | None = None) -> dict:
+        """Fresh parameters: a dict from variable name to that node's parameter PyTree."""
+        lowered = self.lowered(data)
+        keys = jax.random.split(key, max(1, len(lowered.stochastic)))
+        return {node.name: node.mechanism.init(k) for node, k in zip(lowered.stochastic, keys)}
+
+    def _fit_required(self, lowered: Lowered) -> list[str]:
+        need = [v.name for v in self.model.by_role("observed", "latent", "input")
+                if v.name not in lowered.dim_values]
+        latents = [v.name for v in self.model.by_role("latent")]
+        return need, latents
+
+    def _prepare_batched(self, data, lowered, purpose: str):
+        required, latents = self._fit_required(lowered)
+        missing_latent = [l for l in latents if l not in data]
+        if missing_latent:
+            raise GenDataError(f"{purpose} needs a value for every modelled variable, and "
+                               f"{', '.join(repr(m) for m in missing_latent)} {'is' if len(missing_latent) == 1 else 'are'} "
+                               f"latent: use infer() for a posterior over latent variables", self.model[missing_latent[0]].span)
+        allowed = [*required, *lowered.dim_values]
+        derived = {v.name for v in self.model.by_role("deterministic")}
+        data = {k: v for k, v in data.items() if k not in derived}  # recomputed from their parents
+        arrays, n = prepare(lowered, data, required, batched=True, allowed=allowed)
+        return arrays, n
+
+    def _joint_train_loss(self, lowered: Lowered):
+        def loss_fn(params, node_state, batch, key, group):
+            n = next(iter(batch.values())).shape[0]
+            values = self._complete(lowered, batch, n)
+            total = jnp.zeros(())
+            new_state = {}
+            keys = jax.random.split(key, max(1, len(lowered.stochastic)))
+            for node, k in zip(lowered.stochastic, keys):
+                loss, new_state[node.name] = node.mechanism.train_loss(
+                    params[node.name], node_state[node.name], values[node.name], self._given(node, values), k, group)
+                total = total + loss
+            return total, new_state
+
+        return loss_fn
+
+    def loss(self, params: dict, data: Mapping[str, Any], key: jax.Array) -> jax.Array:
+        """The training loss on ``data``: sum over nodes, parents teacher-forced (scalar)."""
+        lowered = self.lowered(data)
+        arrays, n = self._prepare_batched(data, lowered, "loss")
+        values = self._complete(lowered, arrays, n)
+        keys = jax.random.split(key, max(1, len(lowered.stochastic)))
+        return sum(node.mechanism.loss(params[node.name], values[node.name], self._given(node, values), k)
+                   for node, k in zip(lowered.stochastic, keys))
+
+    def fit(self, data: Mapping[str, Any], steps: int = 2000, key: jax.Array | None = None, batch_size: int = 256,
+            optimizer: optax.GradientTransformation | None = None, params: dict | None = None,
+            progress: bool = True) -> FitResult:
+        """Train every node on ``data`` (arrays with a leading example axis).
+
+        Parameters
+        ----------
+        data:
+            Variable name -> array of shape ``(n, *event_shape)``.
+        steps, batch_size:
+            Optimiser steps and examples per step.
+        key:
+            PRNG key (initialisation, batches, stochastic losses).
+        optimizer:
+            Any optax optimiser; ``optax.adam(1e-3)`` when None.
+        params:
+            Start from these parameters instead of a fresh ``init``.
+
+        Returns
+        -------
+        FitResult
+            ``.params``, ``.losses`` (shape ``(steps,)``), ``.state``, ``.train_seconds``.
+        """
+        key = jax.random.key(0) if key is None else key
+        if steps < 0 or batch_size <= 0:
+            raise GenDataError(f"steps must be >= 0 and batch_size > 0, got steps={steps}, batch_size={batch_size}")
+        lowered = self.lowered(data)
+        arrays, n = self._prepare_batched(data, lowered, "fit")
+        init_key, state_key, run_key = jax.random.split(key, 3)
+        params = self.init(init_key, data) if params is None else params
+        groups, labels, node_state = self._training_parts(lowered, params, state_key)
+        init, step = build_trainer(self._joint_train_loss(lowered), optimizer or optax.adam(1e-3), groups, labels)
+        state, losses, seconds = run(step, init(params, node_state), arrays, n, steps=steps, key=run_key,
+                                     batch_size=batch_size, progress=progress)
+        if losses.size and not np.all(np.isfinite(losses)):
+            bad = int(np.argmax(~np.isfinite(losses)))
+            raise GenRuntimeError(f"the training loss became non-finite at step {bad}; lower the learning rate")
+        return FitResult(self.finalize(state.params, state.node_state), losses, state, seconds)
+
+    def _training_parts(self, lowered, params, key):
+        groups = ["main"]
+        for node in lowered.stochastic:
+            groups += [g for g in node.mechanism.groups if g not in groups]
+        labels = {node.name: node.mechanism.param_labels(params[node.name]) for node in lowered.stochastic}
+        keys = jax.random.split(key, max(1, len(lowered.stochastic)))
+        node_state = {node.name: node.mechanism.init_train_state(k, params[node.name])
+                      for node, k in zip(lowered.stochastic, keys)}
+        return tuple(groups), labels, node_state
+
+    def finalize(self, params: dict, node_state: dict) -> dict:
+        """Parameters to use after training (each node's ``finalize``, e.g. an EMA)."""
+        lowered = self._plan
+        return {n.name: n.mechanism.finalize(params[n.name], node_state[n.name]) for n in lowered.stochastic}
+
+    def sample(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None) -> dict:
+        """``n`` joint draws by ancestral sampling.
+
+        ``data`` supplies inputs (and dimensions) the model needs. Returns a dict from every
+        modelled and deterministic variable to an array of shape ``(n, *shape)``.
+        """
+        data = dict(data or {})
+        lowered = self.lowered(data)
+        inputs = [v.name for v in self.model.by_role("input") if v.name not in lowered.dim_values]
+        arrays, m = prepare(lowered, data, inputs, batched=True, allowed=[*inputs, *lowered.dim_values])
+        if arrays and m not in (1, n):
+            raise GenDataError(f"the inputs hold {m} examples but {n} draws were asked for", self.model.span)
+        fn = self._sampler(lowered, n)
+        arrays = {k: jnp.broadcast_to(v, (n, *v.shape[1:])) for k, v in arrays.items()}
+        out = fn(params, key, arrays)
+        return {k: v for k, v in out.items() if self.model[k].role != "input"}
+
+    def _sampler(self, lowered: Lowered, n: int):
+        cache_key = ("sample", lowered.dims, n)
+        if cache_key not in self._jitted:
+            def draw(params, key, inputs):
+                values = dict(inputs)
+                keys = jax.random.split(key, max(1, len(lowered.nodes)))
+                for node, k in zip(lowered.nodes, keys):
+                    if node.var.role == "deterministic":
+                        values[node.name] = self._deterministic(node, values, n)
+                    elif node.mechanism is not None:
+                        values[node.name] = node.mechanism.sample(params[node.name], k, n, self._given(node, values))
+                return values
+
+            self._jitted[cache_key] = jax.jit(draw)
+        return self._jitted[cache_key]
+
+    def log_prob(self, params: dict, data: Mapping[str, Any]) -> jax.Array:
+        """Joint log-density of each example in ``data``, shape ``(n,)``; see :attr:`log_prob_kind`."""
+        lowered = self.lowered(data)
+        for node in lowered.stochastic:
+            if node.mechanism.kind == "unavailable":
+                raise GenRuntimeError(f"log_prob is unavailable: '{node.name}' is made by "
+                                      f"{node.mechanism.describe()['mechanism']}, which has no likelihood", node.var.span)
+        arrays, n = self._prepare_batched(data, lowered, "log_prob")
+        cache_key = ("log_prob", lowered.dims)
+        if cache_key not in self._jitted:
+            def joint(params, arrays):
+                n = next(iter(arrays.values())).shape[0]
+                values = self._complete(lowered, arrays, n)
+                return sum(node.mechanism.log_prob(params[node.name], values[node.name], self._given(node, values))
+                           for node in lowered.stochastic)
+
+            self._jitted[cache_key] = jax.jit(joint)
+        return self._jitted[cache_key](params, arrays)
+
+    def infer(self, data: Mapping[str, Any], key: jax.Array | None = None, num_chains: int = 4,
+              num_samples: int = 1000, num_warmup: int = 1000, kernel: str = "auto", params: dict | None = None, **options):
+        """Posterior over the latent variables given ``data`` (see :mod:`gendsl.inference`)."""
+        try:
+            from gendsl.inference import infer
+        except ImportError:
+            raise GenRuntimeError("posterior inference is not available yet in this version of gendsl") from None
+        return infer(self, data, key=jax.random.key(0) if key is None else key, num_chains=num_chains,
+                     num_samples=num_samples, num_warmup=num_warmup, kernel=kernel, params=params, **options)
+
+    # -- the plan ----------------------------------------------------------------------------------
+    def describe(self) -> str:
+        """The plan: one row per node (mechanism, parents, loss, likelihood kind, sampler, cost)."""
+        from gendsl.describe import describe
+
+        return describe(self._plan)
+
+    # -- parameters on disk ------------------------------------------------------------------------
+    def save(self, params: dict, path: str | Path) -> Path:
+        """Write ``params`` to ``path`` (a folder; no pickle). Returns the folder."""
+        return params_io.save(params, path, {"model": self.model.name, "dims": self._plan.dim_values if self.model.symbols <= set(self.dims) else self.dims})
+
+    def load_params(self, path: str | Path, data: Mapping[str, Any] | None = None) -> dict:
+        """Read parameters written by :meth:`save` or by ``gendsl fit`` (its output folder)."""
+        meta = params_io.read_meta(path)
+        dims = dict(meta.get("dims") or {})
+        template = self.init(jax.random.key(0), {**dims, **(data or {})})
+        return params_io.load(path, template)
+

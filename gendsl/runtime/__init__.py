@@ -1,0 +1,1 @@
+"""What runs compiled programs: the training loop, parameter files, data preparation."""

@@ -1,0 +1,117 @@
+"""Data -> arrays the compiled program can use, checked before anything is traced.
+
+Every problem is a :class:`~gendsl.errors.GenDataError` naming the variable, what was
+expected and what came.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+
+from gendsl.errors import GenDataError
+from gendsl.ir.types import shape_str
+
+__all__ = ["prepare", "dtype_for"]
+
+
+def dtype_for(base: str):
+    """The array dtype of a variable of this base type."""
+    return jnp.int32 if base in ("int", "token") else jnp.result_type(float)
+
+
+def _check_values(name: str, vtype, arr: np.ndarray, span) -> None:
+    if arr.size == 0:
+        raise GenDataError(f"'{name}' is empty", span)
+    if vtype.base in ("int", "token"):
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                raise GenDataError(f"'{name}' is declared {vtype} and needs integers, got {arr.dtype} values", span)
+        if vtype.base == "token":
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi >= int(vtype.vocab):
+                raise GenDataError(f"'{name}' holds tokens in 0..{int(vtype.vocab) - 1}, got values from {lo} to {hi}", span)
+        return
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise GenDataError(f"'{name}' needs numbers, got {arr.dtype} values", span)
+    bad = ~np.isfinite(arr.astype(float))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise GenDataError(f"'{name}' holds a non-finite value ({arr[where]}) at index {list(where)}", span)
+    if vtype.base == "positive" and np.any(arr <= 0):
+        raise GenDataError(f"'{name}' is declared {vtype} but holds values <= 0 (min {arr.min():g})", span)
+    if vtype.base == "unit" and (np.any(arr <= 0) or np.any(arr >= 1)):
+        raise GenDataError(f"'{name}' is declared {vtype} but holds values outside (0, 1)", span)
+
+
+def prepare(lowered, data: Mapping[str, object], required: Iterable[str], *, batched: bool,
+            allowed: Iterable[str] | None = None) -> tuple[dict, int | None]:
+    """Check and convert ``data`` for the lowered graph.
+
+    Parameters
+    ----------
+    lowered:
+        The :class:`~gendsl.compiler.Lowered` graph (bound types).
+    data:
+        Variable name -> array-like.
+    required:
+        Names that must be present.
+    batched:
+        If True every value gets a leading example axis ``n`` (values given without one, such as
+        shared covariates, are broadcast); if False values are single examples.
+    allowed:
+        Names that may be present (default: every variable of the model).
+
+    Returns
+    -------
+    (arrays, n):
+        ``arrays`` maps names to jnp arrays (static ``int`` inputs excluded), ``n`` the number of
+        examples (None when not batched).
+    """
+    model = lowered.model
+    dims = lowered.dim_values
+    allowed = set(allowed) if allowed is not None else set(model.graph.nodes)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise GenDataError(f"the data hold {', '.join(repr(u) for u in unknown)}, which the model "
+                           f"'{model.name}' does not {'declare' if set(unknown) - set(model.graph.nodes) else 'take here'} "
+                           f"(it takes: {', '.join(sorted(allowed))})", model.span)
+    missing = [r for r in required if r not in data]
+    if missing:
+        raise GenDataError(f"the data are missing {', '.join(repr(m) for m in missing)} "
+                           f"(model '{model.name}')", model[missing[0]].span)
+    arrays, lengths = {}, {}
+    for name, raw in data.items():
+        if name in dims:
+            continue
+        node = lowered.node(name)
+        vtype = node.type
+        try:
+            arr = np.asarray(raw)
+        except Exception:  # noqa: BLE001 - anything numpy cannot read is the user's data problem
+            raise GenDataError(f"'{name}' cannot be read as an array", node.var.span) from None
+        if arr.dtype == object:
+            raise GenDataError(f"'{name}' is ragged or not numeric", node.var.span)
+        event = tuple(int(d) for d in vtype.shape)
+        if batched and arr.shape[1:] == event and arr.ndim == len(event) + 1:
+            lengths[name] = arr.shape[0]
+        elif arr.shape != event:
+            expect = f"{shape_str(event)} or (n, {', '.join(map(str, event))})" if batched else shape_str(event)
+            if batched and not event:
+                expect = "a scalar or a vector of n examples"
+            raise GenDataError(f"'{name}' is declared {vtype} (shape {expect}) but the data have shape "
+                               f"{list(arr.shape)}", node.var.span)
+        _check_values(name, vtype, arr, node.var.span)
+        arrays[name] = jnp.asarray(arr, dtype=dtype_for(vtype.base))
+    n = None
+    if batched:
+        if len(set(lengths.values())) > 1:
+            desc = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+            raise GenDataError(f"the data variables have different numbers of examples ({desc})", model.span)
+        n = next(iter(lengths.values()), 1)
+        for name, arr in arrays.items():
+            if name not in lengths:
+                arrays[name] = jnp.broadcast_to(arr, (n, *arr.shape))
+    return arrays, n
