@@ -249,6 +249,15 @@ class Program:
         return infer(self, data, key=jax.random.key(0) if key is None else key, num_chains=num_chains,
                      num_samples=num_samples, num_warmup=num_warmup, kernel=kernel, params=params, **options)
 
+    def distill(self, params: dict, steps: int = 1, key: jax.Array | None = None, **options):
+        """Distil the evolve node(s) into a ``steps``-step sampler: returns ``(student, student_params)``
+        (see :mod:`gendsl.distill`)."""
+        try:
+            from gendsl.distill import distill
+        except ImportError:
+            raise GenRuntimeError("distillation is not available yet in this version of gendsl") from None
+        return distill(self, params, steps=steps, key=jax.random.key(0) if key is None else key, **options)
+
     # -- the plan ----------------------------------------------------------------------------------
     def describe(self) -> str:
         """The plan: one row per node (mechanism, parents, loss, likelihood kind, sampler, cost)."""
