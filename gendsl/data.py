@@ -297,18 +297,16 @@ def _json_array(path: Path, key: str, value: object) -> np.ndarray:
     return arr
 
 
-def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], object]:
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
-    return arrays, arrays.pop(TRUE_NLL_KEY, None)
+        return {k: f[k] for k in f.files}
 
 
-def _read_json(path: Path) -> tuple[dict[str, np.ndarray], object]:
+def _read_json(path: Path) -> dict[str, np.ndarray]:
     raw = json.loads(path.read_text())
     if not isinstance(raw, dict):
         raise GenDataError(f"data file '{path}' must hold a JSON object keyed by variable name")
-    true_nll = raw.pop(TRUE_NLL_KEY, None)
-    return {k: _json_array(path, k, v) for k, v in raw.items()}, true_nll
+    return {k: _json_array(path, k, v) for k, v in raw.items()}
 
 
 def load_source(
@@ -327,8 +325,8 @@ def load_source(
         ``builtin:NAME``; a ``.npy`` file (only when the model has exactly one data variable);
         an ``.npz`` or ``.json`` file keyed by variable name. An ``.npz`` / ``.json`` may also hold
         a scalar ``true_nll`` (the data's exact entropy per example, in nats), which becomes
-        :attr:`Dataset.true_nll` rather than a variable. JSON lists become arrays, integers stay
-        integers, scalars become 0-d arrays.
+        :attr:`Dataset.true_nll` rather than a variable (unless the model has a variable of
+        that name). JSON lists become arrays, integers stay integers, scalars become 0-d arrays.
     variables:
         The data variables the model expects.
     n_default:
@@ -375,13 +373,14 @@ def load_source(
         )
     try:
         if suffix == ".npy":
-            arrays, true_nll = {variables[0]: np.load(path, allow_pickle=False)}, None
+            arrays = {variables[0]: np.load(path, allow_pickle=False)}
         elif suffix == ".npz":
-            arrays, true_nll = _read_npz(path)
+            arrays = _read_npz(path)
         else:
-            arrays, true_nll = _read_json(path)
+            arrays = _read_json(path)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # corrupt file, pickled objects, bad JSON
         raise GenDataError(f"cannot read data file '{path}': {exc}") from exc
+    true_nll = None if TRUE_NLL_KEY in variables else arrays.pop(TRUE_NLL_KEY, None)
     _check_keys(path, list(arrays), variables)
     return Dataset(
         str(path),

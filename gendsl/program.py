@@ -118,7 +118,7 @@ class Program:
             keys = jax.random.split(key, max(1, len(lowered.stochastic)))
             for node, k in zip(lowered.stochastic, keys):
                 loss, new_state[node.name] = node.mechanism.train_loss(
-                    params[node.name], node_state[node.name], values[node.name], self._given(node, values), k, group)
+                    params.get(node.name, {}), node_state[node.name], values[node.name], self._given(node, values), k, group)
                 total = total + loss
             return total, new_state
 
@@ -130,7 +130,7 @@ class Program:
         arrays, n = self._prepare_batched(data, lowered, "loss")
         values = self._complete(lowered, arrays, n)
         keys = jax.random.split(key, max(1, len(lowered.stochastic)))
-        return sum(node.mechanism.loss(params[node.name], values[node.name], self._given(node, values), k)
+        return sum(node.mechanism.loss(params.get(node.name, {}), values[node.name], self._given(node, values), k)
                    for node, k in zip(lowered.stochastic, keys))
 
     def fit(self, data: Mapping[str, Any], steps: int = 2000, key: jax.Array | None = None, batch_size: int = 256,
@@ -176,16 +176,16 @@ class Program:
         groups = ["main"]
         for node in lowered.stochastic:
             groups += [g for g in node.mechanism.groups if g not in groups]
-        labels = {node.name: node.mechanism.param_labels(params[node.name]) for node in lowered.stochastic}
+        labels = {node.name: node.mechanism.param_labels(params.get(node.name, {})) for node in lowered.stochastic}
         keys = jax.random.split(key, max(1, len(lowered.stochastic)))
-        node_state = {node.name: node.mechanism.init_train_state(k, params[node.name])
+        node_state = {node.name: node.mechanism.init_train_state(k, params.get(node.name, {}))
                       for node, k in zip(lowered.stochastic, keys)}
         return tuple(groups), labels, node_state
 
     def finalize(self, params: dict, node_state: dict) -> dict:
         """Parameters to use after training (each node's ``finalize``, e.g. an EMA)."""
         lowered = self._plan
-        return {n.name: n.mechanism.finalize(params[n.name], node_state[n.name]) for n in lowered.stochastic}
+        return {n.name: n.mechanism.finalize(params.get(n.name, {}), node_state[n.name]) for n in lowered.stochastic}
 
     def sample(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None) -> dict:
         """``n`` joint draws by ancestral sampling.
@@ -214,7 +214,7 @@ class Program:
                     if node.var.role == "deterministic":
                         values[node.name] = self._deterministic(node, values, n)
                     elif node.mechanism is not None:
-                        values[node.name] = node.mechanism.sample(params[node.name], k, n, self._given(node, values))
+                        values[node.name] = node.mechanism.sample(params.get(node.name, {}), k, n, self._given(node, values))
                 return values
 
             self._jitted[cache_key] = jax.jit(draw)
@@ -233,7 +233,7 @@ class Program:
             def joint(params, arrays):
                 n = next(iter(arrays.values())).shape[0]
                 values = self._complete(lowered, arrays, n)
-                return sum(node.mechanism.log_prob(params[node.name], values[node.name], self._given(node, values))
+                return sum(node.mechanism.log_prob(params.get(node.name, {}), values[node.name], self._given(node, values))
                            for node in lowered.stochastic)
 
             self._jitted[cache_key] = jax.jit(joint)

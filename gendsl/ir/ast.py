@@ -13,7 +13,7 @@ from typing import Iterator, Union
 
 from gendsl.errors import Span
 
-__all__ = ["Expr", "Num", "Str", "Name", "Unary", "BinOp", "Call", "Index", "ListExpr", "walk", "names_in", "unparse"]
+__all__ = ["Expr", "Opaque", "Num", "Str", "Name", "Unary", "BinOp", "Call", "Index", "ListExpr", "walk", "names_in", "unparse"]
 
 _NOSPAN = Span()
 
@@ -78,7 +78,20 @@ class ListExpr:
     span: Span = field(default=_NOSPAN, compare=False, repr=False)
 
 
-Expr = Union[Num, Str, Name, Unary, BinOp, Call, Index, ListExpr]
+@dataclass(frozen=True)
+class Opaque:
+    """A Python function of the variable (builder API only), e.g. an energy written with jax.numpy.
+
+    Evaluated as ``fn(x)`` with ``x`` the value of the variable being defined.
+    """
+
+    fn: object
+    label: str = "function"
+    arg: str | None = None  # the variable it is a function of
+    span: Span = field(default=_NOSPAN, compare=False, repr=False)
+
+
+Expr = Union[Num, Str, Name, Unary, BinOp, Call, Index, ListExpr, Opaque]
 
 
 def walk(expr: Expr) -> Iterator[Expr]:
@@ -136,4 +149,6 @@ def unparse(expr: Expr, parent_prec: int = 0) -> str:
         return f"{unparse(expr.value, 5)}[{', '.join(unparse(i) for i in expr.indices)}]"
     if isinstance(expr, ListExpr):
         return "[" + ", ".join(unparse(i) for i in expr.items) + "]"
+    if isinstance(expr, Opaque):
+        return f"<python {expr.label}>"
     raise TypeError(f"not an expression: {expr!r}")

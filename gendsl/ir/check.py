@@ -11,7 +11,7 @@ from __future__ import annotations
 import networkx as nx
 
 from gendsl.errors import GenError, GenSemanticError, Span, did_you_mean
-from gendsl.ir.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Str, Unary, names_in, unparse
+from gendsl.ir.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Opaque, Str, Unary, names_in, unparse, walk
 from gendsl.ir.functions import FUNCTIONS
 from gendsl.ir.model import Model, Statement, Variable
 from gendsl.ir.resolve import resolve_call
@@ -46,6 +46,23 @@ class _Errors:
         if self.items:
             items = sorted(self.items, key=lambda e: (e.line or 0, e.column or 0))
             raise GenSemanticError(items[0].message, items[0].span, notes=items[1:])
+
+
+def _function_calls(rhs: Expr, spec: Spec | None) -> list[Call]:
+    """Calls used as functions in an expression (for ``~``: inside expression arguments only)."""
+    if spec is None:
+        exprs = [rhs]
+    else:
+        exprs = []
+        stack = [spec]
+        while stack:
+            sp = stack.pop()
+            for value in sp.options.values():
+                if isinstance(value, Spec):
+                    stack.append(value)
+                elif isinstance(value, (Num, Str, Name, Unary, BinOp, Call, Index, ListExpr)):
+                    exprs.append(value)
+    return [e for x in exprs for e in walk(x) if isinstance(e, Call)]
 
 
 class _Shapes:
@@ -199,13 +216,19 @@ def check(name: str, statements: list[Statement], span: Span | None = None) -> M
                 errors.extend(err)
                 continue
             specs[n] = spec
-            allowed_self = spec.name == "energy"
+            given = set(spec.get("given", ()) or ())
+            allowed_self = spec.name == "energy" and n not in given
             for ref in names_in(rhs):
                 if ref.id == n and allowed_self:
                     continue
                 refs.append((ref.id, ref.span))
         else:
             refs = [(r.id, r.span) for r in names_in(st.rhs)]
+        for fn in _function_calls(st.rhs, specs.get(n)):
+            if fn.func not in FUNCTIONS:
+                sig = SIGNATURES.get(fn.func)
+                hint = f" ({fn.func} is a {sig.category}, not a function)" if sig else did_you_mean(fn.func, FUNCTIONS)
+                errors.add(f"unknown function '{fn.func}'{hint}", fn.span)
         for ref, rspan in refs:
             if ref == n:
                 errors.add(f"'{n}' depends on itself", rspan)
@@ -305,7 +328,7 @@ def _infer_type(n, st, declared, spec, shapes, types, int_inputs) -> VarType:
     if vtype.base not in MECHANISM_BASES[mech]:
         raise GenSemanticError(f"{mech}() cannot model '{n}' of type {vtype}; it models "
                                f"{', '.join(MECHANISM_BASES[mech])} variables", call.span)
-    if mech == "energy" and not isinstance(spec["E"], Spec):
+    if mech == "energy" and not isinstance(spec["E"], (Spec, Opaque)):
         # an energy expression must be a scalar
         local = dict(types)
         local[n] = vtype

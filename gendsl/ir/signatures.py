@@ -145,6 +145,9 @@ _MAPS = [
         Param("net", "network", None), Param("trace", "str", "exact", ("exact", "hutchinson")),
         Param("train", "str", "likelihood", ("likelihood", "flow_matching")),
         Param("rtol", "number", 1e-3), Param("atol", "number", 1e-5), Param("steps", "int_or_str", "adaptive"),
+        Param("max_steps", "int", 1000, doc="most solver steps of one adaptive solve"),
+        Param("adjoint", "str", "checkpoint", ("checkpoint", "backsolve"),
+              doc="gradients through the solve: recursive checkpointing or the continuous adjoint"),
     ), "continuous normalizing flow"),
     Signature("generator", "map", (
         Param("net", "network", None), Param("critic", "network", None),

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special as jss
 
-from gendsl.ir.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Str, Unary
+from gendsl.ir.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Opaque, Str, Unary
 
 __all__ = ["IMPLEMENTATIONS", "evaluate"]
 
@@ -63,4 +63,6 @@ def evaluate(expr: Expr, env: dict) -> jax.Array:
             return jnp.eye(size)
         args = [evaluate(a, env) for a in expr.args]
         return IMPLEMENTATIONS[expr.func](*args)
+    if isinstance(expr, Opaque):
+        return expr.fn(env[expr.arg])
     raise TypeError(f"not an expression: {expr!r}")

@@ -1,0 +1,171 @@
+"""The ``gendsl`` command line: check, describe, fit, sample, infer, distill.
+
+Every user error prints ``FILE:LINE:COL: error: ...`` (with the line and a caret where there is
+one) to stderr and exits 1; no Python traceback (set ``GENDSL_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_check(args) -> int:
+    import gendsl
+    from gendsl.errors import GenError
+
+    text = _read_source(args.file)
+    models = gendsl.parse_all(text, str(args.file))
+    for model in models:
+        try:
+            print(gendsl.compile(model).describe())
+        except GenError as err:
+            print(f"model {model.name}: checked; not compiled: {err.message}")
+    print(f"{args.file}: ok ({len(models)} model{'s' if len(models) != 1 else ''})")
+    return 0
+
+
+def _read_source(path) -> str:
+    from gendsl.errors import GenError, GenSyntaxError, Span
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise GenError(f"cannot read {path}: {err.strerror or err}", Span(str(path))) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise GenSyntaxError("the file is not valid UTF-8 text", Span(str(path), line, col)) from None
+
+
+def _cmd_describe(args) -> int:
+    import gendsl
+
+    print(gendsl.compile(gendsl.load(args.file, model=args.model)).describe())
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    from gendsl.runs import fit_run
+
+    metrics = fit_run(args.file, args.data, args.out, steps=args.steps, seed=args.seed, model_name=args.model,
+                      batch_size=args.batch_size, learning_rate=args.lr, n_builtin=args.n,
+                      progress=not args.quiet)
+    shown = {k: v for k, v in metrics.items() if v is not None}
+    print(json.dumps(shown, indent=2, default=float))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    from gendsl.runs import sample_run
+
+    path = sample_run(args.run, args.n, args.out, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_infer(args) -> int:
+    from gendsl.inference.run import infer_run
+
+    infer_run(args.file, args.data, args.out, chains=args.chains, samples=args.samples, warmup=args.warmup,
+              seed=args.seed, model_name=args.model)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_distill(args) -> int:
+    from gendsl.distill import distill_run
+
+    distill_run(args.run, args.steps, args.out, seed=args.seed)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gendsl", description="Compile and run generative models written in .gen files.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("check", help="parse and check a .gen file; print the plan")
+    c.add_argument("file")
+    c.set_defaults(func=_cmd_check)
+
+    c = sub.add_parser("describe", help="print the plan of one model")
+    c.add_argument("file")
+    c.add_argument("--model", default=None)
+    c.set_defaults(func=_cmd_describe)
+
+    c = sub.add_parser("fit", help="train a model on data; write parameters, metrics and pictures")
+    c.add_argument("file")
+    c.add_argument("--data", required=True, help="builtin:NAME, a .npy, .npz or .json file")
+    c.add_argument("--steps", type=int, required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--model", default=None)
+    c.add_argument("--batch-size", type=int, default=256)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--n", type=int, default=20000, help="examples drawn from a builtin data set")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_cmd_fit)
+
+    c = sub.add_parser("sample", help="draw samples from a fitted run")
+    c.add_argument("run")
+    c.add_argument("--n", type=int, required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=_cmd_sample)
+
+    c = sub.add_parser("infer", help="posterior inference with MCMC")
+    c.add_argument("file")
+    c.add_argument("--data", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--chains", type=int, default=4)
+    c.add_argument("--samples", type=int, default=1000)
+    c.add_argument("--warmup", type=int, default=1000)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--model", default=None)
+    c.set_defaults(func=_cmd_infer)
+
+    c = sub.add_parser("distill", help="distil a fitted evolve model into a K-step sampler")
+    c.add_argument("run")
+    c.add_argument("--steps", type=int, required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=_cmd_distill)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``gendsl`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    debug = bool(os.environ.get("GENDSL_DEBUG"))
+    from gendsl.errors import GenError
+
+    try:
+        return args.func(args)
+    except GenError as err:
+        if debug:
+            raise
+        print(err.render(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gendsl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the contract: never a traceback for a user
+        if debug:
+            raise
+        print(f"gendsl: internal error: {type(err).__name__}: {err} (run with GENDSL_DEBUG=1 for details; "
+              f"please report it)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

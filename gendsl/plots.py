@@ -1,0 +1,249 @@
+"""Pictures: training loss, 2-D samples, MCMC traces, and a benchmark grid.
+
+Figures are built on matplotlib's Agg canvas (no pyplot state, never a window) and written
+atomically: to a temporary file in the target folder, then moved over the target with
+``os.replace``, so a reader never sees a half-written file. Each function returns the path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["loss_curve", "samples_2d", "trace_plot", "grid_2d"]
+
+_SCATTER_MAX = 3000  # above this many points, a 2-D histogram shows density better
+_BINS = 100
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write ``fig`` to ``path`` atomically (format from the suffix, PNG by default)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    FigureCanvasAgg(fig)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=fmt, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def _points(samples: Any, name: str = "samples") -> np.ndarray:
+    arr = np.asarray(samples, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (n, 2), got {arr.shape}")
+    return arr
+
+
+def _limits(arrays: Sequence[np.ndarray]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Axis limits covering the 0.5-99.5 percentiles of all finite points, with a margin."""
+    finite = [a[np.all(np.isfinite(a), axis=1)] for a in arrays]
+    pts = np.concatenate(finite) if finite else np.zeros((0, 2))
+    if len(pts) == 0:
+        return (-1.0, 1.0), (-1.0, 1.0)
+    lo, hi = np.percentile(pts, 0.5, axis=0), np.percentile(pts, 99.5, axis=0)
+    pad = 0.1 * np.maximum(hi - lo, 1e-6)
+    lo, hi = lo - pad, hi + pad
+    return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
+
+
+def _draw_points(ax: Any, pts: np.ndarray, lims: tuple[tuple[float, float], tuple[float, float]]) -> None:
+    """Scatter for few points, a 2-D histogram for many, on fixed limits."""
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    if len(pts) <= _SCATTER_MAX:
+        ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.5, linewidths=0)
+    else:
+        ax.hist2d(pts[:, 0], pts[:, 1], bins=_BINS, range=lims, cmap="Blues")
+    ax.set_xlim(lims[0])
+    ax.set_ylim(lims[1])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _smooth(y: np.ndarray) -> np.ndarray:
+    """Centred moving average over about 2% of the curve, ignoring non-finite values."""
+    window = max(1, len(y) // 50)
+    ok = np.isfinite(y)
+    kernel = np.ones(window)
+    total = np.convolve(np.where(ok, y, 0.0), kernel, mode="same")
+    count = np.convolve(ok.astype(float), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
+
+
+def loss_curve(losses: Any, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Training loss per step: the raw values faint, a moving average over them.
+
+    Parameters
+    ----------
+    losses:
+        ``(steps,)`` loss values; non-finite ones leave gaps.
+    path:
+        Output image file.
+    title:
+        Figure title.
+
+    Returns
+    -------
+    Path
+        ``path``. The y axis is logarithmic when every finite loss is positive.
+    """
+    y = np.asarray(losses, dtype=np.float64).reshape(-1)
+    steps = np.arange(1, len(y) + 1)
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
+    ax.plot(steps, y, lw=0.6, alpha=0.35, color="tab:blue", label="loss")
+    ax.plot(steps, _smooth(y), lw=1.5, color="tab:blue", label="moving average")
+    finite = y[np.isfinite(y)]
+    if len(finite) and np.all(finite > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(loc="upper right", frameon=False)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def samples_2d(
+    samples: Any, path: str | os.PathLike, reference: Any = None, title: str | None = None
+) -> Path:
+    """2-D samples, beside the reference data when given, on shared axes.
+
+    Parameters
+    ----------
+    samples:
+        ``(n, 2)`` model samples.
+    path:
+        Output image file.
+    reference:
+        ``(m, 2)`` data to show in a left panel, or None.
+    title:
+        Figure title.
+
+    Returns
+    -------
+    Path
+    """
+    panels = [("samples", _points(samples))]
+    if reference is not None:
+        panels.insert(0, ("data", _points(reference, "reference")))
+    lims = _limits([p for _, p in panels])
+    fig = Figure(figsize=(3.5 * len(panels), 3.2), layout="constrained")
+    for i, (label, pts) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        _draw_points(ax, pts, lims)
+        ax.set_title(f"{label} (n={len(pts)})")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _scalar_series(draws: Mapping[str, Any], max_rows: int) -> tuple[list[tuple[str, np.ndarray]], int]:
+    """Split each ``(chains, draws, ...)`` array into ``(chains, draws)`` series, one per scalar."""
+    series = []
+    total = 0
+    for name, value in draws.items():
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.ndim < 2:
+            raise ValueError(f"draws['{name}'] must have shape (chains, draws, ...), got {arr.shape}")
+        event = arr.shape[2:]
+        flat = arr.reshape(arr.shape[0], arr.shape[1], -1)
+        for k in range(flat.shape[2]):
+            total += 1
+            if len(series) < max_rows:
+                index = np.unravel_index(k, event) if event else ()
+                label = f"{name}[{','.join(map(str, index))}]" if event else name
+                series.append((label, flat[:, :, k]))
+    return series, total
+
+
+def trace_plot(draws: Mapping[str, Any], path: str | os.PathLike, max_rows: int = 12) -> Path:
+    """MCMC traces: one row per scalar parameter, trace per chain on the left, histogram right.
+
+    Parameters
+    ----------
+    draws:
+        Name -> ``(chains, draws, ...)`` array; vector parameters give one row per element.
+    path:
+        Output image file.
+    max_rows:
+        At most this many rows, in the order of ``draws``; the title says how many were left out.
+
+    Returns
+    -------
+    Path
+    """
+    series, total = _scalar_series(draws, max_rows)
+    if not series:
+        raise ValueError("no draws to plot")
+    rows = len(series)
+    fig = Figure(figsize=(9, 1.6 * rows + 0.6))
+    for r, (label, chains) in enumerate(series):
+        ax_trace = fig.add_subplot(rows, 2, 2 * r + 1)
+        ax_hist = fig.add_subplot(rows, 2, 2 * r + 2)
+        for c in range(chains.shape[0]):
+            ax_trace.plot(chains[c], lw=0.5, alpha=0.8)
+            ax_hist.hist(chains[c][np.isfinite(chains[c])], bins=40, histtype="step", density=True)
+        ax_trace.set_ylabel(label)
+        ax_hist.set_yticks([])
+    if total > rows:
+        fig.suptitle(f"first {rows} of {total} scalar parameters")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def grid_2d(
+    panels: Mapping[tuple[str, str], Any], path: str | os.PathLike, title: str | None = None
+) -> Path:
+    """A grid of 2-D sample panels, e.g. rows = mechanisms, columns = data sets.
+
+    Parameters
+    ----------
+    panels:
+        ``(row, col)`` label -> ``(n, 2)`` samples; row and column order follow first
+        appearance; missing cells stay empty. Each column shares axis limits.
+    path:
+        Output image file.
+    title:
+        Figure title.
+
+    Returns
+    -------
+    Path
+    """
+    if not panels:
+        raise ValueError("no panels to plot")
+    pts = {key: _points(v, f"panel {key}") for key, v in panels.items()}
+    rows = list(dict.fromkeys(r for r, _ in pts))
+    cols = list(dict.fromkeys(c for _, c in pts))
+    lims = {c: _limits([v for (_, cc), v in pts.items() if cc == c]) for c in cols}
+    fig = Figure(figsize=(2.6 * len(cols), 2.6 * len(rows) + 0.4), layout="constrained")
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = fig.add_subplot(len(rows), len(cols), i * len(cols) + j + 1)
+            if (r, c) in pts:
+                _draw_points(ax, pts[(r, c)], lims[c])
+            else:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes)
+            if i == 0:
+                ax.set_title(str(c))
+            if j == 0:
+                ax.set_ylabel(str(r))
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
