@@ -58,7 +58,7 @@ def _cmd_fit(args) -> int:
 
     metrics = fit_run(args.file, args.data, args.out, steps=args.steps, seed=args.seed, model_name=args.model,
                       batch_size=args.batch_size, learning_rate=args.lr, n_builtin=args.n,
-                      progress=not args.quiet)
+                      progress=not args.quiet, resume=args.resume, checkpoint_every=args.checkpoint_every)
     shown = {k: v for k, v in metrics.items() if v is not None}
     print(json.dumps(shown, indent=2, default=float))
     print(f"wrote {args.out}")
@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--lr", type=float, default=1e-3)
     c.add_argument("--n", type=int, default=20000, help="examples drawn from a builtin data set")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    c.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: steps/10)")
     c.set_defaults(func=_cmd_fit)
 
     c = sub.add_parser("sample", help="draw samples from a fitted run")

@@ -124,6 +124,10 @@ class Program:
 
         return loss_fn
 
+    def check_data(self, data: Mapping[str, Any]) -> None:
+        """Raise :class:`GenDataError` if ``data`` cannot train this model (nothing is traced)."""
+        self._prepare_batched(data, self.lowered(data), "fit")
+
     def loss(self, params: dict, data: Mapping[str, Any], key: jax.Array) -> jax.Array:
         """The training loss on ``data``: sum over nodes, parents teacher-forced (scalar)."""
         lowered = self.lowered(data)
@@ -135,7 +139,8 @@ class Program:
 
     def fit(self, data: Mapping[str, Any], steps: int = 2000, key: jax.Array | None = None, batch_size: int = 256,
             optimizer: optax.GradientTransformation | None = None, params: dict | None = None,
-            progress: bool = True) -> FitResult:
+            progress: bool = True, checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
+            resume: bool = False, max_retries: int = 3, lr_backoff: float = 0.5) -> FitResult:
         """Train every node on ``data`` (arrays with a leading example axis).
 
         Parameters
@@ -150,12 +155,23 @@ class Program:
             Any optax optimiser; ``optax.adam(1e-3)`` when None.
         params:
             Start from these parameters instead of a fresh ``init``.
+        checkpoint_dir, checkpoint_every, resume:
+            Write the whole training state to ``checkpoint_dir`` every ``checkpoint_every`` steps
+            (atomically); with ``resume=True`` continue from the checkpoint there. A resumed run
+            ends bitwise equal to an uninterrupted one with the same key.
+        max_retries, lr_backoff:
+            On a non-finite loss, roll back and multiply the learning rate by ``lr_backoff``, at
+            most ``max_retries`` times in a row; then raise :class:`GenRuntimeError` carrying the
+            last good parameters as ``.params``.
 
         Returns
         -------
         FitResult
             ``.params``, ``.losses`` (shape ``(steps,)``), ``.state``, ``.train_seconds``.
         """
+        from gendsl.runtime.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+        from gendsl.runtime.train import NonFiniteLoss
+
         key = jax.random.key(0) if key is None else key
         if steps < 0 or batch_size <= 0:
             raise GenDataError(f"steps must be >= 0 and batch_size > 0, got steps={steps}, batch_size={batch_size}")
@@ -165,11 +181,25 @@ class Program:
         params = self.init(init_key, data) if params is None else params
         groups, labels, node_state = self._training_parts(lowered, params, state_key)
         init, step = build_trainer(self._joint_train_loss(lowered), optimizer or optax.adam(1e-3), groups, labels)
-        state, losses, seconds = run(step, init(params, node_state), arrays, n, steps=steps, key=run_key,
-                                     batch_size=batch_size, progress=progress)
-        if losses.size and not np.all(np.isfinite(losses)):
-            bad = int(np.argmax(~np.isfinite(losses)))
-            raise GenRuntimeError(f"the training loss became non-finite at step {bad}; lower the learning rate")
+        state, losses = init(params, node_state), None
+        record = {"steps": steps, "batch_size": batch_size, "n": n}
+        if resume and checkpoint_dir is not None and has_checkpoint(checkpoint_dir):
+            state, losses, saved = load_checkpoint(checkpoint_dir, state)
+            if {k: saved.get(k) for k in record} != record:
+                raise GenDataError(f"the checkpoint in {checkpoint_dir} was written by a different run "
+                                   f"({saved}); resume with the same command, or start afresh")
+        save = None
+        if checkpoint_dir is not None:
+            def save(s, l):
+                save_checkpoint(checkpoint_dir, s, l, record)
+        try:
+            state, losses, seconds = run(step, state, arrays, n, steps=steps, key=run_key, batch_size=batch_size,
+                                         losses=losses, progress=progress, checkpoint=save,
+                                         checkpoint_every=checkpoint_every, max_retries=max_retries,
+                                         lr_backoff=lr_backoff)
+        except NonFiniteLoss as err:
+            err.params = self.finalize(err.state.params, err.state.node_state)
+            raise
         return FitResult(self.finalize(state.params, state.node_state), losses, state, seconds)
 
     def _training_parts(self, lowered, params, key):

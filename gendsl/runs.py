@@ -129,13 +129,19 @@ def _shape_hint(model, variables: list[str]) -> tuple | None:
 
 def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: int, seed: int = 0,
             model_name: str | None = None, batch_size: int = 256, learning_rate: float = 1e-3,
-            n_builtin: int = 20000, progress: bool = True) -> dict:
-    """``gendsl fit``: train, hold out 10%, and write the run folder. Returns the metrics."""
+            n_builtin: int = 20000, progress: bool = True, resume: bool = False,
+            checkpoint_every: int | None = None) -> dict:
+    """``gendsl fit``: train, hold out 10%, and write the run folder. Returns the metrics.
+
+    The data are checked before anything is written. Checkpoints go to ``OUT/checkpoint`` every
+    ``checkpoint_every`` steps (default: about 10 per run); ``resume=True`` continues from there.
+    """
     import optax
 
     import gendsl
     from gendsl.data import load_source, split_heldout
     from gendsl.plots import loss_curve, samples_2d
+    from gendsl.runtime.train import NonFiniteLoss
 
     model_path = Path(model_path)
     model = gendsl.load(model_path, model=model_name)
@@ -143,23 +149,26 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     dataset = load_source(data_src, variables, n_default=n_builtin, seed=seed, shape_hint=_shape_hint(model, variables))
     train, heldout = split_heldout(dataset.arrays, fraction=0.1, seed=seed)
     program = gendsl.compile(model)
+    program.check_data(train)  # every data error before the output folder is touched
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(seed)
     fit_key, eval_key = jax.random.split(key)
-    result = program.fit(train, steps=steps, key=fit_key, batch_size=batch_size,
-                         optimizer=optax.adam(learning_rate), progress=progress)
     dims = program.lowered(train).dim_values
     atomic_write_text(out / "model.gen", model_path.read_text())
     _write_json(out / "run.json", {"model": model.name, "dims": dims, "seed": seed, "steps": steps,
                                    "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate})
+    try:
+        result = program.fit(train, steps=steps, key=fit_key, batch_size=batch_size,
+                             optimizer=optax.adam(learning_rate), progress=progress,
+                             checkpoint_dir=out / "checkpoint", checkpoint_every=checkpoint_every or max(1, steps // 10),
+                             resume=resume)
+    except NonFiniteLoss as err:
+        program.save(err.params, out / "params")
+        err.message += f"; the last good parameters are in {out / 'params'}"
+        raise
     program.save(result.params, out / "params")
-    fresh = None
-    if data_src.startswith("builtin:"):
-        n_test = len(next(v for v in heldout.values() if np.ndim(v) > 0))
-        fresh = load_source(data_src, variables, n_default=n_test, seed=seed + 7919,
-                            shape_hint=_shape_hint(model, variables)).arrays
-    metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=fresh)
+    metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed))
     draws = metrics.pop("_draws")
     tail = result.losses[-max(1, min(50, len(result.losses))):] if len(result.losses) else np.zeros(1)
     metrics.update(final_loss=float(np.mean(tail)), steps=steps, train_seconds=result.train_seconds,
@@ -174,6 +183,17 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     if real_draws is not None and real_draws.shape[1] == 2:
         samples_2d(real_draws, out / "samples.png", reference=real_test, title=f"{model.name}: samples vs held-out data")
     return metrics
+
+
+def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int) -> dict | None:
+    """An independent draw the size of the held-out set, for the noise floor (built-in sets only)."""
+    from gendsl.data import load_source
+
+    if not data_src.startswith("builtin:"):
+        return None
+    n_test = len(next(v for v in heldout.values() if np.ndim(v) > 0))
+    return load_source(data_src, variables, n_default=n_test, seed=seed + 7919,
+                       shape_hint=_shape_hint(model, variables)).arrays
 
 
 def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0) -> Path:

@@ -1,5 +1,10 @@
 """The generic training loop: a pure ``init`` / ``step`` pair, run in jitted ``lax.scan`` chunks.
 
+Faults lose no work: after each chunk a non-finite loss rolls the run back to the chunk's start
+and lowers the learning rate; checkpoints are written every ``checkpoint_every`` steps, and a
+resumed run ends bitwise equal to an uninterrupted one (the batch and key of step ``s`` are pure
+functions of the run key and ``s``; chunk boundaries depend only on the total).
+
 The loop knows nothing about mechanisms. It receives a loss
 ``loss_fn(params, node_state, batch, key, group) -> (scalar, node_state)``, the parameter groups
 and the group label of every parameter leaf; each step updates each group in turn (generator /
@@ -9,6 +14,7 @@ critic) with its own optimiser state, and threads the node state (persistent cha
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -17,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["TrainState", "build_trainer", "batch_indices", "FitResult", "run"]
+from gendsl.errors import GenRuntimeError
+
+__all__ = ["TrainState", "build_trainer", "batch_indices", "FitResult", "NonFiniteLoss", "chunk_size", "run"]
 
 
 class TrainState(NamedTuple):
@@ -27,6 +35,7 @@ class TrainState(NamedTuple):
     opt_states: tuple
     node_state: Any
     step: jax.Array
+    lr_scale: jax.Array  # multiplies every update; lowered after a non-finite loss
 
 
 @dataclass
@@ -75,7 +84,8 @@ def build_trainer(loss_fn: Callable, optimizer: optax.GradientTransformation, gr
     optimizers = {g: (optimizer if len(groups) == 1 else optax.masked(optimizer, masks[g])) for g in groups}
 
     def init(params, node_state) -> TrainState:
-        return TrainState(params, tuple(optimizers[g].init(params) for g in groups), node_state, jnp.zeros((), jnp.int32))
+        return TrainState(params, tuple(optimizers[g].init(params) for g in groups), node_state,
+                          jnp.zeros((), jnp.int32), jnp.ones((), jnp.float32))
 
     def step(state: TrainState, batch, key) -> tuple[TrainState, jax.Array]:
         params, node_state = state.params, state.node_state
@@ -85,27 +95,51 @@ def build_trainer(loss_fn: Callable, optimizer: optax.GradientTransformation, gr
             (loss, node_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 params, node_state, batch, jax.random.fold_in(key, i), g)
             updates, opt_states[i] = optimizers[g].update(grads, opt_states[i], params)
+            updates = jax.tree_util.tree_map(lambda u: (state.lr_scale * u).astype(u.dtype), updates)
             params = optax.apply_updates(params, updates)
             if g == "main":
                 main_loss = loss
-        return TrainState(params, tuple(opt_states), node_state, state.step + 1), main_loss
+        return TrainState(params, tuple(opt_states), node_state, state.step + 1, state.lr_scale), main_loss
 
     return init, step
 
 
+class NonFiniteLoss(GenRuntimeError):
+    """Training kept producing non-finite losses; ``.state`` is the last good state."""
+
+    def __init__(self, message: str, state: TrainState, losses: np.ndarray):
+        super().__init__(message)
+        self.state = state
+        self.losses = losses
+
+
+def chunk_size(total: int) -> int:
+    """Steps per jitted chunk: a function of the run's total only (so resumed runs align)."""
+    return max(1, min(200, total // 20 or 1))
+
+
 def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int, key: jax.Array,
-        batch_size: int, chunk: int | None = None, progress: bool = True,
-        on_chunk: Callable[[TrainState, np.ndarray], None] | None = None) -> tuple[TrainState, np.ndarray, float]:
-    """Run ``steps`` steps of ``step_fn`` from ``state`` in jitted scan chunks.
+        batch_size: int, losses: np.ndarray | None = None, progress: bool = True,
+        checkpoint: Callable[[TrainState, np.ndarray], None] | None = None, checkpoint_every: int | None = None,
+        max_retries: int = 3, lr_backoff: float = 0.5) -> tuple[TrainState, np.ndarray, float]:
+    """Run ``step_fn`` from ``state`` until ``state.step == steps``, in jitted scan chunks.
 
-    The batch of step ``s`` and its key are pure functions of ``(key, s)``.
+    Parameters
+    ----------
+    losses:
+        Losses of the steps already taken (when resuming), kept in front of the new ones.
+    checkpoint, checkpoint_every:
+        ``checkpoint(state, losses)`` is called at the first chunk end after every
+        ``checkpoint_every`` steps, and at the end.
+    max_retries, lr_backoff:
+        A chunk with a non-finite loss is undone and retried with the learning rate times
+        ``lr_backoff``; after ``max_retries`` failures in a row :class:`NonFiniteLoss` is raised.
 
-    Returns ``(state, losses, seconds)`` with ``losses`` of shape ``(steps - start,)``.
+    Returns ``(state, losses, seconds)`` with ``losses`` of shape ``(steps,)``.
     """
     data_key, loss_key = jax.random.split(key)
-    start = int(state.step)
     total = steps
-    chunk = chunk or max(1, min(200, (total - start) // 20 or 1))
+    chunk = chunk_size(total)
     bs = min(batch_size, n)
 
     def one(carry: TrainState, _):
@@ -121,26 +155,44 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
     def run_chunk(carry):
         return jax.lax.scan(one, carry, None, length=chunk)
 
-    losses = []
+    history = [np.asarray(losses, dtype=np.float32)] if losses is not None and len(losses) else []
+    done = int(state.step)
     bar = None
-    if progress:
+    if progress and done < total:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=start, desc="fit", unit="step", dynamic_ncols=True, leave=True)
+        bar = tqdm(total=total, initial=done, desc="fit", unit="step", dynamic_ncols=True, leave=True)
     t0 = time.perf_counter()
-    done = start
+    failures, last_saved = 0, done
     while done < total:
-        state, chunk_losses = run_chunk(state)
+        new_state, chunk_losses = run_chunk(state)
         chunk_losses = np.asarray(chunk_losses)[: total - done]
-        losses.append(chunk_losses)
-        advanced = len(chunk_losses)
-        done += advanced
-        if on_chunk is not None:
-            on_chunk(state, chunk_losses)
+        if not np.all(np.isfinite(chunk_losses)):
+            failures += 1
+            bad = done + int(np.argmax(~np.isfinite(chunk_losses)))
+            if failures > max_retries:
+                if bar is not None:
+                    bar.close()
+                raise NonFiniteLoss(
+                    f"the training loss is non-finite at step {bad} even after lowering the learning rate "
+                    f"{max_retries} times (to {float(state.lr_scale):.3g} of its start); stopped at step {done} "
+                    f"with the last good parameters", state, np.concatenate(history) if history else np.zeros(0))
+            state = state._replace(lr_scale=state.lr_scale * lr_backoff)
+            message = (f"non-finite training loss at step {bad}: rolled back to step {done} and lowered the "
+                       f"learning rate to {float(state.lr_scale):.3g} of its start")
+            bar.write(message) if bar is not None else warnings.warn(message, RuntimeWarning, stacklevel=2)
+            continue
+        failures = 0
+        state = new_state
+        history.append(chunk_losses)
+        done += len(chunk_losses)
         if bar is not None:
-            bar.update(advanced)
-            bar.set_postfix(loss=f"{float(np.mean(chunk_losses[-min(50, advanced):])):.4f}")
+            bar.update(len(chunk_losses))
+            bar.set_postfix(loss=f"{float(np.mean(chunk_losses[-50:])):.4f}")
+        if checkpoint is not None and (done >= total or (checkpoint_every and done - last_saved >= checkpoint_every)):
+            checkpoint(state, np.concatenate(history))
+            last_saved = done
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
-    return state, (np.concatenate(losses) if losses else np.zeros(0)), seconds
+    return state, (np.concatenate(history) if history else np.zeros(0, np.float32)), seconds

@@ -1,0 +1,67 @@
+"""Training checkpoints: the whole :class:`~gendsl.runtime.train.TrainState`, the losses so far
+and a small record, in ONE ``.npz`` written atomically (temporary file, then rename), so a run
+killed at any moment resumes from the last complete checkpoint. No pickle."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gendsl.errors import GenDataError
+from gendsl.runtime.params_io import atomic_write_bytes
+
+__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "has_checkpoint"]
+
+CHECKPOINT = "checkpoint.npz"
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def has_checkpoint(folder: str | Path) -> bool:
+    return (Path(folder) / CHECKPOINT).is_file()
+
+
+def save_checkpoint(folder: str | Path, state: Any, losses: np.ndarray, record: dict) -> Path:
+    """Write ``state`` (any PyTree, PRNG keys included), ``losses`` and ``record`` to ``folder``."""
+    leaves = jax.tree_util.tree_leaves(state)
+    arrays = {f"leaf_{i:05d}": np.asarray(jax.random.key_data(x) if _is_key(x) else x) for i, x in enumerate(leaves)}
+    arrays["__losses__"] = np.asarray(losses, dtype=np.float32)
+    arrays["__record__"] = np.frombuffer(json.dumps(record, sort_keys=True).encode(), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path = Path(folder) / CHECKPOINT
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def load_checkpoint(folder: str | Path, template: Any) -> tuple[Any, np.ndarray, dict]:
+    """Read a checkpoint into the structure of ``template``: returns ``(state, losses, record)``."""
+    path = Path(folder) / CHECKPOINT
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            stored = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as err:
+        raise GenDataError(f"cannot read the checkpoint {path}: {err}") from None
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    if sum(k.startswith("leaf_") for k in stored) != len(leaves):
+        raise GenDataError(f"the checkpoint {path} was written for another model or configuration")
+    out = []
+    for i, leaf in enumerate(leaves):
+        value = stored[f"leaf_{i:05d}"]
+        if _is_key(leaf):
+            out.append(jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(leaf)))
+            continue
+        if value.shape != np.shape(leaf):
+            raise GenDataError(f"the checkpoint {path} does not match this model (a state array has shape "
+                               f"{list(value.shape)}, expected {list(np.shape(leaf))})")
+        out.append(jnp.asarray(value, dtype=jnp.asarray(leaf).dtype))
+    record = json.loads(bytes(stored["__record__"]).decode())
+    return jax.tree_util.tree_unflatten(treedef, out), stored["__losses__"], record
