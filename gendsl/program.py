@@ -140,7 +140,8 @@ class Program:
     def fit(self, data: Mapping[str, Any], steps: int = 2000, key: jax.Array | None = None, batch_size: int = 256,
             optimizer: optax.GradientTransformation | None = None, params: dict | None = None,
             progress: bool = True, checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
-            resume: bool = False, max_retries: int = 3, lr_backoff: float = 0.5) -> FitResult:
+            resume: bool = False, max_retries: int = 3, lr_backoff: float = 0.5,
+            devices: int | str | None = None) -> FitResult:
         """Train every node on ``data`` (arrays with a leading example axis).
 
         Parameters
@@ -163,6 +164,9 @@ class Program:
             On a non-finite loss, roll back and multiply the learning rate by ``lr_backoff``, at
             most ``max_retries`` times in a row; then raise :class:`GenRuntimeError` carrying the
             last good parameters as ``.params``.
+        devices:
+            Train data-parallel on this many devices (or ``"all"``); the batch size must be a
+            multiple. Same key and batch give the same result as on one device.
 
         Returns
         -------
@@ -170,6 +174,7 @@ class Program:
             ``.params``, ``.losses`` (shape ``(steps,)``), ``.state``, ``.train_seconds``.
         """
         from gendsl.runtime.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+        from gendsl.runtime.devices import make_mesh
         from gendsl.runtime.train import NonFiniteLoss
 
         key = jax.random.key(0) if key is None else key
@@ -196,7 +201,7 @@ class Program:
             state, losses, seconds = run(step, state, arrays, n, steps=steps, key=run_key, batch_size=batch_size,
                                          losses=losses, progress=progress, checkpoint=save,
                                          checkpoint_every=checkpoint_every, max_retries=max_retries,
-                                         lr_backoff=lr_backoff)
+                                         lr_backoff=lr_backoff, mesh=make_mesh(devices))
         except NonFiniteLoss as err:
             err.params = self.finalize(err.state.params, err.state.node_state)
             raise
@@ -217,25 +222,31 @@ class Program:
         lowered = self._plan
         return {n.name: n.mechanism.finalize(params.get(n.name, {}), node_state[n.name]) for n in lowered.stochastic}
 
-    def sample(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None) -> dict:
+    def sample(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None,
+               devices: int | str | None = None) -> dict:
         """``n`` joint draws by ancestral sampling.
 
-        ``data`` supplies inputs (and dimensions) the model needs. Returns a dict from every
-        modelled and deterministic variable to an array of shape ``(n, *shape)``.
+        ``data`` supplies inputs (and dimensions) the model needs; ``devices`` shards the draws
+        across that many devices (``n`` must be a multiple; the draws equal the 1-device ones).
+        Returns a dict from every modelled and deterministic variable to an array ``(n, *shape)``.
         """
+        from gendsl.runtime.devices import check_divisible, make_mesh
+
+        mesh = make_mesh(devices)
+        check_divisible(n, mesh, "the number of draws")
         data = dict(data or {})
         lowered = self.lowered(data)
         inputs = [v.name for v in self.model.by_role("input") if v.name not in lowered.dim_values]
         arrays, m = prepare(lowered, data, inputs, batched=True, allowed=[*inputs, *lowered.dim_values])
         if arrays and m not in (1, n):
             raise GenDataError(f"the inputs hold {m} examples but {n} draws were asked for", self.model.span)
-        fn = self._sampler(lowered, n)
+        fn = self._sampler(lowered, n, mesh)
         arrays = {k: jnp.broadcast_to(v, (n, *v.shape[1:])) for k, v in arrays.items()}
         out = fn(params, key, arrays)
         return {k: v for k, v in out.items() if self.model[k].role != "input"}
 
-    def _sampler(self, lowered: Lowered, n: int):
-        cache_key = ("sample", lowered.dims, n)
+    def _sampler(self, lowered: Lowered, n: int, mesh=None):
+        cache_key = ("sample", lowered.dims, n, mesh)
         if cache_key not in self._jitted:
             def draw(params, key, inputs):
                 values = dict(inputs)
@@ -247,7 +258,13 @@ class Program:
                         values[node.name] = node.mechanism.sample(params.get(node.name, {}), k, n, self._given(node, values))
                 return values
 
-            self._jitted[cache_key] = jax.jit(draw)
+            if mesh is None:
+                self._jitted[cache_key] = jax.jit(draw)
+            else:
+                from gendsl.runtime.devices import replicated, sharded
+
+                self._jitted[cache_key] = jax.jit(draw, in_shardings=(replicated(mesh), replicated(mesh), sharded(mesh)),
+                                                  out_shardings=sharded(mesh))
         return self._jitted[cache_key]
 
     def log_prob(self, params: dict, data: Mapping[str, Any]) -> jax.Array:

@@ -121,7 +121,7 @@ def chunk_size(total: int) -> int:
 def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int, key: jax.Array,
         batch_size: int, losses: np.ndarray | None = None, progress: bool = True,
         checkpoint: Callable[[TrainState, np.ndarray], None] | None = None, checkpoint_every: int | None = None,
-        max_retries: int = 3, lr_backoff: float = 0.5) -> tuple[TrainState, np.ndarray, float]:
+        max_retries: int = 3, lr_backoff: float = 0.5, mesh=None) -> tuple[TrainState, np.ndarray, float]:
     """Run ``step_fn`` from ``state`` until ``state.step == steps``, in jitted scan chunks.
 
     Parameters
@@ -137,15 +137,21 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
 
     Returns ``(state, losses, seconds)`` with ``losses`` of shape ``(steps,)``.
     """
+    from gendsl.runtime.devices import check_divisible, replicated, shard_leading
+
     data_key, loss_key = jax.random.split(key)
     total = steps
     chunk = chunk_size(total)
     bs = min(batch_size, n)
+    check_divisible(bs, mesh, "the batch size")
+    if mesh is not None:
+        state = jax.device_put(state, replicated(mesh))
+        data = jax.device_put(data, replicated(mesh))
 
     def one(carry: TrainState, _):
         s = carry.step
         idx = batch_indices(data_key, s, n, bs)
-        batch = jax.tree_util.tree_map(lambda a: a[idx], data)
+        batch = shard_leading(jax.tree_util.tree_map(lambda a: a[idx], data), mesh)
         new, loss = step_fn(carry, batch, jax.random.fold_in(loss_key, s))
         active = s < total
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, carry)
