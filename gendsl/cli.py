@@ -58,7 +58,10 @@ def _cmd_fit(args) -> int:
 
     metrics = fit_run(args.file, args.data, args.out, steps=args.steps, seed=args.seed, model_name=args.model,
                       batch_size=args.batch_size, learning_rate=args.lr, n_builtin=args.n,
-                      progress=not args.quiet, resume=args.resume, checkpoint_every=args.checkpoint_every)
+                      progress=not args.quiet, resume=args.resume, checkpoint_every=args.checkpoint_every,
+                      devices=args.devices)
+    if metrics is None:  # not process 0 of a multi-host run
+        return 0
     shown = {k: v for k, v in metrics.items() if v is not None}
     print(json.dumps(shown, indent=2, default=float))
     print(f"wrote {args.out}")
@@ -68,7 +71,7 @@ def _cmd_fit(args) -> int:
 def _cmd_sample(args) -> int:
     from gendsl.runs import sample_run
 
-    path = sample_run(args.run, args.n, args.out, seed=args.seed)
+    path = sample_run(args.run, args.n, args.out, seed=args.seed, devices=args.devices)
     print(f"wrote {path}")
     return 0
 
@@ -77,7 +80,7 @@ def _cmd_infer(args) -> int:
     from gendsl.inference.run import infer_run
 
     infer_run(args.file, args.data, args.out, chains=args.chains, samples=args.samples, warmup=args.warmup,
-              seed=args.seed, model_name=args.model)
+              seed=args.seed, model_name=args.model, devices=args.devices)
     print(f"wrote {args.out}")
     return 0
 
@@ -88,6 +91,18 @@ def _cmd_distill(args) -> int:
     distill_run(args.run, args.steps, args.out, seed=args.seed)
     print(f"wrote {args.out}")
     return 0
+
+
+def _devices(text: str):
+    return text if text == "all" else int(text)
+
+
+def _add_scaling(c) -> None:
+    g = c.add_argument_group("devices and hosts")
+    g.add_argument("--devices", type=_devices, default=None, help="number of devices, or 'all'")
+    g.add_argument("--coordinator", default=None, help="HOST:PORT of process 0 (multi-host)")
+    g.add_argument("--num-processes", type=int, default=None)
+    g.add_argument("--process-id", type=int, default=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     c.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: steps/10)")
+    _add_scaling(c)
     c.set_defaults(func=_cmd_fit)
 
     c = sub.add_parser("sample", help="draw samples from a fitted run")
@@ -123,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n", type=int, required=True)
     c.add_argument("--out", required=True)
     c.add_argument("--seed", type=int, default=0)
+    _add_scaling(c)
     c.set_defaults(func=_cmd_sample)
 
     c = sub.add_parser("infer", help="posterior inference with MCMC")
@@ -134,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--warmup", type=int, default=1000)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--model", default=None)
+    _add_scaling(c)
     c.set_defaults(func=_cmd_infer)
 
     c = sub.add_parser("distill", help="distil a fitted evolve model into a K-step sampler")
@@ -152,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     from gendsl.errors import GenError
 
     try:
+        if getattr(args, "coordinator", None) or getattr(args, "num_processes", None) or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+            from gendsl.runtime.devices import initialize_distributed
+
+            initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         return args.func(args)
     except GenError as err:
         if debug:

@@ -166,7 +166,9 @@ class Program:
             last good parameters as ``.params``.
         devices:
             Train data-parallel on this many devices (or ``"all"``); the batch size must be a
-            multiple. Same key and batch give the same result as on one device.
+            multiple. Same key and batch give the same result as on one device. In a multi-host
+            run (``jax.distributed``) every device of every host is used and ``data`` is this
+            process's shard of the data (equal sizes on every process).
 
         Returns
         -------
@@ -174,7 +176,7 @@ class Program:
             ``.params``, ``.losses`` (shape ``(steps,)``), ``.state``, ``.train_seconds``.
         """
         from gendsl.runtime.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-        from gendsl.runtime.devices import make_mesh
+        from gendsl.runtime.devices import globalize, make_mesh
         from gendsl.runtime.train import NonFiniteLoss
 
         key = jax.random.key(0) if key is None else key
@@ -182,6 +184,9 @@ class Program:
             raise GenDataError(f"steps must be >= 0 and batch_size > 0, got steps={steps}, batch_size={batch_size}")
         lowered = self.lowered(data)
         arrays, n = self._prepare_batched(data, lowered, "fit")
+        mesh = make_mesh(devices if jax.process_count() == 1 else "all")
+        if jax.process_count() > 1:  # ``data`` is this process's shard: assemble the global arrays
+            arrays, n = globalize(arrays, mesh), n * jax.process_count()
         init_key, state_key, run_key = jax.random.split(key, 3)
         params = self.init(init_key, data) if params is None else params
         groups, labels, node_state = self._training_parts(lowered, params, state_key)
@@ -201,7 +206,7 @@ class Program:
             state, losses, seconds = run(step, state, arrays, n, steps=steps, key=run_key, batch_size=batch_size,
                                          losses=losses, progress=progress, checkpoint=save,
                                          checkpoint_every=checkpoint_every, max_retries=max_retries,
-                                         lr_backoff=lr_backoff, mesh=make_mesh(devices))
+                                         lr_backoff=lr_backoff, mesh=mesh)
         except NonFiniteLoss as err:
             err.params = self.finalize(err.state.params, err.state.node_state)
             raise

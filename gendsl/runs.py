@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from gendsl.errors import GenDataError
+from gendsl.runtime.devices import is_main_process, local_rows
 from gendsl.runtime.params_io import atomic_write_text
 
 __all__ = ["Run", "open_run", "fit_run", "sample_run", "model_data_variables", "evaluate_fit"]
@@ -130,11 +131,13 @@ def _shape_hint(model, variables: list[str]) -> tuple | None:
 def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: int, seed: int = 0,
             model_name: str | None = None, batch_size: int = 256, learning_rate: float = 1e-3,
             n_builtin: int = 20000, progress: bool = True, resume: bool = False,
-            checkpoint_every: int | None = None) -> dict:
+            checkpoint_every: int | None = None, devices: int | str | None = None) -> dict | None:
     """``gendsl fit``: train, hold out 10%, and write the run folder. Returns the metrics.
 
     The data are checked before anything is written. Checkpoints go to ``OUT/checkpoint`` every
     ``checkpoint_every`` steps (default: about 10 per run); ``resume=True`` continues from there.
+    In a multi-host run each process trains on its own rows of the data and only process 0
+    writes the folder (it returns None on the other processes).
     """
     import optax
 
@@ -147,26 +150,36 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     model = gendsl.load(model_path, model=model_name)
     variables = model_data_variables(model)
     dataset = load_source(data_src, variables, n_default=n_builtin, seed=seed, shape_hint=_shape_hint(model, variables))
-    train, heldout = split_heldout(dataset.arrays, fraction=0.1, seed=seed)
+    arrays = dataset.arrays
+    if jax.process_count() > 1:
+        arrays = {k: (np.asarray(v[local_rows(len(v))]) if np.ndim(v) else v) for k, v in arrays.items()}
+    train, heldout = split_heldout({k: np.asarray(v) for k, v in arrays.items()}, fraction=0.1, seed=seed)
     program = gendsl.compile(model)
     program.check_data(train)  # every data error before the output folder is touched
+    main = is_main_process()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(seed)
     fit_key, eval_key = jax.random.split(key)
     dims = program.lowered(train).dim_values
-    atomic_write_text(out / "model.gen", model_path.read_text())
-    _write_json(out / "run.json", {"model": model.name, "dims": dims, "seed": seed, "steps": steps,
-                                   "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate})
+    if main:
+        atomic_write_text(out / "model.gen", model_path.read_text())
+        _write_json(out / "run.json", {"model": model.name, "dims": dims, "seed": seed, "steps": steps,
+                                       "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate})
     try:
         result = program.fit(train, steps=steps, key=fit_key, batch_size=batch_size,
-                             optimizer=optax.adam(learning_rate), progress=progress,
-                             checkpoint_dir=out / "checkpoint", checkpoint_every=checkpoint_every or max(1, steps // 10),
-                             resume=resume)
+                             optimizer=optax.adam(learning_rate), progress=progress and main,
+                             checkpoint_dir=out / "checkpoint" if main else None,
+                             checkpoint_every=checkpoint_every or max(1, steps // 10),
+                             resume=resume, devices=devices)
     except NonFiniteLoss as err:
-        program.save(err.params, out / "params")
-        err.message += f"; the last good parameters are in {out / 'params'}"
+        if main:
+            program.save(err.params, out / "params")
+            err.message += f"; the last good parameters are in {out / 'params'}"
         raise
+    if not main:
+        return None
     program.save(result.params, out / "params")
     metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed))
     draws = metrics.pop("_draws")
@@ -196,14 +209,14 @@ def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int) -> di
                        shape_hint=_shape_hint(model, variables)).arrays
 
 
-def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0) -> Path:
+def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devices: int | str | None = None) -> Path:
     """``gendsl sample``: draw ``n`` samples from a run; ``.npy`` for one variable, ``.npz`` for all."""
     import io
 
     from gendsl.runtime.params_io import atomic_write_bytes
 
     run = open_run(run_dir)
-    draws = run.program.sample(run.params, jax.random.key(seed), n, run.record.get("dims") or {})
+    draws = run.program.sample(run.params, jax.random.key(seed), n, run.record.get("dims") or {}, devices=devices)
     draws = {k: np.asarray(v) for k, v in draws.items()}
     out = Path(out)
     buf = io.BytesIO()

@@ -10,6 +10,8 @@ The compiler never special-cases a mechanism: it calls only what is declared her
 from __future__ import annotations
 
 import abc
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -29,6 +31,7 @@ __all__ = [
     "register",
     "lookup",
     "registered",
+    "load_all",
     "context_size",
     "context_vector",
     "split_module",
@@ -185,13 +188,30 @@ def register(name: str):
     return deco
 
 
+_LOADED = False
+
+
+def load_all() -> None:
+    """Import every module of :mod:`gendsl.mechanisms` once (each registers itself)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import gendsl.mechanisms as package
+
+    for info in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
+        importlib.import_module(info.name)
+
+
 def registered() -> dict[str, type[AbstractMechanism]]:
     """Every registered mechanism, by name (a copy)."""
+    load_all()
     return dict(_REGISTRY)
 
 
 def lookup(name: str, span: Span | None = None) -> type[AbstractMechanism]:
     """The mechanism class registered as ``name``, or a clear error listing the known ones."""
+    load_all()
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from gendsl.errors import GenDataError, GenRuntimeError
 
 __all__ = ["make_mesh", "replicated", "sharded", "shard_leading", "initialize_distributed", "is_main_process",
-           "check_divisible"]
+           "check_divisible", "globalize", "local_rows"]
 
 AXIS = "data"
 
@@ -67,6 +67,18 @@ def check_divisible(count: int, mesh: Mesh | None, what: str) -> None:
         raise GenDataError(f"{what} ({count}) must be a multiple of the number of devices ({mesh.size})")
 
 
+def globalize(arrays: dict, mesh: Mesh) -> dict:
+    """Assemble each process's rows into global arrays split across every host's devices."""
+    return {k: jax.make_array_from_process_local_data(sharded(mesh), np.asarray(v)) for k, v in arrays.items()}
+
+
+def local_rows(n: int) -> slice:
+    """The rows of an ``n``-example data set this process reads in a multi-host run (equal shares)."""
+    count, index = jax.process_count(), jax.process_index()
+    share = n // count
+    return slice(index * share, (index + 1) * share)
+
+
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
                            process_id: int | None = None) -> None:
     """Join a multi-host run through ``jax.distributed.initialize``.
@@ -74,6 +86,7 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     Arguments left None are read by JAX from its environment (``JAX_COORDINATOR_ADDRESS``,
     ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``, or a cluster's own variables).
     """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts talk through gloo
     try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                    process_id=process_id)

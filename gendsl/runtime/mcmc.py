@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
-from blackjax.adaptation.base import get_filter_adapt_info_fn
+from blackjax.adaptation.metric_recipes import lookup_recipe
 from blackjax.adaptation.step_size import dual_averaging_adaptation
+from blackjax.adaptation.window_adaptation import build_schedule
 from blackjax.mcmc.diffusions import overdamped_langevin
 
 from gendsl.errors import GenDataError
@@ -37,10 +38,9 @@ __all__ = [
     "config_from_spec",
     "Tuning",
     "ChainStats",
+    "Adaptation",
     "init_state",
     "build_step",
-    "warmup",
-    "run_chain",
     "run_chains",
     "final_positions",
     "short_run",
@@ -250,125 +250,154 @@ def build_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
     return step
 
 
-def _identity_tuning(config: KernelConfig, dim: int, dtype) -> Tuning:
-    imm = jnp.eye(dim, dtype=dtype) if config.adapts_mass and config.dense(dim) else jnp.ones(dim, dtype)
-    return Tuning(jnp.asarray(config.step_size, dtype), imm)
+# -- adaptation: Stan's windowed schedule hosting blackjax's metric core and dual averaging -----------
 
 
-def warmup(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, position: jax.Array,
-           num_steps: int):
-    """Warm one chain up from ``position`` (shape ``(d,)``): returns ``(state, Tuning)``.
+class Adaptation(NamedTuple):
+    """Warm-up state of one chain: dual averaging, the mass-matrix core's state, the tuning in force."""
 
-    NUTS and HMC: blackjax's window adaptation (Stan's schedule). MALA: dual averaging of the step
-    size towards ``config.target_accept``. Langevin: ``num_steps`` untuned steps (burn-in). With
-    ``num_steps == 0`` the chain starts at ``position`` with ``config.step_size`` and a unit mass.
+    dual_averaging: Any
+    metric: Any
+    tuning: Tuning
+
+
+def _adaptation(config: KernelConfig, dim: int, dtype):
+    """``(init, update, final)`` of one chain's warm-up, after blackjax's staged window adaptation.
+
+    The step size follows dual averaging towards ``config.target_accept`` throughout; NUTS and
+    HMC also estimate the inverse mass matrix with blackjax's Welford metric core (diagonal or
+    dense) in the slow windows of :func:`~blackjax.adaptation.window_adaptation.build_schedule`,
+    restarting dual averaging from the window's average step size at the end of each window.
     """
-    dim, dtype = position.shape[0], position.dtype
-    tuning = _identity_tuning(config, dim, dtype)
-    state = init_state(logdensity_fn, position)
-    if num_steps == 0:
-        return state, tuning
-    if config.adapts_mass:
-        algorithm = blackjax.nuts if config.name == "nuts" else blackjax.hmc
-        extra = ({"max_num_doublings": config.max_tree_depth} if config.name == "nuts"
-                 else {"num_integration_steps": config.num_integration_steps})
-        adaptation = blackjax.window_adaptation(
-            algorithm, logdensity_fn, is_mass_matrix_diagonal=not config.dense(dim),
-            initial_step_size=config.step_size, target_acceptance_rate=config.target_accept,
-            adaptation_info_fn=get_filter_adapt_info_fn(), **extra)
-        (last, params), _ = adaptation.run(key, position, num_steps=num_steps)
-        tuned = Tuning(jnp.asarray(params["step_size"], dtype), params["inverse_mass_matrix"].astype(dtype))
-        return _State(*last), tuned
-    step = build_step(config, logdensity_fn)
-    if config.name == "langevin":
-        def burn(carry, k):
-            new, _ = step(k, carry, tuning)
-            return new, None
-
-        state, _ = jax.lax.scan(burn, state, jax.random.split(key, num_steps))
-        return state, tuning
     da_init, da_update, da_final = dual_averaging_adaptation(config.target_accept)
+    dense = config.adapts_mass and config.dense(dim)
+    core = (lookup_recipe("welford_dense" if dense else "welford_diag").build_core()
+            if config.adapts_mass else None)
+    fixed_imm = jnp.eye(dim, dtype=dtype) if dense else jnp.ones(dim, dtype)
 
-    def adapt(carry, k):
-        st, da = carry
-        new, stats = step(k, st, Tuning(jnp.exp(da.log_step_size).astype(dtype), tuning.inverse_mass_matrix))
-        return (new, da_update(da, jnp.nan_to_num(stats.acceptance_rate))), None
+    def init(position) -> Adaptation:
+        metric = core.init(dim) if core is not None else ()
+        return Adaptation(da_init(jnp.asarray(config.step_size, dtype)), metric,
+                          Tuning(jnp.asarray(config.step_size, dtype), fixed_imm))
 
-    (state, da), _ = jax.lax.scan(adapt, (state, da_init(config.step_size)), jax.random.split(key, num_steps))
-    return state, Tuning(jnp.asarray(da_final(da), dtype), tuning.inverse_mass_matrix)
+    def update(adapt: Adaptation, stage, window_end, position, acceptance_rate) -> Adaptation:
+        da = da_update(adapt.dual_averaging, jnp.nan_to_num(acceptance_rate))
+        metric = adapt.metric
+        if core is None:
+            return Adaptation(da, metric, Tuning(jnp.exp(da.log_step_size).astype(dtype), fixed_imm))
+        metric = jax.lax.cond(stage == 1, lambda m: core.update(m, position, None), lambda m: m, metric)
+
+        def end_window(da_metric):
+            da, metric = da_metric
+            return da_init(da_final(da)), core.final(metric)
+
+        da, metric = jax.lax.cond(window_end, end_window, lambda dm: dm, (da, metric))
+        return Adaptation(da, metric, Tuning(jnp.exp(da.log_step_size).astype(dtype),
+                                             metric.inverse_mass_matrix.astype(dtype)))
+
+    def final(adapt: Adaptation) -> Tuning:
+        imm = adapt.metric.inverse_mass_matrix.astype(dtype) if core is not None else fixed_imm
+        return Tuning(jnp.asarray(da_final(adapt.dual_averaging), dtype), imm)
+
+    return init, update, final
 
 
-def run_chain(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, position: jax.Array,
-              num_warmup: int, num_samples: int, thin: int = 1):
-    """Warm-up then ``num_samples`` kept transitions of one chain (pure; trace it under ``jit``).
+def _schedule(config: KernelConfig, num_warmup: int, total: int) -> jax.Array:
+    """``(total, 2)`` int array: (stage, window end) of each transition; zeros after warm-up."""
+    if config.adapts_mass and num_warmup:
+        schedule = jnp.asarray(build_schedule(num_warmup), jnp.int32).reshape(num_warmup, 2)
+    else:
+        schedule = jnp.zeros((num_warmup, 2), jnp.int32)
+    return jnp.concatenate([schedule, jnp.zeros((total - num_warmup, 2), jnp.int32)])
 
-    Parameters
-    ----------
-    position:
-        Start, shape ``(d,)``.
-    thin:
-        Keep every ``thin``-th transition (``num_samples * thin`` transitions in all).
 
-    Returns
-    -------
-    (positions, stats, tuning):
-        ``positions`` of shape ``(num_samples, d)``, :class:`ChainStats` of shape
-        ``(num_samples,)`` each (summed over thinned transitions for counts, or of the last one),
-        and the warm-up's :class:`Tuning`.
-    """
-    warm_key, sample_key = jax.random.split(key)
-    state, tuning = warmup(config, logdensity_fn, warm_key, position, num_warmup)
+# -- the driver --------------------------------------------------------------------------------------
+
+
+def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
+           num_warmup: int, num_samples: int, thin: int, keep: bool):
+    """Warm-up and sampling of ``C`` chains in ONE ``lax.scan`` over transitions (the kernel is traced
+    once), the chains ``vmap``-ed inside each transition. Adaptation runs under ``lax.cond`` on the
+    transition index, so it costs nothing after warm-up."""
+    num_chains, dim = positions.shape
+    dtype = positions.dtype
+    total = num_warmup + num_samples * thin
     step = build_step(config, logdensity_fn)
+    adapt_init, adapt_update, adapt_final = _adaptation(config, dim, dtype)
+    tunes = config.name != "langevin"
+    states = jax.vmap(lambda p: init_state(logdensity_fn, p))(positions)
+    adapt = jax.vmap(adapt_init)(positions)
+    if not num_warmup:
+        adapt = adapt._replace(tuning=jax.vmap(adapt_final)(adapt))
+    draws = None
+    if keep:
+        draws = (jnp.zeros((num_samples, num_chains, dim), dtype),
+                 ChainStats(jnp.zeros((num_samples, num_chains), bool), jnp.zeros((num_samples, num_chains), jnp.int32),
+                            jnp.zeros((num_samples, num_chains), jnp.int32), jnp.zeros((num_samples, num_chains), dtype)))
 
-    def one(carry, k):
-        if thin == 1:
-            new, stats = step(k, carry, tuning)
-            return new, (new.position, stats)
+    def store(draws, t, states, stats):
+        where, (pos, acc) = (t - num_warmup) // thin, draws
+        return (pos.at[where].set(states.position),
+                ChainStats(acc.is_divergent.at[where].set(acc.is_divergent[where] | stats.is_divergent),
+                           acc.tree_depth.at[where].max(stats.tree_depth),
+                           acc.num_steps.at[where].add(stats.num_steps.astype(jnp.int32)),
+                           acc.acceptance_rate.at[where].add(stats.acceptance_rate.astype(dtype) / thin)))
 
-        def inner(c, kk):
-            s, acc = c
-            s, st = step(kk, s, tuning)
-            return (s, acc._replace(is_divergent=acc.is_divergent | st.is_divergent,
-                                    num_steps=acc.num_steps + st.num_steps,
-                                    tree_depth=st.tree_depth, acceptance_rate=st.acceptance_rate)), None
+    def transition(carry, xs):
+        states, adapt, draws = carry
+        t, k, (stage, window_end) = xs
+        states, stats = jax.vmap(step)(jax.random.split(k, num_chains), states, adapt.tuning)
+        if tunes and num_warmup:
+            adapt = jax.lax.cond(
+                t < num_warmup,
+                lambda a: jax.vmap(adapt_update, (0, None, None, 0, 0))(a, stage, window_end, states.position,
+                                                                        stats.acceptance_rate),
+                lambda a: a, adapt)
+            adapt = jax.lax.cond(t == num_warmup - 1, lambda a: a._replace(tuning=jax.vmap(adapt_final)(a)),
+                                 lambda a: a, adapt)
+        if keep:
+            draws = jax.lax.cond(t >= num_warmup, lambda d: store(d, t, states, stats), lambda d: d, draws)
+        return (states, adapt, draws), None
 
-        zero = ChainStats(jnp.zeros((), bool), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros(()))
-        (new, stats), _ = jax.lax.scan(inner, (carry, zero), jax.random.split(k, thin))
-        return new, (new.position, stats)
-
-    _, (positions, stats) = jax.lax.scan(one, state, jax.random.split(sample_key, num_samples))
-    return positions, stats, tuning
+    xs = (jnp.arange(total), jax.random.split(key, total), _schedule(config, num_warmup, total))
+    (states, adapt, draws), _ = jax.lax.scan(transition, (states, adapt, draws), xs)
+    return states, adapt.tuning, draws
 
 
 def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
                num_warmup: int, num_samples: int, thin: int = 1):
-    """:func:`run_chain` over ``C`` chains at once (``vmap``), each tuned on its own.
+    """Warm-up, then ``num_samples`` kept transitions of each of ``C`` chains (pure; trace it under
+    ``jit``). Each chain is tuned on its own, as Stan does.
 
-    ``positions``: starts, shape ``(C, d)``. Returns positions ``(C, num_samples, d)``,
-    :class:`ChainStats` of shape ``(C, num_samples)`` and :class:`Tuning` with a leading ``C``.
+    Parameters
+    ----------
+    positions:
+        Starts, shape ``(C, d)``.
+    thin:
+        Keep every ``thin``-th transition (``num_samples * thin`` transitions after warm-up).
+
+    Returns
+    -------
+    (draws, stats, tuning):
+        ``draws`` of shape ``(C, num_samples, d)``; :class:`ChainStats` of shape
+        ``(C, num_samples)`` (over each thinned block: any divergence, the deepest tree, the
+        gradient evaluations summed, the mean acceptance rate); the warm-up's :class:`Tuning`
+        with a leading ``C``.
     """
-    keys = jax.random.split(key, positions.shape[0])
-    return jax.vmap(lambda k, p: run_chain(config, logdensity_fn, k, p, num_warmup, num_samples, thin))(keys, positions)
+    _, tuning, (draws, stats) = _drive(config, logdensity_fn, key, positions, num_warmup, num_samples, thin, True)
+    return jnp.swapaxes(draws, 0, 1), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), stats), tuning
 
 
 def final_positions(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
                     num_warmup: int, num_steps: int) -> jax.Array:
-    """Last position of each of ``C`` chains after warm-up and ``num_steps`` transitions: ``(C, d)``.
-
-    One independent chain per draw (``vmap``); nothing but the final state is kept.
-    """
-    def one(k, p):
-        warm_key, run_key = jax.random.split(k)
-        state, tuning = warmup(config, logdensity_fn, warm_key, p, num_warmup)
-        step = build_step(config, logdensity_fn)
-        state = jax.lax.fori_loop(0, num_steps, lambda i, s: step(jax.random.fold_in(run_key, i), s, tuning)[0], state)
-        return state.position
-
-    return jax.vmap(one)(jax.random.split(key, positions.shape[0]), positions)
+    """Last position of each of ``C`` independent chains after warm-up and ``num_steps`` transitions:
+    ``(C, d) -> (C, d)``. Nothing else is kept (sampling an energy: one chain per draw)."""
+    states, _, _ = _drive(config, logdensity_fn, key, positions, num_warmup, num_steps, 1, False)
+    return states.position
 
 
 def short_run(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
               num_steps: int) -> jax.Array:
-    """``num_steps`` transitions of each of ``C`` chains with the configured step size and a unit
-    mass matrix, no warm-up: ``(C, d) -> (C, d)`` (negatives for contrastive divergence)."""
+    """``num_steps`` transitions of each of ``C`` chains with ``config.step_size`` and a unit mass
+    matrix, no warm-up: ``(C, d) -> (C, d)`` (negatives for contrastive divergence)."""
     return final_positions(config, logdensity_fn, key, positions, 0, num_steps)

@@ -146,19 +146,20 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
     check_divisible(bs, mesh, "the batch size")
     if mesh is not None:
         state = jax.device_put(state, replicated(mesh))
-        data = jax.device_put(data, replicated(mesh))
-
-    def one(carry: TrainState, _):
-        s = carry.step
-        idx = batch_indices(data_key, s, n, bs)
-        batch = shard_leading(jax.tree_util.tree_map(lambda a: a[idx], data), mesh)
-        new, loss = step_fn(carry, batch, jax.random.fold_in(loss_key, s))
-        active = s < total
-        new = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, carry)
-        return new, loss
+        if jax.process_count() == 1:  # multi-host data arrive already split across hosts
+            data = jax.device_put(data, replicated(mesh))
 
     @jax.jit
-    def run_chunk(carry):
+    def run_chunk(carry, data):
+        def one(carry: TrainState, _):
+            s = carry.step
+            idx = batch_indices(data_key, s, n, bs)
+            batch = shard_leading(jax.tree_util.tree_map(lambda a: a[idx], data), mesh)
+            new, loss = step_fn(carry, batch, jax.random.fold_in(loss_key, s))
+            active = s < total
+            new = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, carry)
+            return new, loss
+
         return jax.lax.scan(one, carry, None, length=chunk)
 
     history = [np.asarray(losses, dtype=np.float32)] if losses is not None and len(losses) else []
@@ -171,7 +172,7 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
     t0 = time.perf_counter()
     failures, last_saved = 0, done
     while done < total:
-        new_state, chunk_losses = run_chunk(state)
+        new_state, chunk_losses = run_chunk(state, data)
         chunk_losses = np.asarray(chunk_losses)[: total - done]
         if not np.all(np.isfinite(chunk_losses)):
             failures += 1
