@@ -373,7 +373,7 @@ def load_source(
         )
     try:
         if suffix == ".npy":
-            arrays = {variables[0]: np.load(path, allow_pickle=False)}
+            arrays = {variables[0]: np.load(path, allow_pickle=False, mmap_mode="r")}  # rows read on use
         elif suffix == ".npz":
             arrays = _read_npz(path)
         else:
