@@ -1,17 +1,21 @@
 """gendsl: declare a generative model as a graph of variables, each made by one mechanism
 (factorize, pushforward, evolve, energy) or a leaf distribution, and compile it to JAX."""
 
+from gendsl.advisor import advise
 from gendsl.compiler import compile
 from gendsl.errors import GenDataError, GenError, GenRuntimeError, GenSemanticError, GenSyntaxError
 from gendsl.lang import load, parse, parse_all
+from gendsl.prior import prior
 from gendsl.program import Program
 
 __all__ = [
+    "advise",
     "load",
     "parse",
     "parse_all",
     "compile",
     "Program",
+    "prior",
     "GenError",
     "GenSyntaxError",
     "GenSemanticError",

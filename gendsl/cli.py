@@ -85,6 +85,15 @@ def _cmd_infer(args) -> int:
     return 0
 
 
+def _cmd_advise(args) -> int:
+    import gendsl
+    from gendsl.advisor import advise, render
+
+    model = gendsl.load(args.file, model=args.model)
+    print(render(advise(model, need=args.need, max_nfe=args.max_nfe), args.need, args.max_nfe))
+    return 0
+
+
 def _cmd_distill(args) -> int:
     from gendsl.distill import distill_run
 
@@ -153,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default=None)
     _add_scaling(c)
     c.set_defaults(func=_cmd_infer)
+
+    c = sub.add_parser("advise", help="which mechanisms meet stated inference needs, per node")
+    c.add_argument("file")
+    c.add_argument("--need", default="sampling",
+                   choices=["exact-likelihood", "likelihood", "any-likelihood", "sampling"])
+    c.add_argument("--max-nfe", type=int, default=None, help="network evaluations per sample at most")
+    c.add_argument("--model", default=None)
+    c.set_defaults(func=_cmd_advise)
 
     c = sub.add_parser("distill", help="distil a fitted evolve model into a K-step sampler")
     c.add_argument("run")

@@ -5,6 +5,7 @@ second draw is an independent sample of the same law):
 
 - ``moons``, ``eight_gaussians``, ``checkerboard``: 2-D points, as in the FFJORD / flow-matching
   toy benchmarks, with values within about [-4, 4].
+- ``labelled_blobs``: a label (``token[1] of 4``) and a 2-D point from that label's blob.
 - ``markov``: token sequences from a fixed random first-order Markov chain, whose exact entropy
   per sequence is known and reported as :attr:`Dataset.true_nll`.
 
@@ -31,6 +32,8 @@ __all__ = [
     "builtin",
     "markov_chain",
     "markov_entropy",
+    "labelled_blobs",
+    "LABELLED_CENTRES",
     "load_source",
     "split_heldout",
 ]
@@ -100,7 +103,17 @@ _POINT_SETS: dict[str, Callable[[int, np.random.Generator], np.ndarray]] = {
     "checkerboard": _checkerboard,
 }
 
-BUILTIN_NAMES: tuple[str, ...] = (*_POINT_SETS, "markov")
+LABELLED_CENTRES = np.array([[2.0, 2.0], [-2.0, 2.0], [-2.0, -2.0], [2.0, -2.0]])
+"""Centres of the four ``labelled_blobs`` classes (label k sits in quadrant k, counter-clockwise)."""
+
+
+def _labelled_blobs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    label = rng.integers(0, 4, size=n)
+    x = LABELLED_CENTRES[label] + 0.5 * rng.normal(size=(n, 2))
+    return label[:, None].astype(np.int32), x.astype(np.float32)
+
+
+BUILTIN_NAMES: tuple[str, ...] = (*_POINT_SETS, "markov", "labelled_blobs")
 """The names :func:`builtin` knows."""
 
 
@@ -240,6 +253,8 @@ def builtin(
         )
     if int(n) < 1:
         raise GenDataError(f"builtin:{name} needs a positive number of examples, got {n}")
+    if name == "labelled_blobs":
+        return labelled_blobs(n, seed, ("label", variable))
     rng = np.random.default_rng(seed)
     if name == "markov":
         length, vocab = _markov_shape(shape_hint)
@@ -252,6 +267,19 @@ def builtin(
             f"'{variable}' has shape {tuple(shape_hint)}"
         )
     return Dataset(name, {variable: _POINT_SETS[name](int(n), rng).astype(np.float32)})
+
+
+def labelled_blobs(n: int, seed: int, variables: Sequence[str]) -> Dataset:
+    """Four Gaussian blobs (sd 0.5) at :data:`LABELLED_CENTRES` with their labels.
+
+    ``variables`` names the label (``token[1] of 4``) and the point (``real[2]``), in the
+    model's order of declaration: the first is the label.
+    """
+    if len(variables) != 2:
+        raise GenDataError(f"builtin:labelled_blobs gives a label and a 2-D point, but the model has data "
+                           f"variables {_quote(list(variables))}")
+    label, x = _labelled_blobs(int(n), np.random.default_rng(seed))
+    return Dataset("labelled_blobs", {variables[0]: label, variables[1]: x})
 
 
 # --------------------------------------------------------------------------- files
@@ -350,6 +378,8 @@ def load_source(
     variables = list(variables)
     if src.startswith("builtin:"):
         name = src[len("builtin:"):].strip()
+        if name == "labelled_blobs":
+            return labelled_blobs(n_default, seed, variables)
         if len(variables) != 1:
             raise GenDataError(
                 f"builtin:{name} gives one array, but the model has data variables {_quote(variables)}; "

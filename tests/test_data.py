@@ -265,3 +265,14 @@ def test_json_true_nll_and_bad_true_nll(tmp_path):
     np.savez(tmp_path / "bad.npz", x=np.zeros(3), true_nll=np.zeros(2))
     with pytest.raises(GenDataError, match="true_nll"):
         load_source(str(tmp_path / "bad.npz"), ["x"])
+
+
+def test_labelled_blobs_put_each_label_in_its_quadrant():
+    from gendsl.data import LABELLED_CENTRES, load_source
+
+    ds = load_source("builtin:labelled_blobs", ["label", "x"], n_default=4000, seed=1)
+    label, x = ds.arrays["label"][:, 0], ds.arrays["x"]
+    assert ds.arrays["label"].shape == (4000, 1) and x.shape == (4000, 2)
+    assert set(np.unique(label)) == {0, 1, 2, 3}
+    same_quadrant = np.sign(x) == np.sign(LABELLED_CENTRES[label])
+    assert same_quadrant.all(axis=1).mean() > 0.99

@@ -48,8 +48,12 @@ class _Errors:
             raise GenSemanticError(items[0].message, items[0].span, notes=items[1:])
 
 
-def _function_calls(rhs: Expr, spec: Spec | None) -> list[Call]:
-    """Calls used as functions in an expression (for ``~``: inside expression arguments only)."""
+#: largest integer literal in an expression (int32 arithmetic)
+MAX_INT_LITERAL = 2**31 - 1
+
+
+def _value_parts(rhs: Expr, spec: Spec | None) -> list[Expr]:
+    """Every sub-expression that is computed with (for ``~``: inside expression arguments only)."""
     if spec is None:
         exprs = [rhs]
     else:
@@ -62,7 +66,19 @@ def _function_calls(rhs: Expr, spec: Spec | None) -> list[Call]:
                     stack.append(value)
                 elif isinstance(value, (Num, Str, Name, Unary, BinOp, Call, Index, ListExpr)):
                     exprs.append(value)
-    return [e for x in exprs for e in walk(x) if isinstance(e, Call)]
+    return [e for x in exprs for e in walk(x)]
+
+
+def _value_error(e: Expr) -> str | None:
+    """What is wrong with a literal computed with, if anything: strings, ``[]``, huge integers."""
+    if isinstance(e, Str):
+        return f"a string cannot be used as a number, got {unparse(e)[:40]}"
+    if isinstance(e, ListExpr) and not e.items:
+        return "an empty list '[]' has no value; write at least one element"
+    if isinstance(e, Num) and isinstance(e.value, int) and e.value > MAX_INT_LITERAL:
+        return (f"integer {e.value} is too large for integer arithmetic (at most {MAX_INT_LITERAL}); "
+                f"write it as a real number, {e.value}.0")
+    return None
 
 
 class _Shapes:
@@ -89,6 +105,8 @@ class _Shapes:
             base = self.of(e.value)
             if len(e.indices) > len(base):
                 raise GenSemanticError(f"too many indices for '{unparse(e.value)}' of shape {shape_str(base)}", e.span)
+            for axis, i in enumerate(e.indices):
+                self._check_literal_index(e, i, base[axis])
             idx_shapes = [self.of(i) for i in e.indices]
             lead = self._broadcast(e, idx_shapes)
             return (*lead, *base[len(e.indices):])
@@ -112,6 +130,19 @@ class _Shapes:
                 raise GenSemanticError(f"{e.func}(): {err}", e.span) from None
         raise TypeError(e)
 
+    @staticmethod
+    def _check_literal_index(e: Index, i: Expr, dim) -> None:
+        """A literal index must be an integer within the dimension (when that is known)."""
+        num = i.operand if isinstance(i, Unary) and isinstance(i.operand, Num) else i
+        if not isinstance(num, Num):
+            return
+        if not isinstance(num.value, int):
+            raise GenSemanticError(f"an index must be an integer, got {unparse(i)}", i.span)
+        value = -num.value if num is not i else num.value
+        if isinstance(dim, int) and not -dim <= value < dim:
+            raise GenSemanticError(f"index {value} is out of range for an axis of length {dim} "
+                                   f"in '{unparse(e)[:60]}' (indexing is 0-based)", i.span)
+
     def _broadcast(self, e: Expr, shapes: list[Shape]) -> Shape:
         try:
             return broadcast_shapes(*shapes)
@@ -127,6 +158,9 @@ def _distribution_shape(spec: Spec, call: Call, shapes: _Shapes) -> Shape:
             return broadcast_shapes(*arg_shapes)
         except ValueError as err:
             raise GenSemanticError(f"arguments of {spec.name}(): {err}", call.span) from None
+    if sig.event in ("drop_last", "first") and not arg_shapes[0]:
+        what = sig.params[0].name
+        raise GenSemanticError(f"{spec.name}() needs a vector of {what} (shape [K]), got a scalar", call.span)
     if sig.event == "drop_last":
         return arg_shapes[0][:-1]
     if sig.event == "first":
@@ -224,7 +258,13 @@ def check(name: str, statements: list[Statement], span: Span | None = None) -> M
                 refs.append((ref.id, ref.span))
         else:
             refs = [(r.id, r.span) for r in names_in(st.rhs)]
-        for fn in _function_calls(st.rhs, specs.get(n)):
+        for part in _value_parts(st.rhs, specs.get(n)):
+            problem = _value_error(part)
+            if problem is not None:
+                errors.add(problem, part.span)
+            if not isinstance(part, Call):
+                continue
+            fn = part
             if fn.func not in FUNCTIONS:
                 sig = SIGNATURES.get(fn.func)
                 hint = f" ({fn.func} is a {sig.category}, not a function)" if sig else did_you_mean(fn.func, FUNCTIONS)
@@ -322,6 +362,10 @@ def _infer_type(n, st, declared, spec, shapes, types, int_inputs) -> VarType:
         elif isinstance(base, Spec) and base.category == "distribution":
             shape = _distribution_shape(base, call.args[0] if call.args else call, shapes)
             vtype = VarType("real", shape) if shape else None
+    if vtype is None and mech == "prior":
+        from gendsl.prior import source_type
+
+        vtype = source_type(spec["run"], spec.get("node"), call.span)
     if vtype is None:
         raise GenSemanticError(f"the type of '{n}' cannot be inferred from {mech}(...); write it, "
                                f"e.g. '{n}: real[2] ~ {mech}(...)'", st.span)

@@ -8,10 +8,13 @@ raises :class:`~gendsl.errors.GenSemanticError` at the offending argument.
 from __future__ import annotations
 
 from gendsl.errors import GenSemanticError, did_you_mean
-from gendsl.ir.ast import BinOp, Call, Expr, ListExpr, Name, Num, Str, Unary, unparse
+from gendsl.ir.ast import BinOp, Call, Expr, ListExpr, Name, Num, Opaque, Str, Unary, unparse
 from gendsl.ir.signatures import REQUIRED, SIGNATURES, Param, Spec, by_category
 
-__all__ = ["resolve_call", "literal"]
+__all__ = ["resolve_call", "literal", "MAX_INT_OPTION"]
+
+MAX_INT_OPTION = 2**31 - 1
+"""Largest integer option (sizes, steps): int32."""
 
 _CATEGORY_WORDS = {
     "distribution": "a distribution such as normal(0, 1)",
@@ -51,6 +54,12 @@ def _value(param: Param, expr: Expr, owner: str):
         if isinstance(expr, Call) and expr.func in by_category("network"):
             return resolve_call(expr, "network")
         return expr
+    if kind == "source":  # a run folder (text) or an in-memory trained program (builder API)
+        if isinstance(expr, Opaque):
+            return expr.fn
+        if isinstance(expr, Str):
+            return expr.value
+        raise _err(f"{where} must be the path of a `gendsl fit` run folder, e.g. \"runs/moons\"", expr)
     alternatives = kind.split("|")
     if "name" in alternatives and isinstance(expr, Name):
         return expr.id
@@ -102,6 +111,9 @@ def _value(param: Param, expr: Expr, owner: str):
         raise _err(f"{where} must not be negative, got {value}", expr)
     if kind == "ints" and any(v <= 0 for v in value):
         raise _err(f"{where} must hold positive sizes, got {unparse(expr)}", expr)
+    ints = value if kind == "ints" else (value,) if kind in ("int", "int_or_str") and isinstance(value, int) else ()
+    if any(v > MAX_INT_OPTION for v in ints):
+        raise _err(f"{where} is too large (at most {MAX_INT_OPTION}), got {unparse(expr)[:40]}", expr)
     return value
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "context_size",
     "context_vector",
     "split_module",
+    "Choice",
 ]
 
 #: likelihood kinds, strongest first
@@ -87,6 +88,31 @@ class NodeContext:
         for d in self.shape:
             out *= d
         return out
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One way a mechanism can model a variable, with the properties the advisor weighs.
+
+    Attributes
+    ----------
+    form:
+        The right-hand side to write, e.g. ``"pushforward(normal(0, 1), spline(layers=4))"``.
+    likelihood:
+        Its likelihood kind (one of :data:`KINDS`).
+    nfe:
+        Network evaluations per sample.
+    conditional:
+        Whether it accepts ``given=``.
+    note:
+        What it is good at, in a few words.
+    """
+
+    form: str
+    likelihood: str
+    nfe: int
+    conditional: bool = True
+    note: str = ""
 
 
 class AbstractMechanism(abc.ABC):
@@ -162,6 +188,11 @@ class AbstractMechanism(abc.ABC):
         import numpyro.distributions.constraints as c
 
         return c.real
+
+    @classmethod
+    def choices(cls, vtype: VarType) -> list[Choice]:
+        """The ways this mechanism can model a variable of type ``vtype`` (for the advisor)."""
+        return []
 
     def describe(self) -> dict[str, str]:
         """One row of the plan."""

@@ -1,0 +1,97 @@
+"""Trained models as distributions: ``x ~ prior("RUN_DIR")`` in text, ``gendsl.prior(prog, params)``
+in Python. The prior is one node of a trained program (by default its single modelled variable),
+with its parameters frozen: its log-density scores the new model's variable and its sampler
+draws it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gendsl.errors import GenSemanticError, Span
+from gendsl.ir.types import VarType
+
+__all__ = ["PriorSource", "prior", "resolve_source", "source_type"]
+
+
+@dataclass(frozen=True, eq=False)
+class PriorSource:
+    """A trained program and its parameters, used as a prior (built by :func:`prior`)."""
+
+    program: Any
+    params: Any = field(repr=False)
+    node: str | None = None
+
+    def node_name(self) -> str:
+        return pick_node(self.program.model, self.node)
+
+    @property
+    def vtype(self) -> VarType:
+        return self.program.model[self.node_name()].type
+
+
+def pick_node(model, node: str | None, span: Span | None = None) -> str:
+    """The node of ``model`` a prior stands for: ``node``, or the model's one modelled variable."""
+    stochastic = [v.name for v in model.by_role("observed", "latent")]
+    if node is not None:
+        if node not in stochastic:
+            raise GenSemanticError(f"the trained model '{model.name}' has no modelled variable '{node}' "
+                                   f"(it has: {', '.join(stochastic)})", span)
+        return node
+    observed = [v.name for v in model.by_role("observed")]
+    choices = observed if len(observed) == 1 else stochastic
+    if len(choices) != 1:
+        raise GenSemanticError(f"the trained model '{model.name}' has several variables ({', '.join(stochastic)}): "
+                               f"name one with node=\"...\"", span)
+    return choices[0]
+
+
+def prior(program, params, node: str | None = None):
+    """A trained ``program`` (with ``params``) as a right-hand side for the builder API.
+
+    Example::
+
+        m.sample("x", gendsl.prior(flow_prog, fit.params))
+    """
+    from gendsl.ir.ast import Opaque
+    from gendsl.ir.builder import Ref, call
+
+    source = PriorSource(program, params, node)
+    source.node_name()  # fail early, at the caller's line
+    return call("prior", Ref(Opaque(source, f"prior of {program.model.name}")), _depth=3,
+                **({"node": node} if node else {}))
+
+
+def _run_folder(path: str, span: Span | None) -> Path:
+    candidates = [Path(path)]
+    if span is not None and span.file and not Path(path).is_absolute():
+        candidates.append(Path(span.file).parent / path)
+    for c in candidates:
+        if (c / "run.json").is_file():
+            return c
+    raise GenSemanticError(f"no trained run at \"{path}\" (a folder written by `gendsl fit`, with run.json)", span)
+
+
+def source_type(source, node: str | None, span: Span | None = None) -> VarType:
+    """The type of the variable a prior source stands for (reads only the run's model text)."""
+    if isinstance(source, PriorSource):
+        return source.vtype
+    from gendsl.lang.frontend import parse
+
+    folder = _run_folder(source, span)
+    record = json.loads((folder / "run.json").read_text())
+    model = parse((folder / "model.gen").read_text(), model=record.get("model"), file=str(folder / "model.gen"))
+    return model[pick_node(model, node, span)].type.bind(record.get("dims") or {})
+
+
+def resolve_source(source, node: str | None, span: Span | None = None) -> PriorSource:
+    """Load a run folder (or pass an in-memory source through) as a :class:`PriorSource`."""
+    if isinstance(source, PriorSource):
+        return source
+    from gendsl.runs import open_run
+
+    run = open_run(_run_folder(source, span))
+    return PriorSource(run.program, run.params, node)
