@@ -36,8 +36,8 @@ def _read_source(path) -> str:
     path = Path(path)
     try:
         raw = path.read_bytes()
-    except OSError as err:
-        raise GenError(f"cannot read {path}: {err.strerror or err}", Span(str(path))) from None
+    except (OSError, ValueError) as err:
+        raise GenError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}", Span(str(path))) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -91,6 +91,14 @@ def _cmd_advise(args) -> int:
 
     model = gendsl.load(args.file, model=args.model)
     print(render(advise(model, need=args.need, max_nfe=args.max_nfe), args.need, args.max_nfe))
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from gendsl.bench import run_bench
+
+    report = run_bench(args.out, quick=args.quick, seed=args.seed)
+    print(f"wrote {report}")
     return 0
 
 
@@ -171,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default=None)
     c.set_defaults(func=_cmd_advise)
 
+    c = sub.add_parser("bench", help="the four mechanisms side by side on the same data and budget")
+    c.add_argument("--quick", action="store_true", help="a few-minute run")
+    c.add_argument("--out", default="runs/bench")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=_cmd_bench)
+
     c = sub.add_parser("distill", help="distil a fitted evolve model into a K-step sampler")
     c.add_argument("run")
     c.add_argument("--steps", type=int, required=True)
@@ -182,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gendsl`` console script; returns the exit code."""
+    if hasattr(sys.stderr, "reconfigure"):
+        sys.stderr.reconfigure(errors="backslashreplace")  # an error message must never fail to print
     args = build_parser().parse_args(argv)
     debug = bool(os.environ.get("GENDSL_DEBUG"))
     from gendsl.errors import GenError

@@ -36,11 +36,12 @@ class Span:
     source: str | None = None  # the whole text, to show the line; None when unavailable
 
     def source_line(self) -> str | None:
+        """The text of line ``line`` (lines end at ``\n`` only, as the lexer counts them)."""
         if self.source is None or self.line is None:
             return None
-        lines = self.source.splitlines()
+        lines = self.source.split("\n")
         if 1 <= self.line <= len(lines):
-            return lines[self.line - 1]
+            return lines[self.line - 1].removesuffix("\r")
         return None
 
 
@@ -83,11 +84,13 @@ class GenError(Exception):
             where = f"{span.file}: " if span is not None and span.file else ""
             return f"{where}{self.label}: {self.message}"
         col = span.column or 1
-        head = f"{span.file}:{span.line}:{col}: {self.label}: {self.message}"
+        head = f"{span.file}:{span.line}:{col}: {self.label}: {_printable(self.message)}"
         text = span.source_line()
         if text is None:
             return head
-        text = text.replace("\t", " ")
+        text, col = _window(text, col)
+        # one character per column, none that a terminal would act on
+        text = "".join(c if c.isprintable() else " " if c == "\t" else "?" for c in text)
         return f"{head}\n    {text}\n    {' ' * (col - 1)}^"
 
     def render(self) -> str:
@@ -95,6 +98,23 @@ class GenError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+_WIDTH = 160  # longest source line shown whole
+
+
+def _window(text: str, col: int) -> tuple[str, int]:
+    """A long line cut to about :data:`_WIDTH` characters around ``col``; the column within it."""
+    if len(text) <= _WIDTH:
+        return text, col
+    start = max(0, min(col - 1 - _WIDTH // 2, len(text) - _WIDTH))
+    head, tail = ("..." if start > 0 else ""), ("..." if start + _WIDTH < len(text) else "")
+    return head + text[start:start + _WIDTH] + tail, col - start + len(head)
+
+
+def _printable(message: str) -> str:
+    """``message`` with control characters escaped (a message may quote a string of the file)."""
+    return "".join(c if c.isprintable() or c == "\n" else ascii(c)[1:-1] for c in message)
 
 
 class GenSyntaxError(GenError):

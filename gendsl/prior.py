@@ -6,6 +6,7 @@ draws it.
 
 from __future__ import annotations
 
+import contextvars
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,5 +94,18 @@ def resolve_source(source, node: str | None, span: Span | None = None) -> PriorS
         return source
     from gendsl.runs import open_run
 
-    run = open_run(_run_folder(source, span))
+    folder = _run_folder(source, span).resolve()
+    opening = _OPENING.get()
+    if folder in opening:
+        raise GenSemanticError(f"the prior \"{source}\" depends on itself (through {' -> '.join(map(str, opening))})", span)
+    token = _OPENING.set((*opening, folder))
+    try:
+        run = open_run(folder)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise GenSemanticError(f"cannot read the trained run at \"{source}\": {err}", span) from None
+    finally:
+        _OPENING.reset(token)
     return PriorSource(run.program, run.params, node)
+
+
+_OPENING: contextvars.ContextVar[tuple] = contextvars.ContextVar("gendsl_priors_being_opened", default=())

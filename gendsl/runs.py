@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from gendsl.budget import cap
 from gendsl.errors import GenDataError
 from gendsl.runtime.devices import is_main_process, local_rows
 from gendsl.runtime.params_io import atomic_write_text
@@ -149,13 +150,14 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     model_path = Path(model_path)
     model = gendsl.load(model_path, model=model_name)
     variables = model_data_variables(model)
-    dataset = load_source(data_src, variables, n_default=n_builtin, seed=seed, shape_hint=_shape_hint(model, variables))
+    dataset = load_source(data_src, variables, n_default=cap(n_builtin, "examples"), seed=seed,
+                          shape_hint=_shape_hint(model, variables))
     arrays = dataset.arrays
     if jax.process_count() > 1:
         arrays = {k: (np.asarray(v[local_rows(len(v))]) if np.ndim(v) else v) for k, v in arrays.items()}
-    train, heldout = split_heldout({k: np.asarray(v) for k, v in arrays.items()}, fraction=0.1, seed=seed)
     program = gendsl.compile(model)
-    program.check_data(train)  # every data error before the output folder is touched
+    program.check_data(arrays)  # every data error, on the data as given, before anything is written
+    train, heldout = split_heldout({k: np.asarray(v) for k, v in arrays.items()}, fraction=0.1, seed=seed)
     main = is_main_process()
     out = Path(out)
     if main:
@@ -216,6 +218,7 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devi
     from gendsl.runtime.params_io import atomic_write_bytes
 
     run = open_run(run_dir)
+    n = cap(n, "draws")
     draws = run.program.sample(run.params, jax.random.key(seed), n, run.record.get("dims") or {}, devices=devices)
     draws = {k: np.asarray(v) for k, v in draws.items()}
     out = Path(out)

@@ -8,6 +8,9 @@ the graph (cycles), then types and shapes in topological order.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from pathlib import Path
+
 import networkx as nx
 
 from gendsl.errors import GenError, GenSemanticError, Span, did_you_mean
@@ -187,6 +190,31 @@ def _compatible(declared: Shape, inferred: Shape) -> bool:
         return False
 
 
+#: the files whose ``prior(...)`` types are being read, outermost first (to refuse cycles)
+_PRIOR_CHAIN: ContextVar[tuple[str, ...]] = ContextVar("gendsl_prior_chain", default=())
+
+
+def _prior_type(spec: Spec, call: Call) -> VarType:
+    """The type of ``prior("RUN")`` read from the run folder; a folder that cannot be read, or
+    one that leads back to a file being read, is a :class:`GenSemanticError` at the call."""
+    from gendsl.prior import source_type
+
+    file = call.span.file or "<string>"
+    here = str(Path(file).resolve()) if Path(file).is_file() else file
+    chain = _PRIOR_CHAIN.get()
+    if here in chain:
+        raise GenSemanticError(f"prior(\"{spec['run']}\") leads back to {file}: runs that are priors of "
+                               f"each other form a cycle; write the type of the variable to break it", call.span)
+    token = _PRIOR_CHAIN.set((*chain, here))
+    try:
+        return source_type(spec["run"], spec.get("node"), call.span)
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as err:  # a damaged run folder
+        raise GenSemanticError(f"cannot read the run \"{spec['run']}\" for prior(...): "
+                               f"{type(err).__name__}: {err}", call.span) from None
+    finally:
+        _PRIOR_CHAIN.reset(token)
+
+
 def check(name: str, statements: list[Statement], span: Span | None = None) -> Model:
     """Check ``statements`` of the model ``name``; return the :class:`Model` or raise.
 
@@ -363,9 +391,7 @@ def _infer_type(n, st, declared, spec, shapes, types, int_inputs) -> VarType:
             shape = _distribution_shape(base, call.args[0] if call.args else call, shapes)
             vtype = VarType("real", shape) if shape else None
     if vtype is None and mech == "prior":
-        from gendsl.prior import source_type
-
-        vtype = source_type(spec["run"], spec.get("node"), call.span)
+        vtype = _prior_type(spec, call)
     if vtype is None:
         raise GenSemanticError(f"the type of '{n}' cannot be inferred from {mech}(...); write it, "
                                f"e.g. '{n}: real[2] ~ {mech}(...)'", st.span)

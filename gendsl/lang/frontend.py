@@ -14,6 +14,7 @@ __all__ = ["parse_all", "parse", "load"]
 
 def parse_all(text: str, file: str = "<string>") -> list[Model]:
     """Parse and check every model in ``text``; raise the file's errors together."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     models = parse_models(text, file)
     if not models:
         raise GenSyntaxError("no model in this file; write 'model NAME { ... }'", Span(file, 1, 1, text))
@@ -53,8 +54,8 @@ def load(path: str | Path, model: str | None = None) -> Model:
     path = Path(path)
     try:
         raw = path.read_bytes()
-    except OSError as err:
-        raise GenError(f"cannot read {path}: {err.strerror or err}", Span(str(path))) from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
+        raise GenError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}", Span(str(path))) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

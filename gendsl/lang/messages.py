@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lark
 
-from gendsl.errors import GenSyntaxError, Span
+from gendsl.errors import GenSyntaxError, Span, did_you_mean
 
 __all__ = ["syntax_error", "describe_token"]
 
@@ -39,11 +39,14 @@ def syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str) -> 
     line, col = getattr(err, "line", None), getattr(err, "column", None)
     if line is None or line < 1:
         # end of input: point just past the last non-blank character
-        lines = text.rstrip().splitlines() or [""]
+        lines = text.rstrip().split("\n")
         line, col = len(lines), len(lines[-1]) + 1
     span = Span(file, line, col, text)
     if isinstance(err, lark.exceptions.UnexpectedCharacters):
         ch = err.char
+        if ch == "\r":
+            return GenSyntaxError("unexpected carriage return (U+000D) not followed by a newline; "
+                                  "end lines with \\n or \\r\\n", span)
         shown = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}"
         return GenSyntaxError(f"unexpected character {shown}", span)
     if isinstance(err, lark.exceptions.UnexpectedEOF):
@@ -58,9 +61,11 @@ def syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str) -> 
         if tok.type == "_NEWLINE":
             return GenSyntaxError(f"unexpected end of line; expected {_expected(expected - {'_NEWLINE'})}", span)
         got = f"'{tok}'" if tok.type not in ("_NEWLINE", "$END") else describe_token(tok.type)
+        keywords = [word for word, name in (("model", "MODEL"), ("data", "DATA")) if name in expected]
+        hint = did_you_mean(str(tok), keywords) if tok.type == "NAME" else ""
         if expected >= {"MODEL"} and len(expected) <= 2:
-            return GenSyntaxError(f"unexpected {got}: statements must be inside 'model NAME {{ ... }}'", span)
+            return GenSyntaxError(f"unexpected {got}: statements must be inside 'model NAME {{ ... }}'{hint}", span)
         if "TILDE" in expected and "EQUAL" in expected and tok.type not in ("TILDE", "EQUAL"):
             return GenSyntaxError(f"unexpected {got}; a statement is 'NAME ~ ...', 'NAME = ...' or 'data NAME: TYPE'", span)
-        return GenSyntaxError(f"unexpected {got}; expected {_expected(expected)}", span)
+        return GenSyntaxError(f"unexpected {got}; expected {_expected(expected)}{hint}", span)
     return GenSyntaxError(str(err).splitlines()[0], span)

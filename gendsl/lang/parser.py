@@ -2,14 +2,19 @@
 
 ``parse_models(text, file)`` returns ``[(name, [Statement, ...], Span), ...]`` for every model
 in the text, or raises :class:`~gendsl.errors.GenSyntaxError` with file, line and column.
+
+Nothing here recurses over the input: the parser is LALR, the transformer is lark's
+non-recursive one, and expressions nested deeper than :data:`MAX_NESTING` are refused before
+any later pass (checks, lowering), which do recurse, ever sees them.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, Transformer_NonRecursive, Tree, v_args
 
 from gendsl.errors import GenSyntaxError, Span
 from gendsl.ir.ast import BinOp, Call, Index, ListExpr, Name, Num, Str, Unary
@@ -18,7 +23,17 @@ from gendsl.ir.types import BASES, VarType
 from gendsl.lang.grammar import grammar_text
 from gendsl.lang.messages import syntax_error
 
-__all__ = ["parse_models"]
+__all__ = ["parse_models", "MAX_NESTING", "MAX_DIMENSION"]
+
+MAX_NESTING = 200
+"""Deepest expression accepted: levels of operators, calls, lists and indexing (parentheses do not
+count). CPython's parser stops at 200 levels too; every later pass stays far from the recursion limit."""
+
+MAX_DIMENSION = 2**31 - 1
+"""Largest dimension or vocabulary size (int32 indexing)."""
+
+_MAX_DIGITS = len(str(int(sys.float_info.max)))
+_NESTING_RULES = frozenset({"add", "sub", "mul", "div", "pow", "neg", "index", "call", "list"})
 
 
 class _DropNewlinesInBrackets:
@@ -46,7 +61,22 @@ def _parser() -> lark.Lark:
                      postlex=_DropNewlinesInBrackets(), maybe_placeholders=True)
 
 
-class _ToIR(Transformer):
+def _check_nesting(tree: Tree, file: str, text: str) -> None:
+    """Refuse expressions nested deeper than :data:`MAX_NESTING` (iteratively: no recursion)."""
+    stack = [(tree, 0, None)]
+    while stack:
+        node, depth, outer = stack.pop()
+        meta = node.meta if not node.meta.empty else outer
+        depth += node.data in _NESTING_RULES
+        if depth > MAX_NESTING:
+            line, col = (meta.line, meta.column) if meta is not None else (1, 1)
+            raise GenSyntaxError(f"expression nested too deeply (more than {MAX_NESTING} levels of operators, "
+                                 f"calls, lists and indexing); split it into steps with 'NAME = ...'",
+                                 Span(file, line, col, text))
+        stack.extend((c, depth, meta) for c in reversed(node.children) if isinstance(c, Tree))
+
+
+class _ToIR(Transformer_NonRecursive):
     """Parse tree -> (name, statements, span) per model. Front end only: no JAX here."""
 
     def __init__(self, file: str, text: str):
@@ -101,7 +131,11 @@ class _ToIR(Transformer):
         return list(items)
 
     def dim_int(self, items):
-        value = int(items[0])
+        text = str(items[0]).lstrip("0") or "0"
+        if len(text) > len(str(MAX_DIMENSION)) or int(text) > MAX_DIMENSION:
+            raise GenSyntaxError(f"dimension {text[:20]}{'...' if len(text) > 20 else ''} is too large "
+                                 f"(at most {MAX_DIMENSION})", self._span(items[0]))
+        value = int(text)
         if value <= 0:
             raise GenSyntaxError(f"a dimension must be positive, got {value}", self._span(items[0]))
         return value
@@ -150,9 +184,13 @@ class _ToIR(Transformer):
         tok = items[0]
         text = str(tok)
         is_int = text.isdigit()
-        value = int(text) if is_int else float(text)
-        if not is_int and value in (float("inf"),):
-            raise GenSyntaxError(f"number {text[:20]} is too large", self._span(tok))
+        too_large = is_int and len(text.lstrip("0")) > _MAX_DIGITS
+        if not too_large:
+            value = int(text) if is_int else float(text)
+            too_large = value > sys.float_info.max
+        if too_large:
+            shown = text if len(text) <= 20 else text[:20] + "..."
+            raise GenSyntaxError(f"number {shown} is too large (at most {sys.float_info.max:.6g})", self._span(tok))
         return Num(value, self._span(tok))
 
     def string(self, items):
@@ -181,6 +219,7 @@ def parse_models(text: str, file: str = "<string>") -> list[tuple[str, list[Stat
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as err:
         raise syntax_error(err, text, file) from None
+    _check_nesting(tree, file, text)
     try:
         return _ToIR(file, text).transform(tree)
     except lark.exceptions.VisitError as err:
