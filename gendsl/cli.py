@@ -80,7 +80,7 @@ def _cmd_infer(args) -> int:
     from gendsl.inference.run import infer_run
 
     infer_run(args.file, args.data, args.out, chains=args.chains, samples=args.samples, warmup=args.warmup,
-              seed=args.seed, model_name=args.model, devices=args.devices)
+              seed=args.seed, model_name=args.model, **({"devices": args.devices} if args.devices else {}))
     print(f"wrote {args.out}")
     return 0
 
