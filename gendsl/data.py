@@ -5,6 +5,7 @@ second draw is an independent sample of the same law):
 
 - ``moons``, ``eight_gaussians``, ``checkerboard``: 2-D points, as in the FFJORD / flow-matching
   toy benchmarks, with values within about [-4, 4].
+- ``digits``: scikit-learn's 8x8 handwritten digits as ``real[64]``, dequantised to (-1, 1).
 - ``labelled_blobs``: a label (``token[1] of 4``) and a 2-D point from that label's blob.
 - ``markov``: token sequences from a fixed random first-order Markov chain, whose exact entropy
   per sequence is known and reported as :attr:`Dataset.true_nll`.
@@ -113,7 +114,16 @@ def _labelled_blobs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     return label[:, None].astype(np.int32), x.astype(np.float32)
 
 
-BUILTIN_NAMES: tuple[str, ...] = (*_POINT_SETS, "markov", "labelled_blobs")
+def _digits(n: int, rng: np.random.Generator) -> np.ndarray:
+    """8x8 digits, resampled with replacement and dequantised: (pixel + U(0, 1)) / 17 * 2 - 1."""
+    path = Path(__file__).resolve().parent / "datasets" / "digits.npz"
+    with np.load(path, allow_pickle=False) as f:
+        images = f["images"].astype(np.float64)
+    picked = images[rng.integers(0, len(images), size=n)]
+    return ((picked + rng.uniform(size=picked.shape)) / 17.0 * 2.0 - 1.0).astype(np.float32)
+
+
+BUILTIN_NAMES: tuple[str, ...] = (*_POINT_SETS, "markov", "labelled_blobs", "digits")
 """The names :func:`builtin` knows."""
 
 
@@ -261,6 +271,11 @@ def builtin(
         init, trans = markov_chain(vocab)
         x = _markov(int(n), length, vocab, rng)
         return Dataset(name, {variable: x}, markov_entropy(init, trans, length))
+    if name == "digits":
+        if shape_hint is not None and tuple(shape_hint) != (64,):
+            raise GenDataError(f"builtin:digits gives 8x8 images as real[64], but the model's data variable "
+                               f"'{variable}' has shape {tuple(shape_hint)}")
+        return Dataset(name, {variable: _digits(int(n), rng)})
     if shape_hint is not None and tuple(shape_hint) != (2,):
         raise GenDataError(
             f"builtin:{name} gives 2-D points (shape (2,)), but the model's data variable "

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gendsl.budget import cap
 from gendsl.compiler import Lowered, bind_dims, lower, static_inputs
 from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError
 from gendsl.ir.model import Model
@@ -180,6 +181,7 @@ class Program:
         from gendsl.runtime.train import NonFiniteLoss
 
         key = jax.random.key(0) if key is None else key
+        steps = cap(steps, "steps")
         if steps < 0 or batch_size <= 0:
             raise GenDataError(f"steps must be >= 0 and batch_size > 0, got steps={steps}, batch_size={batch_size}")
         lowered = self.lowered(data)
@@ -213,9 +215,10 @@ class Program:
         return FitResult(self.finalize(state.params, state.node_state), losses, state, seconds)
 
     def _training_parts(self, lowered, params, key):
-        groups = ["main"]
+        groups = ["main"]  # a group a node lists k times is updated k times per step
         for node in lowered.stochastic:
-            groups += [g for g in node.mechanism.groups if g not in groups]
+            for g in dict.fromkeys(node.mechanism.groups):
+                groups += [g] * max(0, node.mechanism.groups.count(g) - groups.count(g))
         labels = {node.name: node.mechanism.param_labels(params.get(node.name, {})) for node in lowered.stochastic}
         keys = jax.random.split(key, max(1, len(lowered.stochastic)))
         node_state = {node.name: node.mechanism.init_train_state(k, params.get(node.name, {}))

@@ -146,13 +146,12 @@ _MAPS = [
         Param("train", "str", "likelihood", ("likelihood", "flow_matching")),
         Param("rtol", "number", 1e-3), Param("atol", "number", 1e-5), Param("steps", "int_or_str", "adaptive"),
         Param("max_steps", "int", 1000, doc="most solver steps of one adaptive solve"),
-        Param("adjoint", "str", "checkpoint", ("checkpoint", "backsolve"),
-              doc="gradients through the solve: recursive checkpointing or the continuous adjoint"),
     ), "continuous normalizing flow"),
     Signature("generator", "map", (
         Param("net", "network", None), Param("critic", "network", None),
         Param("latent", "int", 0, doc="latent dimension (0: the variable's size)"),
         Param("penalty", "number", 10.0), Param("critic_steps", "int", 5),
+        Param("ema", "number", 0.99, doc="decay of the moving average of the generator kept for sampling (0: none)"),
     ), "implicit generator trained adversarially (WGAN-GP)"),
 ]
 
@@ -173,25 +172,37 @@ _SAMPLERS = [
     ), "reverse-time SDE (Euler-Maruyama)"),
 ]
 
+_CHAINS_DOC = "0: every draw is the last state of its own chain; C > 0: draws spread over C long chains"
+
 _KERNELS = [
     Signature("nuts", "kernel", (
         Param("warmup", "int", 500), Param("steps", "int", 1000), Param("max_depth", "int", 10),
-        Param("target_accept", "number", 0.8), Param("mass", "str", "auto", ("auto", "dense", "diagonal")),
-        Param("chains", "int", 4),
-    )),
+        Param("target_accept", "number", 0.9), Param("mass", "str", "auto", ("auto", "dense", "diagonal")),
+        Param("chains", "int", 0, doc=_CHAINS_DOC),
+        Param("step_size", "number", 1.0, doc="initial step size (kept when warmup=0)"),
+    ), "No-U-Turn sampler with window adaptation"),
     Signature("hmc", "kernel", (
         Param("steps", "int", 1000), Param("warmup", "int", 500), Param("step_size", "number", 0.1),
         Param("leapfrog", "int", 16), Param("mass", "str", "auto", ("auto", "dense", "diagonal")),
-        Param("chains", "int", 4),
-    )),
-    Signature("mala", "kernel", (Param("step_size", "number", 0.01), Param("steps", "int", 200), Param("warmup", "int", 0), Param("chains", "int", 4))),
-    Signature("langevin", "kernel", (Param("step_size", "number", 0.01), Param("steps", "int", 200), Param("warmup", "int", 0), Param("chains", "int", 4))),
+        Param("chains", "int", 0, doc=_CHAINS_DOC), Param("target_accept", "number", 0.9),
+    ), "Hamiltonian Monte Carlo with window adaptation"),
+    Signature("mala", "kernel", (
+        Param("step_size", "number", 0.01), Param("steps", "int", 200), Param("warmup", "int", 0),
+        Param("chains", "int", 0, doc=_CHAINS_DOC), Param("target_accept", "number", 0.574),
+    ), "Metropolis-adjusted Langevin (step size adapted during warm-up)"),
+    Signature("langevin", "kernel", (
+        Param("step_size", "number", 0.01), Param("steps", "int", 200), Param("warmup", "int", 0),
+        Param("chains", "int", 0, doc=_CHAINS_DOC),
+    ), "unadjusted Langevin algorithm"),
 ]
 
 _OBJECTIVES = [
     Signature("dsm", "objective", (Param("sigma", "number", 0.1),), "denoising score matching"),
     Signature("ssm", "objective", (Param("projections", "int", 1),), "sliced score matching"),
-    Signature("cd", "objective", (Param("steps", "int", 20), Param("buffer", "int", 1024), Param("reinit", "number", 0.05)), "contrastive divergence"),
+    Signature("cd", "objective", (
+        Param("steps", "int", 20), Param("buffer", "int", 1024), Param("reinit", "number", 0.05),
+        Param("alpha", "number", 0.1, doc="weight of the L2 penalty on the energies"),
+    ), "contrastive divergence with a replay buffer"),
 ]
 
 _MECHANISMS = [
@@ -204,12 +215,14 @@ _MECHANISMS = [
         Param("given", "names", ()), Param("guidance", "number", 0.0), Param("ema", "number", 0.999),
         Param("weighting", "str", "standard", ("standard", "likelihood")),
         Param("trace", "str", "auto", ("auto", "exact", "hutchinson")),
+        Param("dropout", "number", 0.1, doc="probability of dropping the given= context in training (guidance)"),
+        Param("time_sampling", "str", "stratified", ("stratified", "antithetic", "uniform")),
     ), "diffusion / flow matching"),
     Signature("energy", "mechanism", (
         Param("E", "expr|network"), Param("sampler", "kernel", None), Param("train", "objective", None),
         Param("base", "distribution|mechanism|name", None), Param("given", "names", ()),
     ), "p(x) proportional to exp(-E(x))"),
-    Signature("prior", "mechanism", (Param("run", "str"), Param("node", "str", None)),
+    Signature("prior", "mechanism", (Param("run", "source"), Param("node", "str", None)),
               "the distribution a finished `gendsl fit` run learned"),
 ]
 

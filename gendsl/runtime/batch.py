@@ -108,7 +108,7 @@ def prepare(lowered, data: Mapping[str, object], required: Iterable[str], *, bat
     n = None
     if batched:
         if len(set(lengths.values())) > 1:
-            desc = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+            desc = ", ".join(f"'{k}': {v}" for k, v in lengths.items())
             raise GenDataError(f"the data variables have different numbers of examples ({desc})", model.span)
         n = next(iter(lengths.values()), 1)
         for name, arr in arrays.items():

@@ -39,6 +39,7 @@ __all__ = [
     "Tuning",
     "ChainStats",
     "Adaptation",
+    "uniform_starts",
     "init_state",
     "build_step",
     "run_chains",
@@ -51,7 +52,7 @@ KERNELS = ("nuts", "hmc", "mala", "langevin")
 #: "auto" mass matrix: dense up to this many unconstrained dimensions, diagonal above
 DENSE_MAX_DIM = 12
 #: acceptance rates targeted by the step-size adaptation when none is given
-DEFAULT_TARGET = {"nuts": 0.8, "hmc": 0.8, "mala": 0.574, "langevin": 0.574}
+DEFAULT_TARGET = {"nuts": 0.9, "hmc": 0.9, "mala": 0.574, "langevin": 0.574}
 #: a NUTS transition is counted as this many gradient evaluations by ``describe``
 NUTS_TYPICAL_STEPS = 8
 
@@ -79,7 +80,7 @@ class KernelConfig:
 
     name: str = "nuts"
     step_size: float = 1.0
-    target_accept: float = 0.8
+    target_accept: float = 0.9
     max_tree_depth: int = 10
     num_integration_steps: int = 16
     mass: str = "auto"
@@ -198,6 +199,16 @@ class ChainStats(NamedTuple):
     acceptance_rate: jax.Array
 
 
+def uniform_starts(key: jax.Array, shape: tuple[int, ...], dtype=None, radius: float = 2.0) -> jax.Array:
+    """Starting points uniform in ``[-radius, radius]`` (Stan's initialisation), of ``shape``.
+
+    Drawn as one flat vector then reshaped: a multi-dimensional threefry draw compiles far more
+    slowly under ``jax.enable_x64``.
+    """
+    dtype = dtype or jnp.result_type(float)
+    return jax.random.uniform(key, (math.prod(shape),), dtype, -radius, radius).reshape(shape)
+
+
 class _State(NamedTuple):
     position: jax.Array
     logdensity: jax.Array
@@ -314,58 +325,77 @@ def _schedule(config: KernelConfig, num_warmup: int, total: int) -> jax.Array:
 # -- the driver --------------------------------------------------------------------------------------
 
 
-def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
-           num_warmup: int, num_samples: int, thin: int, keep: bool):
-    """Warm-up and sampling of ``C`` chains in ONE ``lax.scan`` over transitions (the kernel is traced
-    once), the chains ``vmap``-ed inside each transition. Adaptation runs under ``lax.cond`` on the
-    transition index, so it costs nothing after warm-up."""
-    num_chains, dim = positions.shape
-    dtype = positions.dtype
-    total = num_warmup + num_samples * thin
+def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_warmup: int, num_samples: int,
+           thin: int, keep: bool):
+    """``(init, transition)`` of ONE chain: ``init(position)`` and the ``lax.scan`` body over
+    transitions ``(t, key, (stage, window_end))``. The adaptation runs under ``lax.cond`` on the
+    transition index, so it costs nothing after warm-up, and the kernel is traced once."""
     step = build_step(config, logdensity_fn)
     adapt_init, adapt_update, adapt_final = _adaptation(config, dim, dtype)
-    tunes = config.name != "langevin"
-    states = jax.vmap(lambda p: init_state(logdensity_fn, p))(positions)
-    adapt = jax.vmap(adapt_init)(positions)
-    if not num_warmup:
-        adapt = adapt._replace(tuning=jax.vmap(adapt_final)(adapt))
-    draws = None
-    if keep:
-        draws = (jnp.zeros((num_samples, num_chains, dim), dtype),
-                 ChainStats(jnp.zeros((num_samples, num_chains), bool), jnp.zeros((num_samples, num_chains), jnp.int32),
-                            jnp.zeros((num_samples, num_chains), jnp.int32), jnp.zeros((num_samples, num_chains), dtype)))
+    tunes = config.name != "langevin" and num_warmup > 0
 
-    def store(draws, t, states, stats):
+    def init(position):
+        draws = None
+        if keep:
+            draws = (jnp.zeros((num_samples, dim), dtype),
+                     ChainStats(jnp.zeros(num_samples, bool), jnp.zeros(num_samples, jnp.int32),
+                                jnp.zeros(num_samples, jnp.int32), jnp.zeros(num_samples, dtype)))
+        return init_state(logdensity_fn, position), adapt_init(position), draws
+
+    def store(draws, t, state, stats):
         where, (pos, acc) = (t - num_warmup) // thin, draws
-        return (pos.at[where].set(states.position),
+        return (pos.at[where].set(state.position),
                 ChainStats(acc.is_divergent.at[where].set(acc.is_divergent[where] | stats.is_divergent),
                            acc.tree_depth.at[where].max(stats.tree_depth),
                            acc.num_steps.at[where].add(stats.num_steps.astype(jnp.int32)),
                            acc.acceptance_rate.at[where].add(stats.acceptance_rate.astype(dtype) / thin)))
 
     def transition(carry, xs):
-        states, adapt, draws = carry
-        t, k, (stage, window_end) = xs
-        states, stats = jax.vmap(step)(jax.random.split(k, num_chains), states, adapt.tuning)
-        if tunes and num_warmup:
-            adapt = jax.lax.cond(
-                t < num_warmup,
-                lambda a: jax.vmap(adapt_update, (0, None, None, 0, 0))(a, stage, window_end, states.position,
-                                                                        stats.acceptance_rate),
-                lambda a: a, adapt)
-            adapt = jax.lax.cond(t == num_warmup - 1, lambda a: a._replace(tuning=jax.vmap(adapt_final)(a)),
+        state, adapt, draws = carry
+        t, key, (stage, window_end) = xs
+        state, stats = step(key, state, adapt.tuning)
+        if tunes:
+            adapt = jax.lax.cond(t < num_warmup,
+                                 lambda a: adapt_update(a, stage, window_end, state.position, stats.acceptance_rate),
                                  lambda a: a, adapt)
+            adapt = jax.lax.cond(t == num_warmup - 1, lambda a: a._replace(tuning=adapt_final(a)), lambda a: a, adapt)
         if keep:
-            draws = jax.lax.cond(t >= num_warmup, lambda d: store(d, t, states, stats), lambda d: d, draws)
-        return (states, adapt, draws), None
+            draws = jax.lax.cond(t >= num_warmup, lambda d: store(d, t, state, stats), lambda d: d, draws)
+        return (state, adapt, draws), None
 
-    xs = (jnp.arange(total), jax.random.split(key, total), _schedule(config, num_warmup, total))
-    (states, adapt, draws), _ = jax.lax.scan(transition, (states, adapt, draws), xs)
-    return states, adapt.tuning, draws
+    return init, transition
+
+
+def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
+           num_warmup: int, num_samples: int, thin: int, keep: bool, chain_method: str):
+    """Warm-up and sampling of ``C`` chains, each ONE ``lax.scan`` over its transitions.
+
+    ``chain_method="vectorized"``: the chains advance together (``vmap`` of each transition);
+    ``"sequential"``: one after the other (``lax.map``), whose program compiles several times
+    faster (no batched trajectory loops) and whose chains never wait for each other's trees.
+    """
+    num_chains, dim = positions.shape
+    total = num_warmup + num_samples * thin
+    init, transition = _chain(config, logdensity_fn, dim, positions.dtype, num_warmup, num_samples, thin, keep)
+    steps, schedule = jnp.arange(total), _schedule(config, num_warmup, total)
+    keys = jax.random.split(key, (num_chains, total))
+
+    if chain_method == "sequential":
+        def one(args):
+            position, chain_keys = args
+            (state, adapt, draws), _ = jax.lax.scan(transition, init(position), (steps, chain_keys, schedule))
+            return state, adapt.tuning, draws
+
+        return jax.lax.map(one, (positions, keys))
+    if chain_method != "vectorized":
+        raise GenDataError(f"chain_method must be 'vectorized' or 'sequential', got {chain_method!r}")
+    batched = jax.vmap(transition, in_axes=((0, 0, 0), (None, 0, None)))
+    (state, adapt, draws), _ = jax.lax.scan(batched, jax.vmap(init)(positions), (steps, keys.T, schedule))
+    return state, adapt.tuning, draws
 
 
 def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
-               num_warmup: int, num_samples: int, thin: int = 1):
+               num_warmup: int, num_samples: int, thin: int = 1, chain_method: str = "vectorized"):
     """Warm-up, then ``num_samples`` kept transitions of each of ``C`` chains (pure; trace it under
     ``jit``). Each chain is tuned on its own, as Stan does.
 
@@ -375,6 +405,8 @@ def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, po
         Starts, shape ``(C, d)``.
     thin:
         Keep every ``thin``-th transition (``num_samples * thin`` transitions after warm-up).
+    chain_method:
+        ``"vectorized"`` (``vmap`` over chains) or ``"sequential"`` (``lax.map``).
 
     Returns
     -------
@@ -384,15 +416,16 @@ def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, po
         gradient evaluations summed, the mean acceptance rate); the warm-up's :class:`Tuning`
         with a leading ``C``.
     """
-    _, tuning, (draws, stats) = _drive(config, logdensity_fn, key, positions, num_warmup, num_samples, thin, True)
-    return jnp.swapaxes(draws, 0, 1), jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), stats), tuning
+    _, tuning, (draws, stats) = _drive(config, logdensity_fn, key, positions, num_warmup, num_samples, thin, True,
+                                       chain_method)
+    return draws, stats, tuning
 
 
 def final_positions(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
                     num_warmup: int, num_steps: int) -> jax.Array:
     """Last position of each of ``C`` independent chains after warm-up and ``num_steps`` transitions:
     ``(C, d) -> (C, d)``. Nothing else is kept (sampling an energy: one chain per draw)."""
-    states, _, _ = _drive(config, logdensity_fn, key, positions, num_warmup, num_steps, 1, False)
+    states, _, _ = _drive(config, logdensity_fn, key, positions, num_warmup, num_steps, 1, False, "vectorized")
     return states.position
 
 

@@ -25,7 +25,8 @@ import optax
 
 from gendsl.errors import GenRuntimeError
 
-__all__ = ["TrainState", "build_trainer", "batch_indices", "FitResult", "NonFiniteLoss", "chunk_size", "run"]
+__all__ = ["TrainState", "build_trainer", "batch_indices", "epoch_permutation", "FitResult", "NonFiniteLoss",
+           "chunk_size", "run"]
 
 
 class TrainState(NamedTuple):
@@ -69,22 +70,31 @@ def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int) -> j
         return jnp.arange(n)
     per_epoch = n // batch_size
     epoch, within = step // per_epoch, step % per_epoch
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-    return jax.lax.dynamic_slice(perm, (within * batch_size,), (batch_size,))
+    return jax.lax.dynamic_slice(epoch_permutation(key, epoch, n), (within * batch_size,), (batch_size,))
+
+
+def epoch_permutation(key: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
+    """The order of the examples in ``epoch`` (what :func:`batch_indices` slices)."""
+    return jax.random.permutation(jax.random.fold_in(key, epoch), n)
 
 
 def build_trainer(loss_fn: Callable, optimizer: optax.GradientTransformation, groups: tuple[str, ...],
                   labels: Any):
     """Return ``(init, step)`` for the given loss, optimiser and parameter groups.
 
+    ``groups`` is the order of updates within one step; a group listed ``k`` times is updated
+    ``k`` times per step (e.g. ``("main", "critic", "critic")``), with one optimiser state per
+    group. An update of one group never moves the parameters of another.
+
     ``init(params, node_state) -> TrainState``;
     ``step(state, batch, key) -> (state, loss)`` where ``loss`` is the ``main`` group's loss.
     """
-    masks = {g: jax.tree_util.tree_map(lambda lab, g=g: lab == g, labels) for g in groups}
-    optimizers = {g: (optimizer if len(groups) == 1 else optax.masked(optimizer, masks[g])) for g in groups}
+    names = tuple(dict.fromkeys(groups))
+    masks = {g: jax.tree_util.tree_map(lambda lab, g=g: lab == g, labels) for g in names}
+    optimizers = {g: (optimizer if len(names) == 1 else optax.masked(optimizer, masks[g])) for g in names}
 
     def init(params, node_state) -> TrainState:
-        return TrainState(params, tuple(optimizers[g].init(params) for g in groups), node_state,
+        return TrainState(params, tuple(optimizers[g].init(params) for g in names), node_state,
                           jnp.zeros((), jnp.int32), jnp.ones((), jnp.float32))
 
     def step(state: TrainState, batch, key) -> tuple[TrainState, jax.Array]:
@@ -94,7 +104,10 @@ def build_trainer(loss_fn: Callable, optimizer: optax.GradientTransformation, gr
         for i, g in enumerate(groups):
             (loss, node_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 params, node_state, batch, jax.random.fold_in(key, i), g)
-            updates, opt_states[i] = optimizers[g].update(grads, opt_states[i], params)
+            j = names.index(g)
+            updates, opt_states[j] = optimizers[g].update(grads, opt_states[j], params)
+            if len(names) > 1:  # optax.masked passes the raw gradient through outside the mask
+                updates = jax.tree_util.tree_map(lambda u, m: u if m else jnp.zeros_like(u), updates, masks[g])
             updates = jax.tree_util.tree_map(lambda u: (state.lr_scale * u).astype(u.dtype), updates)
             params = optax.apply_updates(params, updates)
             if g == "main":
@@ -149,18 +162,29 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
         if jax.process_count() == 1:  # multi-host data arrive already split across hosts
             data = jax.device_put(data, replicated(mesh))
 
+    per_epoch = max(1, n // bs)
+
     @jax.jit
     def run_chunk(carry, data):
-        def one(carry: TrainState, _):
+        # the batches of batch_indices, with each epoch's permutation drawn once (not at every step)
+        def one(c, _):
+            carry, perm = c
             s = carry.step
-            idx = batch_indices(data_key, s, n, bs)
+            if bs >= n:
+                idx = jnp.arange(n)
+            else:
+                perm = jax.lax.cond(s % per_epoch == 0, lambda: epoch_permutation(data_key, s // per_epoch, n),
+                                    lambda: perm)
+                idx = jax.lax.dynamic_slice(perm, ((s % per_epoch) * bs,), (bs,))
             batch = shard_leading(jax.tree_util.tree_map(lambda a: a[idx], data), mesh)
             new, loss = step_fn(carry, batch, jax.random.fold_in(loss_key, s))
             active = s < total
             new = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, carry)
-            return new, loss
+            return (new, perm), loss
 
-        return jax.lax.scan(one, carry, None, length=chunk)
+        first = epoch_permutation(data_key, carry.step // per_epoch, n)
+        (carry, _), losses = jax.lax.scan(one, (carry, first), None, length=chunk)
+        return carry, losses
 
     history = [np.asarray(losses, dtype=np.float32)] if losses is not None and len(losses) else []
     done = int(state.step)

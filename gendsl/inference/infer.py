@@ -1,0 +1,293 @@
+"""Posterior inference: the log joint of the latents, handed to a blackjax kernel.
+
+:func:`infer` checks the data, builds the :class:`~gendsl.inference.joint.LogJoint`, finds a
+finite starting point for every chain (random points in [-2, 2] of unconstrained space, as
+Stan), and runs warm-up and sampling of every chain, and the map back to the constrained space,
+in ONE compiled program (``vmap`` over chains, ``lax.scan`` over transitions, no Python in the
+loop). Everything runs in double precision unless ``precision="single"``, inside a
+``jax.enable_x64`` scope: JAX's global setting is left as it was.
+
+Compiled programs are cached per program, data shapes and settings: a second call with new data
+of the same shapes runs without tracing again.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gendsl.errors import GenDataError, did_you_mean
+from gendsl.inference.joint import LogJoint
+from gendsl.inference.posterior import Posterior
+from gendsl.runtime import mcmc
+from gendsl.runtime.batch import prepare
+
+__all__ = ["OPTIONS", "infer", "log_joint"]
+
+#: keyword options of :func:`infer` beyond its named arguments
+OPTIONS = ("target_accept", "max_tree_depth", "mass", "step_size", "num_integration_steps", "thin", "init",
+           "init_tries", "precision", "chain_method", "devices")
+
+#: per program: compiled functions and log joints, by model dimensions and settings
+_CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _cache(program) -> dict:
+    return _CACHE.setdefault(program, {})
+
+
+def _signature(tree) -> tuple:
+    leaves, structure = jax.tree_util.tree_flatten(tree)
+    return structure, tuple((tuple(jnp.shape(x)), str(jnp.result_type(x))) for x in leaves)
+
+
+def _node_params(lowered, params: Mapping[str, Any] | None) -> dict:
+    out = {}
+    for node in lowered.stochastic:
+        if not node.mechanism.has_params:
+            out[node.name] = {}
+        elif params is None or node.name not in params:
+            raise GenDataError(f"'{node.name}' is made by a trained {node.mechanism.describe()['mechanism']} mechanism: "
+                               f"pass its parameters, e.g. infer(data, params=fit.params)", node.var.span)
+        else:
+            out[node.name] = params[node.name]
+    return out
+
+
+def _prepare(program, data: Mapping[str, Any], params):
+    """(lowered, arrays, node params, names of conditioned nodes) for one data set."""
+    lowered = program.lowered(data)
+    model, dims = lowered.model, lowered.dim_values
+    inputs = [v.name for v in model.by_role("input") if v.name not in dims]
+    observed = [v.name for v in model.by_role("observed")]
+    stochastic = [n.name for n in lowered.stochastic]
+    missing = [o for o in observed if o not in data]
+    if missing:
+        raise GenDataError(f"infer needs the observed variable(s) {', '.join(map(repr, missing))} in the data "
+                           f"(model '{model.name}')", model[missing[0]].span)
+    arrays, _ = prepare(lowered, data, inputs, batched=False, allowed=[*inputs, *dims, *stochastic])
+    conditioned = tuple(n for n in stochastic if n in data)
+    return lowered, arrays, _node_params(lowered, params), conditioned
+
+
+def log_joint(program, data: Mapping[str, Any], params: Mapping[str, Any] | None = None,
+              precision: str = "double") -> tuple[LogJoint, dict, dict]:
+    """The :class:`LogJoint` of ``program``'s latents given ``data`` (single examples), with the
+    checked data arrays and node parameters to call it with.
+
+    Returns
+    -------
+    (joint, arrays, params):
+        ``joint.logdensity(z, arrays, params)`` is the log joint at the unconstrained point ``z``
+        of shape ``(joint.dim,)``. Call it inside ``jax.enable_x64(True)`` for double precision.
+    """
+    with jax.enable_x64(precision == "double"):
+        lowered, arrays, node_params, conditioned = _prepare(program, data, params)
+        return _joint(program, lowered, conditioned, arrays, node_params), arrays, node_params
+
+
+def _joint(program, lowered, conditioned, arrays, params) -> LogJoint:
+    key = ("joint", lowered.dims, conditioned)
+    cache = _cache(program)
+    if key not in cache:
+        cache[key] = LogJoint(lowered, conditioned, arrays, params)
+    return cache[key]
+
+
+def _options(options: Mapping[str, Any]) -> dict:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise GenDataError(f"infer() has no option '{unknown[0]}'{did_you_mean(unknown[0], OPTIONS)} "
+                           f"(options: {', '.join(OPTIONS)})")
+    out = {"thin": 1, "init": None, "init_tries": 100, "precision": "double", "chain_method": "vectorized",
+           "devices": None, **options}
+    if out["precision"] not in ("double", "single"):
+        raise GenDataError(f"precision must be 'double' or 'single', got {out['precision']!r}")
+    if out["chain_method"] not in ("vectorized", "sequential"):
+        raise GenDataError(f"chain_method must be 'vectorized' or 'sequential', got {out['chain_method']!r}")
+    return out
+
+
+def _mesh(opts: dict, num_chains: int):
+    """The device mesh the chains are split across (None on one device)."""
+    if opts["devices"] is None:
+        return None
+    from gendsl.runtime.devices import check_divisible, make_mesh
+
+    mesh = make_mesh(opts["devices"])
+    if mesh is not None and opts["chain_method"] != "vectorized":
+        raise GenDataError("devices= splits vectorized chains across devices: leave chain_method='vectorized'")
+    check_divisible(num_chains, mesh, "num_chains")
+    return mesh
+
+
+def _check_counts(num_chains, num_samples, num_warmup, thin, init_tries):
+    for name, value, low in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1),
+                             ("num_warmup", num_warmup, 0), ("thin", thin, 1), ("init_tries", init_tries, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise GenDataError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _starts(program, joint: LogJoint, key, arrays, params, num_chains: int, tries: int, init) -> jax.Array:
+    """One starting point per chain with a finite log-density and gradient: ``(chains, dim)``."""
+    dim = joint.dim
+    dtype = jnp.result_type(float)
+    fixed = jnp.zeros(dim, dtype)
+    mask = jnp.zeros(dim, bool)
+    if init:
+        fixed = joint.unconstrain(init, fixed, arrays, params)
+        for b in joint.blocks:
+            if b.name in init:
+                mask = mask.at[b.offset:b.offset + b.size].set(True)
+    cache, ckey = _cache(program), ("starts", joint.lowered.dims, joint.latents, num_chains, tries, _signature((arrays, params)))
+    if ckey not in cache:
+        def starts(key, fixed, mask, arrays, params):
+            z = mcmc.uniform_starts(key, (num_chains, tries, dim), dtype)
+            z = jnp.where(mask, fixed, z)
+            value, grad = jax.vmap(jax.vmap(jax.value_and_grad(lambda q: joint.logdensity(q, arrays, params))))(z)
+            ok = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad), axis=-1)
+            first = jnp.argmax(ok, axis=1)
+            return z[jnp.arange(num_chains), first], jnp.any(ok, axis=1)
+
+        cache[ckey] = jax.jit(starts)
+    z, ok = cache[ckey](key, fixed, mask, arrays, params)
+    if not bool(np.all(np.asarray(ok))):
+        joint.check_finite(z[int(np.argmin(np.asarray(ok)))], arrays, params)
+    return z
+
+
+def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmup, thin, chain_method, mesh, args):
+    """The compiled warm-up + sampling + constrain program, and the seconds spent compiling it.
+
+    With a device ``mesh`` the chains are split across its devices (data and parameters replicated).
+    """
+    cache = _cache(program)
+    ckey = ("run", joint.lowered.dims, joint.latents, config, num_chains, num_samples, num_warmup, thin, chain_method,
+            mesh, _signature(args))
+    if ckey in cache:
+        return cache[ckey], 0.0
+
+    def run(key, z0, arrays, params):
+        positions, stats, tuning = mcmc.run_chains(
+            config, lambda z: joint.logdensity(z, arrays, params), key, z0, num_warmup, num_samples, thin, chain_method)
+        draws = jax.vmap(jax.vmap(lambda z: joint.constrain(z, arrays, params)))(positions)
+        return draws, stats, tuning
+
+    t0 = time.perf_counter()
+    if mesh is None:
+        jitted = jax.jit(run)
+    else:
+        from gendsl.runtime.devices import replicated, sharded
+
+        jitted = jax.jit(run, in_shardings=(replicated(mesh), sharded(mesh), replicated(mesh), replicated(mesh)),
+                         out_shardings=sharded(mesh))
+    cache[ckey] = jitted.lower(*args).compile()
+    return cache[ckey], time.perf_counter() - t0
+
+
+def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4, num_samples: int = 1000,
+          num_warmup: int = 1000, kernel: str = "auto", params: Mapping[str, Any] | None = None,
+          **options) -> Posterior:
+    """Draw from the posterior of ``program``'s latent variables given ``data``.
+
+    Parameters
+    ----------
+    program:
+        A compiled :class:`~gendsl.program.Program`.
+    data:
+        One data set, no batch axis: every input and observed variable (``y`` of type
+        ``real[J]`` has shape ``(J,)``), and any latent variable to condition on.
+    key:
+        PRNG key.
+    num_chains, num_samples, num_warmup:
+        Chains, kept draws per chain, warm-up transitions per chain.
+    kernel:
+        ``"auto"`` (NUTS), ``"nuts"``, ``"hmc"``, ``"mala"`` or ``"langevin"``.
+    params:
+        Parameters of trained nodes (``fit.params``), needed when the model has any.
+    **options:
+        ``target_accept`` (0.9 for NUTS / HMC, 0.574 for MALA), ``max_tree_depth`` (10), ``mass`` (``"auto"``:
+        dense up to :data:`~gendsl.runtime.mcmc.DENSE_MAX_DIM` unconstrained dimensions, else
+        ``"dense"`` or ``"diagonal"``), ``step_size`` (the initial one; fixed for Langevin),
+        ``num_integration_steps`` (HMC, 16), ``thin`` (1), ``init`` (name -> starting value, in
+        the variable's space), ``init_tries`` (random starts tried per chain, 100),
+        ``precision`` (``"double"``, default, or ``"single"``) and ``chain_method``
+        (``"vectorized"``, default: the chains advance together, fastest per transition on small
+        models; ``"sequential"``: one after the other, a program that compiles faster) and
+        ``devices`` (split the chains across this many devices, or ``"all"``; ``num_chains`` must
+        be a multiple).
+
+    Returns
+    -------
+    Posterior
+        ``.samples[name]`` of shape ``(num_chains, num_samples, *shape)`` for every latent and
+        every deterministic quantity depending on one; ``.summary()``; ``.divergences``.
+
+    Raises
+    ------
+    GenDataError
+        Missing or malformed data, unknown options.
+    GenSemanticError
+        A discrete latent, or a node without a likelihood.
+    GenRuntimeError
+        No finite starting point after ``init_tries`` tries (names the variables at fault).
+    """
+    opts = _options(options)
+    _check_counts(num_chains, num_samples, num_warmup, opts["thin"], opts["init_tries"])
+    config = mcmc.kernel_config(kernel, **{k: opts.get(k) for k in mcmc.KERNEL_OPTIONS})
+    with jax.enable_x64(opts["precision"] == "double"):
+        lowered, arrays, node_params, conditioned = _prepare(program, data, params)
+        joint = _joint(program, lowered, conditioned, arrays, node_params)
+        if not joint.latents:
+            raise GenDataError(f"nothing to infer: every stochastic variable of '{lowered.model.name}' is in the data",
+                               lowered.model.span)
+        init_key, run_key = jax.random.split(key)
+        z0 = _starts(program, joint, init_key, arrays, node_params, num_chains, opts["init_tries"], opts["init"])
+        mesh = _mesh(opts, num_chains)
+        args = (run_key, z0, arrays, node_params)
+        if mesh is not None:
+            from gendsl.runtime.devices import replicated, sharded
+
+            args = (jax.device_put(run_key, replicated(mesh)), jax.device_put(z0, sharded(mesh)),
+                    jax.device_put(arrays, replicated(mesh)), jax.device_put(node_params, replicated(mesh)))
+        compiled, compile_seconds = _runner(program, joint, config, num_chains, num_samples, num_warmup,
+                                            opts["thin"], opts["chain_method"], mesh, args)
+        t0 = time.perf_counter()
+        draws, stats, tuning = jax.block_until_ready(compiled(*args))
+        seconds = time.perf_counter() - t0
+        post = Posterior(
+            samples={k: np.asarray(draws[k]) for k in (*joint.latents, *joint.tracked)},
+            latents=joint.latents,
+            deterministic=joint.tracked,
+            diverging=np.asarray(stats.is_divergent),
+            step_size=np.asarray(tuning.step_size),
+            inverse_mass_matrix=np.asarray(tuning.inverse_mass_matrix),
+            tree_depth=np.asarray(stats.tree_depth),
+            num_steps=np.asarray(stats.num_steps),
+            acceptance_rate=np.asarray(stats.acceptance_rate),
+            kernel=config.describe(),
+            num_warmup=num_warmup,
+            max_tree_depth=config.max_tree_depth,
+            compile_seconds=compile_seconds,
+            sampling_seconds=seconds,
+        )
+    _warn(post, config)
+    return post
+
+
+def _warn(post: Posterior, config) -> None:
+    div = post.divergences
+    if int(div):
+        warnings.warn(f"{int(div)} divergent transition(s) after warm-up (per chain: {div.per_chain.tolist()}): the "
+                      f"draws may be biased; reparameterise (e.g. non-centred) or raise target_accept", stacklevel=3)
+    if config.name == "nuts":
+        hits = int((post.tree_depth >= config.max_tree_depth).sum())
+        if hits:
+            warnings.warn(f"{hits} transition(s) reached the maximum tree depth {config.max_tree_depth}: "
+                          f"raise max_tree_depth or reparameterise", stacklevel=3)

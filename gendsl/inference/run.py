@@ -1,0 +1,101 @@
+"""``gendsl infer FILE.gen --data FILE.json --out DIR``: posterior inference written to a folder.
+
+The folder receives ``summary.json`` (per variable: mean, sd, mcse_mean, quantiles, ess_bulk,
+r_hat; and ``divergences``: the total and the count of each chain), ``sampler.json`` (kernel, step
+sizes, tree depths, acceptance, timings), ``draws.npz`` (every variable, shape
+``(chains, draws, ...)``) and ``trace.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from gendsl.errors import GenDataError
+
+__all__ = ["read_data", "write_posterior", "infer_run"]
+
+
+def read_data(path: str | Path) -> dict:
+    """A data set from a ``.json`` object (or an ``.npz`` archive) keyed by variable name."""
+    path = Path(path)
+    if not path.exists():
+        raise GenDataError(f"data file '{path}' does not exist")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            raise GenDataError(f"cannot read the data file '{path}': {err}") from None
+    if path.suffix != ".json":
+        raise GenDataError(f"'{path}': infer reads a .json object (or an .npz archive) keyed by variable name")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise GenDataError(f"'{path}' is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise GenDataError(f"'{path}' must hold a JSON object keyed by variable name")
+    return data
+
+
+def _jsonable(value):
+    """Floats and nested lists, non-finite values as null."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return float(arr) if np.isfinite(arr) else None
+    return [_jsonable(v) for v in arr]
+
+
+def write_posterior(post, out_dir: str | Path) -> Path:
+    """Write ``summary.json``, ``sampler.json``, ``draws.npz`` and ``trace.png`` of ``post`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {name: {k: _jsonable(v) for k, v in stats.items()} for name, stats in post.summary().items()}
+    summary["divergences"] = {"total": int(post.divergences), "per_chain": post.divergences.per_chain.tolist()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "sampler.json").write_text(json.dumps(post.sampler_stats(), indent=2))
+    np.savez(out / "draws.npz", **post.samples)
+    try:
+        from gendsl.plots import trace_plot
+    except ImportError:
+        trace_plot = _trace_plot
+    trace_plot(post.samples, out / "trace.png")
+    return out
+
+
+def _trace_plot(draws, path) -> Path:
+    """A minimal trace plot (one row per variable's first element), used without gendsl.plots."""
+    from matplotlib.figure import Figure
+
+    names = list(draws)[:12]
+    fig = Figure(figsize=(8, 1.5 * len(names) + 0.5))
+    for row, name in enumerate(names):
+        ax = fig.add_subplot(len(names), 1, row + 1)
+        arr = np.asarray(draws[name])
+        for chain in arr.reshape(arr.shape[0], arr.shape[1], -1)[..., 0]:
+            ax.plot(chain, lw=0.5)
+        ax.set_ylabel(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return Path(path)
+
+
+def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path, chains: int = 4,
+              samples: int = 1000, warmup: int = 1000, seed: int = 0, model_name: str | None = None):
+    """Load a model, run :func:`gendsl.inference.infer` on a data file, write the results.
+
+    Returns
+    -------
+    Posterior
+    """
+    import gendsl
+
+    program = gendsl.compile(gendsl.load(model_path, model=model_name))
+    post = program.infer(read_data(data_path), key=jax.random.key(seed), num_chains=chains, num_samples=samples,
+                         num_warmup=warmup)
+    write_posterior(post, out_dir)
+    return post

@@ -1,0 +1,319 @@
+"""The registered ``energy`` mechanism: p(x) proportional to exp(-E(x)), times a base density.
+
+``E`` is an expression of the language in the variable (and its parents), a Python function of
+the variable (builder API), or a network (``mlp(...)``) fed the variable and the ``given=``
+context. With ``base=`` the density is tilted: ``base(x) * exp(-E(x))`` for a distribution or a
+mechanism (built as a nested node through the registry); ``base=NAME`` starts the chains at the
+value of the variable ``NAME`` (whose density belongs to its own node).
+
+Sampling runs the node's blackjax kernel (``sampler=``, NUTS by default for expressions, MALA for
+networks) in unconstrained coordinates, from noise (uniform in [-2, 2]) or from base draws, in
+one of two ways. *One chain per draw*: warm-up, ``steps`` transitions, the last state is the draw
+(short-run sampling, as energy-based models are trained; always so when the energy depends on
+other variables). *Long chains* (``chains=C``; by default ``min(n, AUTO_CHAINS)`` for NUTS and
+HMC on an unconditional energy): ``C`` chains warm up once, then each runs
+``max(steps, n / C)`` transitions and its draws are spread evenly over them.
+
+Networks train by ``dsm`` (default), ``ssm`` or ``cd`` (:mod:`.objectives`), in unconstrained
+coordinates; a base with parameters trains by its own objective beside them (a residual energy).
+Network energies without a base get a weak Gaussian confinement ``|x|^2 / (2 * CONFINE^2)``,
+so ``exp(-E)`` stays normalisable wherever the network extrapolates.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpyro.distributions.constraints as constraints
+from numpyro.distributions.transforms import biject_to
+
+from gendsl.errors import GenSemanticError
+from gendsl.ir.signatures import SIGNATURES, Spec
+from gendsl.mechanisms.base import (AbstractMechanism, NodeContext, context_size, context_vector, lookup, register,
+                                    split_module)
+from gendsl.mechanisms.energy.objectives import cd_loss, dsm_loss, ssm_loss
+from gendsl.nets import mlp
+from gendsl.runtime import mcmc
+
+__all__ = ["CONFINE", "AUTO_CHAINS", "Energy", "default_spec"]
+
+#: scale of the Gaussian confinement of network energies without a base
+CONFINE = 10.0
+#: long chains used by default by NUTS and HMC on an unconditional energy
+AUTO_CHAINS = 16
+
+
+def default_spec(name: str) -> Spec:
+    """The resolved spec of ``name()`` with every default (a kernel or an objective)."""
+    sig = SIGNATURES[name]
+    return Spec(name, sig.category, {p.name: p.default for p in sig.params})
+
+
+def _one(tree):
+    return jax.tree_util.tree_map(lambda v: v[None], tree)
+
+
+def _nested(ctx: NodeContext, spec: Spec) -> AbstractMechanism:
+    """The base as a node of its own (same variable and parents), through the registry."""
+    name = "leaf" if spec.category == "distribution" else spec.name
+    given = tuple(spec.get("given", ()) or ()) if spec.category == "mechanism" else ()
+    return lookup(name, ctx.span)(NodeContext(ctx.name, ctx.type, spec, ctx.parents, given, ctx.evaluate, ctx.span))
+
+
+@register("energy")
+class Energy(AbstractMechanism):
+    """``x ~ energy(E, sampler=KERNEL, train=OBJECTIVE, base=BASE, given=...)``; likelihood kind
+    ``unnormalized``."""
+
+    kind = "unnormalized"
+
+    def __init__(self, ctx: NodeContext):
+        super().__init__(ctx)
+        spec = ctx.spec
+        self.E = spec["E"]
+        self.network = isinstance(self.E, Spec)
+        if self.network and self.E.name != "mlp":
+            raise GenSemanticError(f"an energy network is an mlp(...), got {self.E.name}(...)", ctx.span)
+        self.given_names = tuple(spec.get("given") or ())
+        missing = [n for n in self.given_names if n not in ctx.parents]
+        if missing:
+            raise GenSemanticError(f"given={missing[0]} is not a parent of '{ctx.name}'", ctx.span)
+        base = spec.get("base")
+        self.base_name = base if isinstance(base, str) else None
+        self.base = _nested(ctx, base) if isinstance(base, Spec) else None
+        if self.base is not None and self.base.kind == "unavailable":
+            raise GenSemanticError(f"the base of the energy of '{ctx.name}' has no density ({base.name}); "
+                                   f"tilt a base with a likelihood", ctx.span)
+        sampler = spec.get("sampler") or default_spec("mala" if self.network else "nuts")
+        self.config = mcmc.config_from_spec(sampler)
+        self.num_warmup, self.num_steps, chains = sampler["warmup"], sampler["steps"], sampler["chains"]
+        conditioned = [p for p in ctx.parents if p != self.base_name]
+        if chains and conditioned:
+            raise GenSemanticError(
+                f"{sampler.name}(chains={chains}) draws from a few long chains, but the energy of '{ctx.name}' "
+                f"depends on {', '.join(conditioned)}: each draw needs its own chain (leave chains at 0)", ctx.span)
+        if not chains and not conditioned and self.config.adapts_mass:
+            chains = AUTO_CHAINS
+        #: long chains the draws are spread over (0: one chain per draw)
+        self.chains = chains
+        train = spec.get("train")
+        if train is not None and not self.network:
+            raise GenSemanticError(f"train={train.name}(...) needs a network energy; the energy of '{ctx.name}' is "
+                                   f"an expression, with nothing to train", ctx.span)
+        self.objective = train or (default_spec("dsm") if self.network else None)
+        shape = ctx.shape
+        self.constraint = {
+            "real": constraints.independent(constraints.real, len(shape)) if shape else constraints.real,
+            "positive": constraints.positive,
+            "unit": constraints.unit_interval,
+        }[ctx.type.base]
+        self.transform = biject_to(self.constraint)
+        self.u_shape = tuple(self.transform.inverse_shape(shape))
+        self.dim = math.prod(self.u_shape)
+        self.context = context_size(ctx.parents, self.given_names) if self.network else 0
+        self.base_trains = self.base is not None and self.base.has_params
+        self.has_params = self.network or self.base_trains
+        if self.base is not None:
+            self.groups = ("main", *(g for g in self.base.groups if g != "main"))
+        self.loss_name = self.objective.name if self.objective is not None else "none"
+        self.sampler_name = f"{self.config.describe()} x {self.num_warmup}+{self.num_steps}"
+        if self.base is not None or self.base_name:
+            self.sampler_name += f" from {'base' if self.base is not None else self.base_name}"
+        self._sample = jax.jit(self._sample_impl, static_argnames=("n",))
+        # one compiled program rather than an eager dispatch per layer
+        self._init_network = jax.jit(lambda key: split_module(self._build(key))[0])
+
+    # -- parameters ------------------------------------------------------------------------------
+    def _build(self, key: jax.Array):
+        return mlp(self.dim + self.context, 1, self.E, key=key, zero_last=True)
+
+    @functools.cached_property
+    def _static(self):
+        shapes = eqx.filter_eval_shape(self._build, jax.random.key(0))
+        return eqx.partition(shapes, lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct))[1]
+
+    def init(self, key: jax.Array) -> dict:
+        """``{"energy": network params}`` for a network, ``{"base": ...}`` for a trained base."""
+        k_net, k_base = jax.random.split(key)
+        params = {}
+        if self.network:
+            params["energy"] = self._init_network(k_net)
+        if self.base_trains:
+            params["base"] = self.base.init(k_base)
+        return params
+
+    # -- densities -------------------------------------------------------------------------------
+    def energy(self, params, x: jax.Array, given_one: dict) -> jax.Array:
+        """E of ONE example ``x`` (the variable's shape) given its parents' values: scalar."""
+        if not self.network:
+            return jnp.reshape(self.ctx.evaluate(self.E, {**given_one, self.ctx.name: x}), ())
+        net = eqx.combine(params["energy"], self._static)
+        features = jnp.reshape(x, (-1,)).astype(jnp.result_type(float))
+        context = context_vector(_one(given_one), self.ctx.parents, self.given_names)
+        if context is not None:
+            features = jnp.concatenate([features, context[0].astype(features.dtype)])
+        e = net(features)[0]
+        if self.base is None:
+            e = e + 0.5 * jnp.sum(features[: self.dim] ** 2) / CONFINE ** 2
+        return e
+
+    def _log_density(self, params, x: jax.Array, given_one: dict) -> jax.Array:
+        """Unnormalised log-density of ONE example: ``-E(x)`` plus the base's log-density."""
+        lp = -self.energy(params, x, given_one)
+        if self.base is not None:
+            lp = lp + self.base.log_prob(params.get("base", {}), x[None], _one(given_one))[0]
+        return lp
+
+    def _log_density_u(self, params, u: jax.Array, given_one: dict) -> jax.Array:
+        """The same in unconstrained coordinates (flat ``u`` of shape ``(dim,)``), log-Jacobian added."""
+        u = u.reshape(self.u_shape)
+        x = self.transform(u)
+        return self._log_density(params, x, given_one) + jnp.sum(self.transform.log_abs_det_jacobian(u, x))
+
+    def _energy_u(self, params, u: jax.Array, given_one: dict) -> jax.Array:
+        return self.energy(params, self.transform(u.reshape(self.u_shape)), given_one)
+
+    def _unconstrain(self, x: jax.Array) -> jax.Array:
+        """``(n, *shape) -> (n, dim)``."""
+        return jax.vmap(lambda xi: self.transform.inv(xi).reshape(-1))(x)
+
+    def _parents(self, given: dict | None) -> dict:
+        given = given or {}
+        return {p: given[p] for p in self.ctx.parents}
+
+    def log_prob(self, params, x: jax.Array, given: dict | None = None) -> jax.Array:
+        """Unnormalised log-density ``-E(x)`` (+ base), ``-inf`` outside the support: ``(n, *shape) -> (n,)``."""
+        def one(xi, gi):
+            inside = jnp.all(self.constraint(xi))
+            return jnp.where(inside, self._log_density(params, xi, gi), -jnp.inf)
+
+        return jax.vmap(one)(x, self._parents(given))
+
+    def support(self, params, given_one: dict):
+        return self.constraint
+
+    # -- sampling --------------------------------------------------------------------------------
+    def _start(self, params, key: jax.Array, n: int, given: dict) -> jax.Array:
+        """``(n, dim)`` unconstrained starting points: base draws, the base variable, or noise."""
+        if self.base is not None:
+            return self._unconstrain(self.base.sample(params.get("base", {}), key, n, given))
+        if self.base_name is not None:
+            return self._unconstrain(given[self.base_name])
+        return mcmc.uniform_starts(key, (n, self.dim))
+
+    def _sample_impl(self, params, key, given, n: int):
+        start_key, run_key = jax.random.split(key)
+        if self.chains:
+            chains = min(n, self.chains)
+            per_chain = -(-n // chains)
+            thin = max(1, self.num_steps // per_chain)
+            u0 = self._start(params, start_key, chains, jax.tree_util.tree_map(lambda v: v[:chains], given))
+            draws, _, _ = mcmc.run_chains(self.config, lambda u: self._log_density_u(params, u, {}), run_key, u0,
+                                          self.num_warmup, per_chain, thin)
+            u = draws.reshape(-1, self.dim)[:n]
+        else:
+            u0 = self._start(params, start_key, n, given)
+
+            def one(k, u_start, g):
+                return mcmc.final_positions(self.config, lambda u: self._log_density_u(params, u, g), k,
+                                            u_start[None], self.num_warmup, self.num_steps)[0]
+
+            u = jax.vmap(one)(jax.random.split(run_key, n), u0, given)
+        return jax.vmap(lambda q: self.transform(q.reshape(self.u_shape)))(u)
+
+    def sample(self, params, key: jax.Array, n: int, given: dict | None = None) -> jax.Array:
+        """``n`` draws, shape ``(n, *shape)``: each the last state of its own chain, or spread over long chains."""
+        return self._sample(params, key, self._parents(given), n=n)
+
+    # -- training --------------------------------------------------------------------------------
+    def _frozen_base(self, params) -> dict:
+        """Parameters with the base's gradient stopped (the base trains by its own objective)."""
+        if "base" not in params:
+            return params
+        return {**params, "base": jax.lax.stop_gradient(params["base"])}
+
+    def _negatives(self, params, u0: jax.Array, given: dict, key: jax.Array, num_steps: int) -> jax.Array:
+        """``num_steps`` kernel transitions from each row of ``u0`` under the (frozen) model."""
+        frozen = jax.lax.stop_gradient(params)
+
+        def one(k, u_start, g):
+            return mcmc.short_run(self.config, lambda u: self._log_density_u(frozen, u, g), k, u_start[None],
+                                  num_steps)[0]
+
+        return jax.lax.stop_gradient(jax.vmap(one)(jax.random.split(key, u0.shape[0]), u0, given))
+
+    def _objective(self, params, u: jax.Array, given: dict, key: jax.Array, buffer: jax.Array | None):
+        """The energy's own loss and the new replay buffer (or ``None``)."""
+        obj = self.objective
+        if obj.name in ("dsm", "ssm"):
+            frozen = self._frozen_base(params)
+            logp = lambda q, g: self._log_density_u(frozen, q, g)  # noqa: E731
+            if obj.name == "dsm":
+                return dsm_loss(logp, u, given, key, obj["sigma"]), buffer
+            return ssm_loss(logp, u, given, key, obj["projections"]), buffer
+        k_pick, k_fresh, k_coin, k_run = jax.random.split(key, 4)
+        n = u.shape[0]
+        u0 = self._start(jax.lax.stop_gradient(params), k_fresh, n, given)
+        if buffer is not None:
+            idx = jax.random.randint(k_pick, (n,), 0, buffer.shape[0])
+            reinit = jax.random.uniform(k_coin, (n,)) < obj["reinit"]
+            u0 = jnp.where(reinit[:, None], u0, buffer[idx])
+        negatives = self._negatives(params, u0, given, k_run, obj["steps"])
+        if buffer is not None:
+            buffer = buffer.at[idx].set(negatives.astype(buffer.dtype))
+        loss = cd_loss(lambda q, g: self._energy_u(params, q, g), u, negatives, given, obj["alpha"])
+        return loss, buffer
+
+    def loss(self, params, x: jax.Array, given: dict | None, key: jax.Array) -> jax.Array:
+        """The training objective without persistent state (``cd`` negatives start afresh): scalar."""
+        state_key, loss_key = jax.random.split(key)
+        loss, _ = self.train_loss(params, self.init_train_state(state_key, params, persistent=False), x, given, loss_key)
+        return loss
+
+    def init_train_state(self, key: jax.Array, params, persistent: bool = True) -> dict:
+        """``{"base": the base's state}`` and, for ``cd``, ``{"buffer": (size, dim) replay buffer}``."""
+        k_base, k_buffer = jax.random.split(key)
+        state = {}
+        if self.base_trains:
+            state["base"] = self.base.init_train_state(k_base, params["base"])
+        if persistent and self.objective is not None and self.objective.name == "cd":
+            state["buffer"] = mcmc.uniform_starts(k_buffer, (self.objective["buffer"], self.dim))
+        return state
+
+    def train_loss(self, params, state, x, given, key, group: str = "main"):
+        """The base's objective (its own groups too) plus, for ``main``, the energy's objective."""
+        given = self._parents(given)
+        k_base, k_obj = jax.random.split(key)
+        state = dict(state)
+        total = jnp.zeros(())
+        if self.base_trains:
+            base_loss, state["base"] = self.base.train_loss(params["base"], state["base"], x, given, k_base, group)
+            total = total + base_loss
+        if group != "main" or self.objective is None:
+            return total, state
+        loss, buffer = self._objective(params, self._unconstrain(x), given, k_obj, state.get("buffer"))
+        if buffer is not None:
+            state["buffer"] = buffer
+        return total + loss, state
+
+    def param_labels(self, params):
+        labels = {}
+        if "energy" in params:
+            labels["energy"] = jax.tree_util.tree_map(lambda _: "main", params["energy"])
+        if "base" in params:
+            labels["base"] = self.base.param_labels(params["base"])
+        return labels
+
+    def finalize(self, params, state):
+        if "base" in params:
+            return {**params, "base": self.base.finalize(params["base"], state.get("base", ()))}
+        return params
+
+    # -- the plan --------------------------------------------------------------------------------
+    def cost(self) -> int:
+        """Energy (gradient) evaluations of one chain: transitions times gradients per transition."""
+        return (self.num_warmup + self.num_steps) * self.config.gradient_steps()

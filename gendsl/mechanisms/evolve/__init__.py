@@ -1,0 +1,169 @@
+"""``evolve``: a learned time evolution from noise to data (diffusion, score SDEs, flow matching).
+
+``x ~ evolve(PROCESS, net=mlp(...), sampler=ode(...) | sde(...), given=..., guidance=w)``:
+
+- training: denoising score matching (vp, subvp, ve; standard or likelihood weighting) or
+  velocity regression (flow_matching), with low-variance time sampling
+  (:mod:`~gendsl.mechanisms.evolve.losses`); the training state keeps an exponential moving
+  average of the network and the data's running mean and variance (the standardisation), and
+  :meth:`Evolve.finalize` hands back the average;
+- sampling: the probability-flow ODE or the reverse SDE through diffrax
+  (:mod:`~gendsl.mechanisms.evolve.samplers`), with classifier-free guidance when ``given=`` is
+  set and ``guidance`` is not 0 (the context is dropped at random during training);
+- likelihood: the probability-flow ODE (:mod:`~gendsl.mechanisms.evolve.likelihood`), kind
+  ``estimate``: exact trace for small variables, Hutchinson's estimator otherwise.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from gendsl.errors import GenSemanticError
+from gendsl.mechanisms.base import register
+from gendsl.mechanisms.evolve import likelihood
+from gendsl.mechanisms.evolve.losses import denoising_loss, velocity_loss
+from gendsl.mechanisms.evolve.node import EvolveNode, default_spec
+from gendsl.mechanisms.evolve.processes import FlowMatching
+from gendsl.mechanisms.evolve.samplers import SOLVERS, solve_ode, solve_sde
+
+__all__ = ["EXACT_TRACE_MAX_SIZE", "Evolve"]
+
+#: with ``trace="auto"``, the exact Jacobian trace is used up to this many elements
+EXACT_TRACE_MAX_SIZE = 16
+#: the probes of Hutchinson's estimator are fixed, so that log_prob is a deterministic function
+_PROBE_KEY = 0
+
+
+@register("evolve")
+class Evolve(EvolveNode):
+    """``x ~ evolve(process, net=, sampler=, given=, guidance=, ema=, weighting=, trace=, ...)``."""
+
+    kind = "estimate"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        spec = ctx.spec
+        self.sampler = spec["sampler"] if spec["sampler"] is not None else default_spec("ode")
+        steps = self.sampler["steps"]
+        if steps != "adaptive" and (not isinstance(steps, int) or steps < 1):
+            allowed = 'a positive integer or "adaptive"' if self.sampler.name == "ode" else "a positive integer"
+            raise GenSemanticError(f"{self.sampler.name}(steps=...) must be {allowed}, got {steps!r}", ctx.span)
+        self.flow = isinstance(self.process, FlowMatching)
+        self.weighting = spec["weighting"]
+        if self.flow and self.weighting == "likelihood":
+            raise GenSemanticError("weighting=\"likelihood\" applies to vp(), subvp() and ve(); flow_matching() is "
+                                   "trained by velocity regression: drop the weighting", ctx.span)
+        for name in ("ema", "dropout"):
+            if not 0.0 <= float(spec[name]) < 1.0:
+                raise GenSemanticError(f"evolve({name}=...) must be in [0, 1), got {spec[name]}", ctx.span)
+        self.ema, self.dropout = float(spec["ema"]), float(spec["dropout"])
+        self.time_sampling = spec["time_sampling"]
+        trace = spec["trace"]
+        self.trace = ("exact" if ctx.size <= EXACT_TRACE_MAX_SIZE else "hutchinson") if trace == "auto" else trace
+        self._measured_nfe: int | None = None
+        self.loss_name = ("velocity regression" + (", minibatch OT" if self.process.ot else "") if self.flow
+                          else f"dsm, {self.weighting} weighting")
+        self.sampler_name = self._sampler_words()
+
+    def _sampler_words(self) -> str:
+        s = self.sampler
+        if s.name == "ode":
+            words = (f"ode tsit5 adaptive (rtol={s['rtol']:g}, atol={s['atol']:g})" if s["steps"] == "adaptive"
+                     else f"ode {s['solver']}, {s['steps']} steps")
+        else:
+            words = f"sde euler-maruyama, {s['steps']} steps" + (
+                f", {s['corrector']} langevin corrector(s)" if s["corrector"] else "")
+        return words + (f", guidance {self.guidance:g}" if self.guidance else "")
+
+    # -- training -------------------------------------------------------------------------------
+    def _objective(self, net_params, y, given, key):
+        """The loss on standardised data ``y`` (context dropped at random for guidance)."""
+        k_drop, k_loss = jax.random.split(key)
+        keep = None
+        if self.ctx.given and self.dropout > 0:
+            keep = jax.random.bernoulli(k_drop, 1.0 - self.dropout, (y.shape[0],))
+        context = self.context(given, keep)
+        model = self.model(net_params)
+        if self.flow:
+            return velocity_loss(model, self.process, y, context, k_loss, time_sampling=self.time_sampling,
+                                 ot=self.process.ot)
+        return denoising_loss(model, self.process, y, context, k_loss, weighting=self.weighting,
+                              time_sampling=self.time_sampling)
+
+    def loss(self, params, x, given, key):
+        return self._objective(params["net"], self.standardise(params, x), given, key)
+
+    def init_train_state(self, key, params):
+        mean, second = self.moments(jnp.zeros((1, *self.ctx.shape)))
+        affine = {k: v for k, v in params.items() if k != "net"}
+        return {"ema": params["net"], "step": jnp.zeros((), jnp.int32), "count": jnp.zeros(()),
+                "mean": mean, "second": second, "affine": affine}
+
+    def train_loss(self, params, state, x, given, key, group="main"):
+        """The objective under the running standardisation; updates the moments and the EMA."""
+        if group != "main":
+            return jnp.zeros(()), state
+        x = jax.lax.stop_gradient(x)
+        count = state["count"] + x.shape[0]
+        w = x.shape[0] / count
+        batch_mean, batch_second = self.moments(x)
+        mean = state["mean"] + w * (batch_mean - state["mean"])
+        second = state["second"] + w * (batch_second - state["second"])
+        affine = self.affine(mean, second)
+        loss = self._objective(params["net"], self.standardise(affine, x), given, key)
+        decay = jnp.minimum(self.ema, (1.0 + state["step"]) / (10.0 + state["step"]))
+        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * jax.lax.stop_gradient(p),
+                                     state["ema"], params["net"])
+        new = {"ema": ema, "step": state["step"] + 1, "count": count, "mean": mean, "second": second,
+               "affine": affine}
+        return loss, new
+
+    def finalize(self, params, state):
+        """The EMA network (or the raw one when ``ema=0``) with the data's standardisation."""
+        return {"net": state["ema"] if self.ema > 0 else params["net"], **state["affine"]}
+
+    # -- sampling and density -------------------------------------------------------------------
+    def sample(self, params, key, n, given):
+        k_prior, k_noise = jax.random.split(key)
+        y1 = self.prior_draws(k_prior, n)
+        model = self.model(params["net"], guided=True)
+        context = self.context(given)
+        s = self.sampler
+        if s.name == "ode":
+            y, nfe = solve_ode(model, self.process, y1, context, steps=s["steps"], solver=s["solver"],
+                               rtol=s["rtol"], atol=s["atol"])
+        else:
+            y, nfe = solve_sde(model, self.process, y1, k_noise, context, steps=s["steps"],
+                               corrector=s["corrector"], snr=s["snr"])
+        jax.debug.callback(self._record, nfe * self._evaluations_per_call())
+        return self.unstandardise(params, y)
+
+    def _evaluations_per_call(self) -> int:
+        return 2 if self.guidance else 1
+
+    def _record(self, nfe) -> None:
+        self._measured_nfe = int(nfe)
+
+    def log_prob(self, params, x, given):
+        key = jax.random.key(_PROBE_KEY) if self.trace == "hutchinson" else None
+        lp = likelihood.log_prob(self.model(params["net"]), self.process, self.standardise(params, x),
+                                 self.context(given), trace=self.trace, key=key)
+        return lp + self.log_jacobian(params)
+
+    def cost(self) -> int:
+        """Network evaluations per sample: from the step count, or measured for an adaptive solve."""
+        s = self.sampler
+        if s.name == "ode" and s["steps"] == "adaptive":
+            return self._measured_nfe or 0
+        if s.name == "ode":
+            _, per_step, first = SOLVERS[s["solver"]]
+            per_call = first + per_step * s["steps"]
+        else:
+            per_call = s["steps"] * (1 + s["corrector"]) + 1
+        return per_call * self._evaluations_per_call()
+
+    def describe(self):
+        row = super().describe()
+        row["mechanism"] = f"evolve {self.process.name}"
+        return row

@@ -1,0 +1,115 @@
+"""What every evolve-derived node shares: its options, parameters, standardisation and model.
+
+A node's parameters are ``{"net": MLP arrays, "shift": (*shape), "scale": (*shape)}``: the
+process runs on the standardised variable ``y = (x - shift) / scale`` (the data's mean and
+standard deviation per element, estimated during training), so the process's unit-variance
+prior and the network's preconditioning fit any data scale. Densities pick up the Jacobian
+``-sum(log scale)``. (A full whitening was tried: it makes the data's Gaussian part exact at
+initialisation, but a zero-initialised network then sits near a saddle and learns the
+non-Gaussian part very slowly, so the per-element scaling is used.)
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from gendsl.errors import GenSemanticError
+from gendsl.ir.signatures import SIGNATURES, Spec
+from gendsl.mechanisms.base import AbstractMechanism, NodeContext, context_size, context_vector, split_module
+from gendsl.mechanisms.evolve.model import TIME_FEATURES, Denoiser, Guided, with_context
+from gendsl.mechanisms.evolve.processes import build_process
+from gendsl.nets import MLP
+
+__all__ = ["DEFAULT_HIDDEN", "INPUT_GAIN", "default_spec", "EvolveNode"]
+
+#: hidden widths when ``net=`` is not given
+DEFAULT_HIDDEN = (128, 128, 128)
+#: initial scale of the first layer's weights on the (standardised) point, relative to LeCun's
+INPUT_GAIN = 4.0
+#: variance added to the data's, relative to its mean (constant elements stay finite)
+_RIDGE = 1e-6
+
+
+def default_spec(name: str) -> Spec:
+    """The resolved spec of ``name()`` with every default (e.g. ``ode()``)."""
+    sig = SIGNATURES[name]
+    return Spec(name, sig.category, {p.name: p.default for p in sig.params})
+
+
+class EvolveNode(AbstractMechanism):
+    """Options, parameters and the learned model of an ``evolve(...)`` spec (abstract)."""
+
+    def __init__(self, ctx: NodeContext, spec: Spec | None = None):
+        super().__init__(ctx)
+        spec = ctx.spec if spec is None else spec
+        self.process = build_process(spec["process"])
+        net = spec["net"]
+        if net is not None and net.name != "mlp":
+            raise GenSemanticError(f"evolve() takes net=mlp(...), got {net.name}(...) for '{ctx.name}'", ctx.span)
+        self.hidden = tuple(net["hidden"]) if net is not None else DEFAULT_HIDDEN
+        self.activation = net["activation"] if net is not None else "silu"
+        self.context_width = context_size(ctx.parents, ctx.given) + 1 if ctx.given else 0
+        self.guidance = float(spec["guidance"]) if ctx.given else 0.0
+        in_size = ctx.size + TIME_FEATURES + self.context_width
+        skeleton = MLP(in_size, ctx.size, self.hidden, self.activation, key=jax.random.key(0))
+        self._net_static = split_module(skeleton)[1]
+
+    # -- parameters -----------------------------------------------------------------------------
+    def init(self, key):
+        """Network with a zero output layer (the prediction starts at the data's Gaussian model).
+
+        The first layer sees three input groups (point, time features, context); each is
+        initialised as if it were the layer's only input, the point's with gain
+        :data:`INPUT_GAIN`, so the point is not drowned by the wider time embedding and the first
+        features are non-linear in it (at unit gain the network sits near the Gaussian solution
+        and learns the data's structure slowly).
+        """
+        ctx = self.ctx
+        widths = [ctx.size, TIME_FEATURES] + ([self.context_width] if self.context_width else [])
+        net = MLP(sum(widths), ctx.size, self.hidden, self.activation, key=key, zero_last=True)
+        gains = [INPUT_GAIN * (sum(widths) / widths[0]) ** 0.5] + [(sum(widths) / w) ** 0.5 for w in widths[1:]]
+        column = jnp.concatenate([jnp.full(w, g) for w, g in zip(widths, gains)])
+        net = eqx.tree_at(lambda m: m.layers[0].weight, net, net.layers[0].weight * column)
+        return {"net": split_module(net)[0], "shift": jnp.zeros(ctx.shape), "scale": jnp.ones(ctx.shape)}
+
+    def model(self, net_params, guided: bool = False) -> eqx.Module:
+        """The per-example ``(t, y, c) -> (y0_hat, eps_hat)`` of these network parameters."""
+        model = Denoiser(eqx.combine(net_params, self._net_static), self.process, self.ctx.shape)
+        return Guided(model, self.guidance) if guided and self.guidance != 0.0 else model
+
+    def context(self, given: dict, keep: jax.Array | None = None) -> jax.Array | None:
+        """The ``(n, C + 1)`` conditioning rows (context and "present" flag), or None."""
+        return with_context(context_vector(given, self.ctx.parents, self.ctx.given), keep)
+
+    # -- standardisation ------------------------------------------------------------------------
+    @staticmethod
+    def moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Mean and mean square of a batch ``(n, *shape)``, each ``(*shape)``."""
+        return jnp.mean(x, axis=0), jnp.mean(x**2, axis=0)
+
+    @staticmethod
+    def affine(mean: jax.Array, square: jax.Array) -> dict:
+        """The standardisation ``{"shift", "scale"}`` of data with this mean and mean square."""
+        var = jnp.maximum(square - mean**2, 0.0)
+        return {"shift": mean, "scale": jnp.sqrt(var + _RIDGE * jnp.mean(var) + 1e-12)}
+
+    @staticmethod
+    def standardise(params, x: jax.Array) -> jax.Array:
+        """``(n, *shape)`` data -> standardised values."""
+        return (x - params["shift"]) / params["scale"]
+
+    @staticmethod
+    def unstandardise(params, y: jax.Array) -> jax.Array:
+        """Inverse of :meth:`standardise`."""
+        return params["shift"] + params["scale"] * y
+
+    @staticmethod
+    def log_jacobian(params) -> jax.Array:
+        """``log |dy/dx|`` of the standardisation (a scalar)."""
+        return -jnp.sum(jnp.log(params["scale"]))
+
+    def prior_draws(self, key: jax.Array, n: int) -> jax.Array:
+        """``(n, *shape)`` draws of the process's prior (standardised space)."""
+        return self.process.prior_sample(key, (n, *self.ctx.shape))
