@@ -10,7 +10,7 @@ width=64, heads=4))``), built here from the same text.
    count; the held-out NLL (nats per sequence, exact) is measured on fresh sequences
    (``seed=1``) and compared with the chain's exact entropy per sequence, ``Dataset.true_nll``.
    The wall time is that of the ``fit`` call, compilation included.
-2. Sampling throughput. With the parameters of the longest fit, ``Factorize.sample`` draws
+2. Sampling throughput. With the parameters of the last fit, ``Factorize.sample`` draws
    ``n`` sequences with the transformer's key/value cache (``cache=True``: one position's query,
    key and value per step) and without it (``cache=False``: the whole prefix recomputed at every
    step), with the same keys. Both samplers are compiled first, then called in turn
