@@ -301,8 +301,9 @@ class Program:
             from gendsl.inference import infer
         except ImportError:
             raise GenRuntimeError("posterior inference is not available yet in this version of gendsl") from None
-        return infer(self, data, key=jax.random.key(0) if key is None else key, num_chains=num_chains,
-                     num_samples=num_samples, num_warmup=num_warmup, kernel=kernel, params=params, **options)
+        return infer(self, data, key=jax.random.key(0) if key is None else key, num_chains=cap(num_chains, "chains"),
+                     num_samples=cap(num_samples, "samples"), num_warmup=cap(num_warmup, "warmup"), kernel=kernel,
+                     params=params, **options)
 
     def distill(self, params: dict, steps: int = 1, key: jax.Array | None = None, **options):
         """Distil the evolve node(s) into a ``steps``-step sampler: returns ``(student, student_params)``
