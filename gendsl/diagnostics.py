@@ -44,7 +44,8 @@ def ess_bulk(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1] < 4:
         return np.full(x.shape[2:], np.nan)
-    ess = effective_sample_size(_split(rank_normalize(x)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ess = effective_sample_size(_split(rank_normalize(x)))
     return np.where(_constant(x), np.nan, ess)
 
 

@@ -34,6 +34,11 @@ __all__ = ["OPTIONS", "infer", "log_joint"]
 OPTIONS = ("target_accept", "max_tree_depth", "mass", "step_size", "num_integration_steps", "thin", "init",
            "init_tries", "precision", "chain_method", "devices")
 
+#: Debug hook: when set, called as ``_observe(draws, stats, tuning)`` with the arrays exactly as the
+#: compiled program returns them (on device, with their ``.sharding``), before they become numpy
+#: arrays in the :class:`Posterior`. The device tests use it to check that chains are split.
+_observe = None
+
 #: per program: compiled functions and log joints, by model dimensions and settings
 _CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
@@ -212,7 +217,7 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
     params:
         Parameters of trained nodes (``fit.params``), needed when the model has any.
     **options:
-        ``target_accept`` (0.9 for NUTS / HMC, 0.574 for MALA), ``max_tree_depth`` (10), ``mass`` (``"auto"``:
+        ``target_accept`` (0.95 for NUTS, 0.9 for HMC, 0.574 for MALA), ``max_tree_depth`` (10), ``mass`` (``"auto"``:
         dense up to :data:`~gendsl.runtime.mcmc.DENSE_MAX_DIM` unconstrained dimensions, else
         ``"dense"`` or ``"diagonal"``), ``step_size`` (the initial one; fixed for Langevin),
         ``num_integration_steps`` (HMC, 16), ``thin`` (1), ``init`` (name -> starting value, in
@@ -220,8 +225,12 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         ``precision`` (``"double"``, default, or ``"single"``) and ``chain_method``
         (``"vectorized"``, default: the chains advance together, fastest per transition on small
         models; ``"sequential"``: one after the other, a program that compiles faster) and
-        ``devices`` (split the chains across this many devices, or ``"all"``; ``num_chains`` must
-        be a multiple).
+        ``devices`` (split the chains across this many devices, or ``"all"``, on a 1-D mesh
+        named ``data``: each device runs ``num_chains / devices`` whole chains, the data and
+        parameters are replicated; ``num_chains`` must be a multiple of the count. Every chain
+        uses the same key, start and kernel as on one device, so the draws equal the one-device
+        draws up to floating-point rounding. On a CPU-only machine, simulate devices with
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``).
 
     Returns
     -------
@@ -232,7 +241,8 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
     Raises
     ------
     GenDataError
-        Missing or malformed data, unknown options.
+        Missing or malformed data, unknown options, more ``devices`` than exist, or
+        ``num_chains`` not a multiple of ``devices``.
     GenSemanticError
         A discrete latent, or a node without a likelihood.
     GenRuntimeError
@@ -241,6 +251,7 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
     opts = _options(options)
     _check_counts(num_chains, num_samples, num_warmup, opts["thin"], opts["init_tries"])
     config = mcmc.kernel_config(kernel, **{k: opts.get(k) for k in mcmc.KERNEL_OPTIONS})
+    mesh = _mesh(opts, num_chains)  # before any work: a bad device count fails at once
     with jax.enable_x64(opts["precision"] == "double"):
         lowered, arrays, node_params, conditioned = _prepare(program, data, params)
         joint = _joint(program, lowered, conditioned, arrays, node_params)
@@ -249,7 +260,6 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
                                lowered.model.span)
         init_key, run_key = jax.random.split(key)
         z0 = _starts(program, joint, init_key, arrays, node_params, num_chains, opts["init_tries"], opts["init"])
-        mesh = _mesh(opts, num_chains)
         args = (run_key, z0, arrays, node_params)
         if mesh is not None:
             from gendsl.runtime.devices import replicated, sharded
@@ -261,6 +271,8 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         t0 = time.perf_counter()
         draws, stats, tuning = jax.block_until_ready(compiled(*args))
         seconds = time.perf_counter() - t0
+        if _observe is not None:
+            _observe(draws, stats, tuning)
         post = Posterior(
             samples={k: np.asarray(draws[k]) for k in (*joint.latents, *joint.tracked)},
             latents=joint.latents,

@@ -177,7 +177,7 @@ _CHAINS_DOC = "0: every draw is the last state of its own chain; C > 0: draws sp
 _KERNELS = [
     Signature("nuts", "kernel", (
         Param("warmup", "int", 500), Param("steps", "int", 1000), Param("max_depth", "int", 10),
-        Param("target_accept", "number", 0.9), Param("mass", "str", "auto", ("auto", "dense", "diagonal")),
+        Param("target_accept", "number", 0.95), Param("mass", "str", "auto", ("auto", "dense", "diagonal")),
         Param("chains", "int", 0, doc=_CHAINS_DOC),
         Param("step_size", "number", 1.0, doc="initial step size (kept when warmup=0)"),
     ), "No-U-Turn sampler with window adaptation"),

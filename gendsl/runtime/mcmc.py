@@ -1,33 +1,31 @@
-"""The blackjax bridge: kernel selection, warm-up, and a pure multi-chain driver.
+"""The blackjax bridge: kernel selection and a pure multi-chain driver.
 
-Every kernel comes from blackjax: NUTS and HMC (tuned by blackjax's window adaptation, Stan's
-schedule: step size by dual averaging, then a diagonal or dense inverse mass matrix over doubling
-windows), MALA (its step size tuned by dual averaging), and the unadjusted Langevin algorithm
-(blackjax's overdamped Langevin step, no tuning). A target is ``logdensity_fn(position)`` for a
-flat position of shape ``(d,)``.
+Every kernel comes from blackjax: NUTS and HMC (tuned by Stan's windowed warm-up,
+:mod:`gendsl.runtime.warmup`), MALA (its step size tuned by dual averaging), and the unadjusted
+Langevin algorithm (blackjax's overdamped Langevin step, no tuning). A target is
+``logdensity_fn(position)`` for a flat position of shape ``(d,)``.
 
 The driver is a set of pure functions of explicit keys, meant to be traced inside ONE ``jax.jit``
-by the caller: :func:`run_chain` (warm-up then sampling of one chain, ``lax.scan``, no Python in
-the loop) and :func:`run_chains` (the same, ``vmap``-ed over chains, each chain tuned on its own as
-Stan does); :func:`final_positions` (only the last position of many chains: sampling an energy)
-and :func:`short_run` (a few fixed-parameter steps: contrastive-divergence negatives).
+by the caller. Each chain is ONE ``lax.scan`` over warm-up and sampling transitions (the kernel is
+traced once; adaptation runs under ``lax.cond`` on the transition index), the chains ``vmap``-ed
+inside each transition or run one after the other (``lax.map``): :func:`run_chains` (kept draws
+and statistics), :func:`final_positions` (only the last state of many chains: sampling an
+energy) and :func:`short_run` (a few fixed-parameter steps: contrastive-divergence negatives).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
-from blackjax.adaptation.metric_recipes import lookup_recipe
-from blackjax.adaptation.step_size import dual_averaging_adaptation
-from blackjax.adaptation.window_adaptation import build_schedule
 from blackjax.mcmc.diffusions import overdamped_langevin
 
 from gendsl.errors import GenDataError
+from gendsl.runtime.warmup import Tuning, adaptation, schedule
 
 __all__ = [
     "KERNELS",
@@ -36,9 +34,9 @@ __all__ = [
     "KernelConfig",
     "kernel_config",
     "config_from_spec",
+    "DEFAULT_TARGET",
     "Tuning",
     "ChainStats",
-    "Adaptation",
     "uniform_starts",
     "init_state",
     "build_step",
@@ -52,7 +50,7 @@ KERNELS = ("nuts", "hmc", "mala", "langevin")
 #: "auto" mass matrix: dense up to this many unconstrained dimensions, diagonal above
 DENSE_MAX_DIM = 12
 #: acceptance rates targeted by the step-size adaptation when none is given
-DEFAULT_TARGET = {"nuts": 0.9, "hmc": 0.9, "mala": 0.574, "langevin": 0.574}
+DEFAULT_TARGET = {"nuts": 0.95, "hmc": 0.9, "mala": 0.574, "langevin": 0.574}
 #: a NUTS transition is counted as this many gradient evaluations by ``describe``
 NUTS_TYPICAL_STEPS = 8
 
@@ -80,7 +78,7 @@ class KernelConfig:
 
     name: str = "nuts"
     step_size: float = 1.0
-    target_accept: float = 0.9
+    target_accept: float = 0.95
     max_tree_depth: int = 10
     num_integration_steps: int = 16
     mass: str = "auto"
@@ -171,13 +169,6 @@ def config_from_spec(spec) -> KernelConfig:
     )
 
 
-class Tuning(NamedTuple):
-    """What warm-up hands to sampling (per chain): the step size and the inverse mass matrix."""
-
-    step_size: jax.Array
-    inverse_mass_matrix: jax.Array
-
-
 class ChainStats(NamedTuple):
     """Per-transition statistics, each of shape ``(..., num_samples)``.
 
@@ -261,67 +252,6 @@ def build_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
     return step
 
 
-# -- adaptation: Stan's windowed schedule hosting blackjax's metric core and dual averaging -----------
-
-
-class Adaptation(NamedTuple):
-    """Warm-up state of one chain: dual averaging, the mass-matrix core's state, the tuning in force."""
-
-    dual_averaging: Any
-    metric: Any
-    tuning: Tuning
-
-
-def _adaptation(config: KernelConfig, dim: int, dtype):
-    """``(init, update, final)`` of one chain's warm-up, after blackjax's staged window adaptation.
-
-    The step size follows dual averaging towards ``config.target_accept`` throughout; NUTS and
-    HMC also estimate the inverse mass matrix with blackjax's Welford metric core (diagonal or
-    dense) in the slow windows of :func:`~blackjax.adaptation.window_adaptation.build_schedule`,
-    restarting dual averaging from the window's average step size at the end of each window.
-    """
-    da_init, da_update, da_final = dual_averaging_adaptation(config.target_accept)
-    dense = config.adapts_mass and config.dense(dim)
-    core = (lookup_recipe("welford_dense" if dense else "welford_diag").build_core()
-            if config.adapts_mass else None)
-    fixed_imm = jnp.eye(dim, dtype=dtype) if dense else jnp.ones(dim, dtype)
-
-    def init(position) -> Adaptation:
-        metric = core.init(dim) if core is not None else ()
-        return Adaptation(da_init(jnp.asarray(config.step_size, dtype)), metric,
-                          Tuning(jnp.asarray(config.step_size, dtype), fixed_imm))
-
-    def update(adapt: Adaptation, stage, window_end, position, acceptance_rate) -> Adaptation:
-        da = da_update(adapt.dual_averaging, jnp.nan_to_num(acceptance_rate))
-        metric = adapt.metric
-        if core is None:
-            return Adaptation(da, metric, Tuning(jnp.exp(da.log_step_size).astype(dtype), fixed_imm))
-        metric = jax.lax.cond(stage == 1, lambda m: core.update(m, position, None), lambda m: m, metric)
-
-        def end_window(da_metric):
-            da, metric = da_metric
-            return da_init(da_final(da)), core.final(metric)
-
-        da, metric = jax.lax.cond(window_end, end_window, lambda dm: dm, (da, metric))
-        return Adaptation(da, metric, Tuning(jnp.exp(da.log_step_size).astype(dtype),
-                                             metric.inverse_mass_matrix.astype(dtype)))
-
-    def final(adapt: Adaptation) -> Tuning:
-        imm = adapt.metric.inverse_mass_matrix.astype(dtype) if core is not None else fixed_imm
-        return Tuning(jnp.asarray(da_final(adapt.dual_averaging), dtype), imm)
-
-    return init, update, final
-
-
-def _schedule(config: KernelConfig, num_warmup: int, total: int) -> jax.Array:
-    """``(total, 2)`` int array: (stage, window end) of each transition; zeros after warm-up."""
-    if config.adapts_mass and num_warmup:
-        schedule = jnp.asarray(build_schedule(num_warmup), jnp.int32).reshape(num_warmup, 2)
-    else:
-        schedule = jnp.zeros((num_warmup, 2), jnp.int32)
-    return jnp.concatenate([schedule, jnp.zeros((total - num_warmup, 2), jnp.int32)])
-
-
 # -- the driver --------------------------------------------------------------------------------------
 
 
@@ -331,7 +261,7 @@ def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_w
     transitions ``(t, key, (stage, window_end))``. The adaptation runs under ``lax.cond`` on the
     transition index, so it costs nothing after warm-up, and the kernel is traced once."""
     step = build_step(config, logdensity_fn)
-    adapt_init, adapt_update, adapt_final = _adaptation(config, dim, dtype)
+    adapt_init, adapt_update, adapt_final = adaptation(config, dim, dtype)
     tunes = config.name != "langevin" and num_warmup > 0
 
     def init(position):
@@ -377,20 +307,20 @@ def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positi
     num_chains, dim = positions.shape
     total = num_warmup + num_samples * thin
     init, transition = _chain(config, logdensity_fn, dim, positions.dtype, num_warmup, num_samples, thin, keep)
-    steps, schedule = jnp.arange(total), _schedule(config, num_warmup, total)
+    steps, stages = jnp.arange(total), schedule(config, num_warmup, total)
     keys = jax.random.split(key, (num_chains, total))
 
     if chain_method == "sequential":
         def one(args):
             position, chain_keys = args
-            (state, adapt, draws), _ = jax.lax.scan(transition, init(position), (steps, chain_keys, schedule))
+            (state, adapt, draws), _ = jax.lax.scan(transition, init(position), (steps, chain_keys, stages))
             return state, adapt.tuning, draws
 
         return jax.lax.map(one, (positions, keys))
     if chain_method != "vectorized":
         raise GenDataError(f"chain_method must be 'vectorized' or 'sequential', got {chain_method!r}")
     batched = jax.vmap(transition, in_axes=((0, 0, 0), (None, 0, None)))
-    (state, adapt, draws), _ = jax.lax.scan(batched, jax.vmap(init)(positions), (steps, keys.T, schedule))
+    (state, adapt, draws), _ = jax.lax.scan(batched, jax.vmap(init)(positions), (steps, keys.T, stages))
     return state, adapt.tuning, draws
 
 

@@ -82,29 +82,14 @@ class Energy(AbstractMechanism):
         missing = [n for n in self.given_names if n not in ctx.parents]
         if missing:
             raise GenSemanticError(f"given={missing[0]} is not a parent of '{ctx.name}'", ctx.span)
-        base = spec.get("base")
-        self.base_name = base if isinstance(base, str) else None
-        self.base = _nested(ctx, base) if isinstance(base, Spec) else None
-        if self.base is not None and self.base.kind == "unavailable":
-            raise GenSemanticError(f"the base of the energy of '{ctx.name}' has no density ({base.name}); "
-                                   f"tilt a base with a likelihood", ctx.span)
-        sampler = spec.get("sampler") or default_spec("mala" if self.network else "nuts")
-        self.config = mcmc.config_from_spec(sampler)
-        self.num_warmup, self.num_steps, chains = sampler["warmup"], sampler["steps"], sampler["chains"]
-        conditioned = [p for p in ctx.parents if p != self.base_name]
-        if chains and conditioned:
-            raise GenSemanticError(
-                f"{sampler.name}(chains={chains}) draws from a few long chains, but the energy of '{ctx.name}' "
-                f"depends on {', '.join(conditioned)}: each draw needs its own chain (leave chains at 0)", ctx.span)
-        if not chains and not conditioned and self.config.adapts_mass:
-            chains = AUTO_CHAINS
-        #: long chains the draws are spread over (0: one chain per draw)
-        self.chains = chains
+        self._set_base(spec.get("base"))
+        self._set_sampler(spec.get("sampler") or default_spec("mala" if self.network else "nuts"))
         train = spec.get("train")
         if train is not None and not self.network:
             raise GenSemanticError(f"train={train.name}(...) needs a network energy; the energy of '{ctx.name}' is "
                                    f"an expression, with nothing to train", ctx.span)
         self.objective = train or (default_spec("dsm") if self.network else None)
+        self.loss_name = self.objective.name if self.objective is not None else "none"
         shape = ctx.shape
         self.constraint = {
             "real": constraints.independent(constraints.real, len(shape)) if shape else constraints.real,
@@ -115,17 +100,38 @@ class Energy(AbstractMechanism):
         self.u_shape = tuple(self.transform.inverse_shape(shape))
         self.dim = math.prod(self.u_shape)
         self.context = context_size(ctx.parents, self.given_names) if self.network else 0
-        self.base_trains = self.base is not None and self.base.has_params
         self.has_params = self.network or self.base_trains
-        if self.base is not None:
-            self.groups = ("main", *(g for g in self.base.groups if g != "main"))
-        self.loss_name = self.objective.name if self.objective is not None else "none"
-        self.sampler_name = f"{self.config.describe()} x {self.num_warmup}+{self.num_steps}"
-        if self.base is not None or self.base_name:
-            self.sampler_name += f" from {'base' if self.base is not None else self.base_name}"
         self._sample = jax.jit(self._sample_impl, static_argnames=("n",))
         # one compiled program rather than an eager dispatch per layer
         self._init_network = jax.jit(lambda key: split_module(self._build(key))[0])
+
+    def _set_base(self, base) -> None:
+        """``base=``: a variable's name (chains start at its value) or a nested node (a density)."""
+        self.base_name = base if isinstance(base, str) else None
+        self.base = _nested(self.ctx, base) if isinstance(base, Spec) else None
+        if self.base is not None and self.base.kind == "unavailable":
+            raise GenSemanticError(f"the base of the energy of '{self.ctx.name}' has no density ({base.name}); "
+                                   f"tilt a base with a likelihood", self.ctx.span)
+        self.base_trains = self.base is not None and self.base.has_params
+        if self.base is not None:
+            self.groups = ("main", *(g for g in self.base.groups if g != "main"))
+
+    def _set_sampler(self, sampler: Spec) -> None:
+        """The kernel, its warm-up and steps, and how draws are spread over chains."""
+        self.config = mcmc.config_from_spec(sampler)
+        self.num_warmup, self.num_steps, chains = sampler["warmup"], sampler["steps"], sampler["chains"]
+        conditioned = [p for p in self.ctx.parents if p != self.base_name]
+        if chains and conditioned:
+            raise GenSemanticError(
+                f"{sampler.name}(chains={chains}) draws from a few long chains, but the energy of '{self.ctx.name}' "
+                f"depends on {', '.join(conditioned)}: each draw needs its own chain (leave chains at 0)", self.ctx.span)
+        if not chains and not conditioned and self.config.adapts_mass:
+            chains = AUTO_CHAINS
+        #: long chains the draws are spread over (0: one chain per draw)
+        self.chains = chains
+        self.sampler_name = f"{self.config.describe()} x {self.num_warmup}+{self.num_steps}"
+        if self.base is not None or self.base_name:
+            self.sampler_name += f" from {'base' if self.base is not None else self.base_name}"
 
     # -- parameters ------------------------------------------------------------------------------
     def _build(self, key: jax.Array):
@@ -315,5 +321,32 @@ class Energy(AbstractMechanism):
 
     # -- the plan --------------------------------------------------------------------------------
     def cost(self) -> int:
-        """Energy (gradient) evaluations of one chain: transitions times gradients per transition."""
-        return (self.num_warmup + self.num_steps) * self.config.gradient_steps()
+        """Energy (gradient) evaluations of one chain, plus the base's draw that starts it."""
+        return self._chain_cost(self.ctx.spec) + (self.base.cost() if self.base is not None else 0)
+
+    @classmethod
+    def _chain_cost(cls, spec: Spec) -> int:
+        """Transitions (warm-up and kept) times gradient evaluations per transition."""
+        sampler = spec.get("sampler") or default_spec("mala" if isinstance(spec["E"], Spec) else "nuts")
+        return (sampler["warmup"] + sampler["steps"]) * mcmc.config_from_spec(sampler).gradient_steps()
+
+    @classmethod
+    def static_cost(cls, spec: Spec, vtype) -> int:
+        base = spec.get("base")
+        extra = 0
+        if isinstance(base, Spec):
+            extra = lookup("leaf" if base.category == "distribution" else base.name).static_cost(base, vtype)
+        return cls._chain_cost(spec) + extra
+
+    @classmethod
+    def choices(cls, vtype):
+        """A network energy sampled by MALA, and one tilting a coupling flow (continuous variables)."""
+        if vtype.base not in ("real", "positive", "unit"):
+            return []
+        return [
+            cls.choice("energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1), sampler=mala(step_size=0.01, steps=200))",
+                       vtype, "energy-based model: density known up to a constant, MCMC sampling"),
+            cls.choice("energy(mlp(hidden=[64, 64]), base=pushforward(normal(0, 1), coupling(layers=4, "
+                       "hidden=[64, 64])), train=cd(steps=20), sampler=mala(step_size=0.02, steps=50))", vtype,
+                       "an energy tilting a flow: chains start at the flow's draws"),
+        ]
