@@ -57,6 +57,7 @@ def _json_default(o):
 def open_run(folder: str | Path) -> Run:
     """Rebuild the program and parameters of a run folder written by ``gendsl fit``."""
     import gendsl
+    from gendsl.distill import as_student
 
     folder = Path(folder)
     record_path = folder / "run.json"
@@ -66,6 +67,7 @@ def open_run(folder: str | Path) -> Run:
     source = folder / "model.gen"
     model = gendsl.parse(source.read_text(), model=record.get("model"), file=str(source))
     program = gendsl.compile(model, dims=record.get("dims") or {})
+    program = as_student(program, record)  # a `gendsl distill` folder holds the student's parameters
     params = program.load_params(folder)
     return Run(folder, program, params, record)
 

@@ -227,7 +227,8 @@ def mechanism_rhs(draw, name: str, base: str, dims: str, parents: list[str], mec
         extra = draw(options("evolve", {"process": draw(nested_call("process", parents))}, parents, skip=("given",)))
         return f"evolve({extra}{tail})", mech
     if draw(st.booleans()):  # a network energy, trained by an objective
-        fixed = {"E": draw(nested_call("network", parents)), "train": draw(nested_call("objective", parents))}
+        # an energy network maps a point to one number: an mlp (the other networks are rejected with a message)
+        fixed = {"E": f"mlp({draw(options('mlp', {}, parents))})", "train": draw(nested_call("objective", parents))}
     else:  # an expression: nothing to train
         fixed = {"E": f"sum({name}^2) / 2", "sampler": draw(nested_call("kernel", parents))}
     extra = draw(options("energy", fixed, [], skip=("given", "train")))

@@ -107,15 +107,15 @@ def test_adaptive_ode_counts_evaluations():
 
     model = Counted(gaussian_model(process).score_fn, process)
     y1 = exact_prior(process, jax.random.key(1), 8)
-    for steps, solver in [("adaptive", "heun"), (5, "heun"), (3, "tsit5")]:
+    for steps, solver in [("adaptive", "heun"), (5, "heun")]:  # adaptive is Tsit5: 1 + 6 per step
         count["n"] = 0
         _, nfe = samplers.solve_ode(model, process, y1, steps=steps, solver=solver, rtol=1e-4)
         jax.effects_barrier()
         assert count["n"] == int(nfe), (steps, solver, count["n"], int(nfe))  # one batched call per evaluation
-    assert int(nfe) == 1 + 6 * 3
+    assert int(nfe) == 2 * 5
 
 
-@pytest.mark.parametrize("name,corrector", [("vp", 0), ("flow_matching", 0), ("ve", 1)])
+@pytest.mark.parametrize("name,corrector", [("vp", 0), ("flow_matching", 1)])
 def test_sde_sampling_reproduces_gaussian(name, corrector):
     process = PROCESSES[name]
     y1 = exact_prior(process, jax.random.key(2), 4000)
@@ -145,11 +145,11 @@ def test_probability_flow_log_density_is_exact(name):
 def test_hutchinson_trace_agrees_with_exact():
     process = PROCESSES["vp"]
     model = gaussian_model(process)
-    x = jax.random.multivariate_normal(jax.random.key(5), MU, COV, (4,))
+    x = jax.random.multivariate_normal(jax.random.key(5), MU, COV, (3,))
     exact = likelihood.log_prob(model, process, x)
-    probes = 64  # each point repeated, every row with its own Rademacher probe
+    probes = 48  # each point repeated, every row with its own Rademacher probe
     rows = jnp.repeat(x, probes, axis=0)
-    estimate = likelihood.log_prob(model, process, rows, trace="hutchinson", key=jax.random.key(6)).reshape(4, probes)
+    estimate = likelihood.log_prob(model, process, rows, trace="hutchinson", key=jax.random.key(6)).reshape(3, probes)
     mean, se = estimate.mean(1), estimate.std(1) / math.sqrt(probes)
     assert np.all(se > 0)
     np.testing.assert_array_less(np.abs(mean - exact), 4 * se + 1e-4)
@@ -225,27 +225,6 @@ def _energy_distance(a, b):
     return 2 * cdist(a, b).mean() - cdist(a, a).mean() - cdist(b, b).mean()
 
 
-def test_training_lowers_energy_distance_and_keeps_ema():
-    rng = np.random.default_rng(0)
-    centres = np.array([[-2.0, 1.0], [2.0, -1.0]])
-    x = centres[rng.integers(0, 2, 2000)] + 0.3 * rng.standard_normal((2000, 2))
-    held = centres[rng.integers(0, 2, 1000)] + 0.3 * rng.standard_normal((1000, 2))
-    prog = gendsl.compile(gendsl.parse(MOONS.format(process="flow_matching()", sampler="ode(steps=16)")))
-    assert "evolve flow_matching" in prog.describe() and prog.log_prob_kind == "estimate"
-    params0 = prog.init(jax.random.key(0))
-    fit = prog.fit({"x": x}, steps=400, key=jax.random.key(1), progress=False)
-    before = _energy_distance(prog.sample(params0, jax.random.key(2), 1000)["x"], held)
-    after = _energy_distance(prog.sample(fit.params, jax.random.key(2), 1000)["x"], held)
-    assert after < 0.2 * before, (before, after)
-    # fit hands back the moving average and the data's standardisation
-    state = fit.state.node_state["x"]
-    assert jax.tree_util.tree_all(jax.tree_util.tree_map(jnp.array_equal, fit.params["x"]["net"], state["ema"]))
-    np.testing.assert_allclose(fit.params["x"]["shift"], x.mean(0), atol=0.05)
-    np.testing.assert_allclose(fit.params["x"]["scale"], x.std(0), rtol=0.05)
-    lp = prog.log_prob(fit.params, {"x": held[:50]})
-    assert lp.shape == (50,) and np.all(np.isfinite(lp))
-
-
 def test_describe_and_cost():
     for sampler, cost in [("ode(steps=32)", 64), ("ode(steps=10, solver=\"euler\")", 10),
                           ("sde(steps=100, corrector=1)", 201)]:
@@ -278,20 +257,34 @@ LABELLED = """model labelled {{
 }}"""
 
 
-def test_conditional_sampling_follows_the_label():
+def test_training_conditional_sampling_guidance_and_ema():
+    """A briefly trained conditional model: lower energy distance per label, samples where the
+    label's data are (with and without guidance), the EMA and the standardisation handed back."""
     rng = np.random.default_rng(1)
     label = rng.integers(0, 2, (2000, 1))
-    centres = np.array([[-2.0, 0.0], [2.0, 0.0]])
+    centres = np.array([[-2.0, 1.0], [2.0, -1.0]])
     x = centres[label[:, 0]] + 0.4 * rng.standard_normal((2000, 2))
     prog = gendsl.compile(gendsl.parse(LABELLED.format(guidance="")))
+    assert "evolve flow_matching" in prog.describe() and prog.log_prob_kind == "estimate"
+    params0 = prog.init(jax.random.key(2))
     fit = prog.fit({"label": label, "x": x}, steps=400, key=jax.random.key(3), progress=False)
     guided = gendsl.compile(gendsl.parse(LABELLED.format(guidance=", guidance=1.0")))
     for which in (0, 1):
         given = {"label": np.full((500, 1), which)}
+        held = centres[which] + 0.4 * rng.standard_normal((500, 2))
+        before = _energy_distance(prog.sample(params0, jax.random.key(4), 500, given)["x"], held)
         draws = np.asarray(prog.sample(fit.params, jax.random.key(4), 500, given)["x"])
+        assert _energy_distance(draws, held) < 0.1 * before
         assert np.all(np.abs(draws.mean(0) - centres[which]) < 0.3), (which, draws.mean(0))
         # guidance extrapolates away from the unconditional model: still the label's cluster
         draws = np.asarray(guided.sample(fit.params, jax.random.key(4), 500, given)["x"])
         near = np.linalg.norm(draws - centres[which], axis=1) < np.linalg.norm(draws - centres[1 - which], axis=1)
         assert near.mean() > 0.97, (which, near.mean())
     assert guided.lowered().stochastic[0].mechanism.cost() == 2 * 32
+    # fit hands back the moving average and the data's standardisation
+    state = fit.state.node_state["x"]
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(jnp.array_equal, fit.params["x"]["net"], state["ema"]))
+    np.testing.assert_allclose(fit.params["x"]["shift"], x.mean(0), atol=0.05)
+    np.testing.assert_allclose(fit.params["x"]["scale"], x.std(0), rtol=0.05)
+    lp = prog.log_prob(fit.params, {"label": label[:50], "x": x[:50]})
+    assert lp.shape == (50,) and np.all(np.isfinite(lp))
