@@ -46,3 +46,16 @@ def test_every_code_block_runs(page, tmp_path, monkeypatch):
                 line = line.strip()
                 if line.startswith("gendsl "):
                     assert main(shlex.split(line)[1:]) == 0, f"{page.name}: {line}"
+
+
+def test_ci_finds_the_readme_commands():
+    """.ci/run runs the first pytest line of the README's opening block: it must be there, after
+    the install-and-run line, and both must install the project from its own files."""
+    import subprocess
+
+    head = (ROOT / "README.md").read_text().splitlines()[:12]
+    test_line = subprocess.run(["bash", "-c", "head -n 12 README.md | grep -m1 pytest"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    first = next(line for line in head if line.startswith("python -m venv"))
+    assert "pip install -e ." in first and "gendsl fit" in first and "gendsl sample" in first
+    assert test_line != first and 'pip install -e ".[test]"' in test_line and "pytest tests" in test_line
