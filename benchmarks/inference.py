@@ -5,8 +5,8 @@ regression (varying intercepts, non-centred).
     python benchmarks/inference.py [--models eight_schools logistic hierarchical] [--chains 4]
         [--warmup 1000] [--samples 1000] [--repeats 3] [--reference] [--out results.json]
 
-All three run NUTS in double precision with the same settings: target acceptance 0.9 (gendsl's
-default), Stan's windowed warm-up of the step size and of the inverse mass matrix (dense when the
+All three run NUTS in double precision with the same settings: gendsl's default target acceptance
+(0.95), Stan's windowed warm-up of the step size and of the inverse mass matrix (dense when the
 model has at most ``DENSE_MAX_DIM`` unconstrained dimensions, diagonal above, gendsl's ``auto``
 rule), the same numbers of chains, warm-up transitions and draws. Each library runs once to
 compile, then ``--repeats`` more times; reported per library:
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,11 +52,12 @@ from numpyro.infer import MCMC, NUTS
 
 import gendsl
 from gendsl.diagnostics import ess_bulk, summarize
-from gendsl.runtime.mcmc import DENSE_MAX_DIM
+from gendsl.runtime.mcmc import DEFAULT_TARGET, DENSE_MAX_DIM
 
-DATA = Path("/work/shared/data/posteriors")
+#: the posteriordb data sets (GENDSL_POSTERIORS overrides): ../shared/data/posteriors beside the checkout
+DATA = Path(os.environ.get("GENDSL_POSTERIORS", Path(__file__).resolve().parents[2] / "shared" / "data" / "posteriors"))
 REFERENCES = Path(__file__).with_name("inference_references.json")
-TARGET_ACCEPT = 0.9
+TARGET_ACCEPT = DEFAULT_TARGET["nuts"]
 
 
 @dataclass
