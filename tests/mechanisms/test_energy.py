@@ -161,3 +161,20 @@ def test_energy_errors():
         with pytest.raises(GenSemanticError, match="no density"):
             compile_text("model e {\n  x: real[2] ~ energy(mlp(), base=pushforward(normal(0, 1), "
                          "generator(net=mlp(hidden=[8]), critic=mlp(hidden=[8]))))\n}\n").init(jax.random.key(0))
+
+
+@pytest.mark.parametrize("objective", ["dsm(sigma=0.1)", "cd(steps=5, buffer=256)"])
+def test_cli_ebm_fit_reports_an_unnormalized_kind_and_an_energy_distance(objective, tmp_path):
+    import json
+
+    from gendsl.cli import main
+
+    model = tmp_path / "ebm.gen"
+    model.write_text(f"model ebm {{\n  data x: real[2]\n  x ~ energy(mlp(hidden=[32, 32]), train={objective}, "
+                     f"sampler=mala(step_size=0.01, steps=50))\n}}\n")
+    out = tmp_path / "run"
+    assert main(["fit", str(model), "--data", "builtin:moons", "--n", "2000", "--steps", "150", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["log_prob_kind"] == "unnormalized" and metrics["heldout_nll"] is None
+    assert np.isfinite(metrics["energy_distance"]) and np.isfinite(metrics["energy_distance_over_floor"])
+    assert metrics["energy_distance"] > 0
