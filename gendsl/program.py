@@ -296,11 +296,19 @@ class Program:
 
     def infer(self, data: Mapping[str, Any], key: jax.Array | None = None, num_chains: int = 4,
               num_samples: int = 1000, num_warmup: int = 1000, kernel: str = "auto", params: dict | None = None, **options):
-        """Posterior over the latent variables given ``data`` (see :mod:`gendsl.inference`)."""
-        try:
-            from gendsl.inference import infer
-        except ImportError:
-            raise GenRuntimeError("posterior inference is not available yet in this version of gendsl") from None
+        """Posterior draws of the latent variables given ``data`` (full options: :func:`gendsl.inference.infer`).
+
+        ``data`` holds one data set without a batch axis (``y: real[J]`` has shape ``(J,)``);
+        ``key`` defaults to ``jax.random.key(0)``; ``kernel`` is ``"auto"`` (NUTS), ``"nuts"``,
+        ``"hmc"``, ``"mala"`` or ``"langevin"``; ``params`` are trained nodes' parameters.
+        ``devices=N`` (or ``"all"``) splits the chains across N devices (``num_chains`` a multiple
+        of N); with ``chain_method="sequential"`` the draws are bit for bit the one-device draws.
+
+        Returns a :class:`~gendsl.inference.Posterior`: ``.samples[name]`` of shape
+        ``(num_chains, num_samples, *shape)``, ``.summary()``, ``.divergences``.
+        """
+        from gendsl.inference import infer
+
         return infer(self, data, key=jax.random.key(0) if key is None else key, num_chains=cap(num_chains, "chains"),
                      num_samples=cap(num_samples, "samples"), num_warmup=cap(num_warmup, "warmup"), kernel=kernel,
                      params=params, **options)
@@ -308,10 +316,8 @@ class Program:
     def distill(self, params: dict, steps: int = 1, key: jax.Array | None = None, **options):
         """Distil the evolve node(s) into a ``steps``-step sampler: returns ``(student, student_params)``
         (see :mod:`gendsl.distill`)."""
-        try:
-            from gendsl.distill import distill
-        except ImportError:
-            raise GenRuntimeError("distillation is not available yet in this version of gendsl") from None
+        from gendsl.distill import distill
+
         return distill(self, params, steps=steps, key=jax.random.key(0) if key is None else key, **options)
 
     # -- the plan ----------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 :func:`infer` checks the data, builds the :class:`~gendsl.inference.joint.LogJoint`, finds a
 finite starting point for every chain (random points in [-2, 2] of unconstrained space, as
 Stan), and runs warm-up and sampling of every chain, and the map back to the constrained space,
-in ONE compiled program (``vmap`` over chains, ``lax.scan`` over transitions, no Python in the
-loop). Everything runs in double precision unless ``precision="single"``, inside a
+in ONE compiled program (``vmap`` over chains, or ``lax.map`` one chain after another;
+``lax.scan`` over transitions, no Python in the loop; with ``devices=`` the chains are split
+across a device mesh). Everything runs in double precision unless ``precision="single"``, inside a
 ``jax.enable_x64`` scope: JAX's global setting is left as it was.
 
 Compiled programs are cached per program, data shapes and settings: a second call with new data
@@ -34,9 +35,10 @@ __all__ = ["OPTIONS", "infer", "log_joint"]
 OPTIONS = ("target_accept", "max_tree_depth", "mass", "step_size", "num_integration_steps", "thin", "init",
            "init_tries", "precision", "chain_method", "devices")
 
-#: Debug hook: when set, called as ``_observe(draws, stats, tuning)`` with the arrays exactly as the
-#: compiled program returns them (on device, with their ``.sharding``), before they become numpy
-#: arrays in the :class:`Posterior`. The device tests use it to check that chains are split.
+#: Debug hook: when set, called as ``_observe(compiled, draws, stats, tuning)`` with the compiled
+#: program that ran and its outputs exactly as it returns them (on device, with their
+#: ``.sharding``), before they become numpy arrays in the :class:`Posterior`. The device tests use
+#: it to check that the chains are split across devices.
 _observe = None
 
 #: per program: compiled functions and log joints, by model dimensions and settings
@@ -125,11 +127,49 @@ def _mesh(opts: dict, num_chains: int):
         return None
     from gendsl.runtime.devices import check_divisible, make_mesh
 
+    if jax.process_count() > 1:
+        raise GenDataError(f"infer(devices=...) splits the chains across the devices of one host; this run has "
+                           f"{jax.process_count()} processes (jax.distributed), which infer does not support yet")
     mesh = make_mesh(opts["devices"])
-    if mesh is not None and opts["chain_method"] != "vectorized":
-        raise GenDataError("devices= splits vectorized chains across devices: leave chain_method='vectorized'")
     check_divisible(num_chains, mesh, "num_chains")
     return mesh
+
+
+def _shard_map(fn, mesh, in_specs, out_specs):
+    """``jax.shard_map`` without the replication check (the warm-up's ``lax.cond`` branches mix
+    per-device and replicated values), on old and new JAX."""
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    from jax.experimental.shard_map import shard_map
+
+    return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
+def _chains(config, joint: LogJoint, keys, z0, arrays, params, num_warmup, num_samples, thin, chain_method, mesh):
+    """Warm-up and sampling of the chains whose transition keys are ``keys`` ``(C, T)`` and starts
+    ``z0`` ``(C, d)``: ``vmap``-ed (``"vectorized"``) or one after the other (``"sequential"``,
+    ``lax.map``). Every chain has its own row of keys, so a chain is the same chain in every
+    layout. With a ``mesh`` (``shard_map``) each device runs its share of the chains with no
+    communication between devices: sequential chains are bit for bit the one-device ones,
+    vectorized ones agree up to the rounding of a smaller batch."""
+    from jax.sharding import PartitionSpec
+
+    def local(keys, z0, arrays, params):
+        def run(keys, z0, method):
+            return mcmc.run_chains(config, lambda q: joint.logdensity(q, arrays, params), keys, z0, num_warmup,
+                                   num_samples, thin, method)
+
+        if chain_method == "vectorized":
+            return run(keys, z0, "vectorized")
+        one = lambda chain: jax.tree_util.tree_map(lambda x: x[0], run(chain[0][None], chain[1][None], "sequential"))
+        return jax.lax.map(one, (keys, z0))
+
+    if mesh is None:
+        return local(keys, z0, arrays, params)
+    from gendsl.runtime.devices import AXIS
+
+    split, whole = PartitionSpec(AXIS), PartitionSpec()
+    return _shard_map(local, mesh, (split, split, whole, whole), split)(keys, z0, arrays, params)
 
 
 def _check_counts(num_chains, num_samples, num_warmup, thin, init_tries):
@@ -170,7 +210,8 @@ def _starts(program, joint: LogJoint, key, arrays, params, num_chains: int, trie
 def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmup, thin, chain_method, mesh, args):
     """The compiled warm-up + sampling + constrain program, and the seconds spent compiling it.
 
-    With a device ``mesh`` the chains are split across its devices (data and parameters replicated).
+    With a device ``mesh`` the chains are split across its devices (data and parameters
+    replicated), each device running its share with no communication (:func:`_chains`).
     """
     cache = _cache(program)
     ckey = ("run", joint.lowered.dims, joint.latents, config, num_chains, num_samples, num_warmup, thin, chain_method,
@@ -179,8 +220,9 @@ def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmu
         return cache[ckey], 0.0
 
     def run(key, z0, arrays, params):
-        positions, stats, tuning = mcmc.run_chains(
-            config, lambda z: joint.logdensity(z, arrays, params), key, z0, num_warmup, num_samples, thin, chain_method)
+        keys = mcmc.transition_keys(key, num_chains, num_warmup + num_samples * thin)
+        positions, stats, tuning = _chains(config, joint, keys, z0, arrays, params, num_warmup, num_samples, thin,
+                                           chain_method, mesh)
         draws = jax.vmap(jax.vmap(lambda z: joint.constrain(z, arrays, params)))(positions)
         return draws, stats, tuning
 
@@ -228,9 +270,12 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         ``devices`` (split the chains across this many devices, or ``"all"``, on a 1-D mesh
         named ``data``: each device runs ``num_chains / devices`` whole chains, the data and
         parameters are replicated; ``num_chains`` must be a multiple of the count. Every chain
-        uses the same key, start and kernel as on one device, so the draws equal the one-device
-        draws up to floating-point rounding. On a CPU-only machine, simulate devices with
-        ``XLA_FLAGS=--xla_force_host_platform_device_count=N``).
+        has the same key, start and kernel as on one device, so these are the same chains: with
+        ``chain_method="sequential"`` the draws are bit for bit the one-device draws; vectorized,
+        XLA sums some reductions of a smaller batch in another order, and the draws agree up to
+        rounding, which a chaotic posterior (a funnel such as eight schools) amplifies over many
+        transitions until the draws differ while remaining valid. On a CPU-only machine, simulate
+        devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``).
 
     Returns
     -------
@@ -272,7 +317,7 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         draws, stats, tuning = jax.block_until_ready(compiled(*args))
         seconds = time.perf_counter() - t0
         if _observe is not None:
-            _observe(draws, stats, tuning)
+            _observe(compiled, draws, stats, tuning)
         post = Posterior(
             samples={k: np.asarray(draws[k]) for k in (*joint.latents, *joint.tracked)},
             latents=joint.latents,

@@ -85,8 +85,16 @@ def _trace_plot(draws, path) -> Path:
 
 
 def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path, chains: int = 4,
-              samples: int = 1000, warmup: int = 1000, seed: int = 0, model_name: str | None = None):
+              samples: int = 1000, warmup: int = 1000, seed: int = 0, model_name: str | None = None,
+              devices: int | str | None = None):
     """Load a model, run :func:`gendsl.inference.infer` on a data file, write the results.
+
+    Parameters
+    ----------
+    devices:
+        Split the chains across this many devices (or ``"all"``), as ``infer(..., devices=)``;
+        ``chains`` must be a multiple of the count. None (the default) runs on one device. The
+        draws equal the one-device draws (see ``docs/scaling.md``).
 
     Returns
     -------
@@ -95,7 +103,8 @@ def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path
     import gendsl
 
     program = gendsl.compile(gendsl.load(model_path, model=model_name))
+    options = {} if devices is None else {"devices": devices}
     post = program.infer(read_data(data_path), key=jax.random.key(seed), num_chains=chains, num_samples=samples,
-                         num_warmup=warmup)
+                         num_warmup=warmup, **options)
     write_posterior(post, out_dir)
     return post

@@ -38,6 +38,7 @@ __all__ = [
     "Tuning",
     "ChainStats",
     "uniform_starts",
+    "transition_keys",
     "init_state",
     "build_step",
     "run_chains",
@@ -308,7 +309,9 @@ def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positi
     total = num_warmup + num_samples * thin
     init, transition = _chain(config, logdensity_fn, dim, positions.dtype, num_warmup, num_samples, thin, keep)
     steps, stages = jnp.arange(total), schedule(config, num_warmup, total)
-    keys = jax.random.split(key, (num_chains, total))
+    keys = key if jnp.ndim(key) == 2 else transition_keys(key, num_chains, total)
+    if keys.shape != (num_chains, total):
+        raise GenDataError(f"{keys.shape} transition keys for {num_chains} chains of {total} transitions")
 
     if chain_method == "sequential":
         def one(args):
@@ -324,6 +327,15 @@ def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positi
     return state, adapt.tuning, draws
 
 
+def transition_keys(key: jax.Array, num_chains: int, num_transitions: int) -> jax.Array:
+    """The PRNG key of every transition of every chain, ``(num_chains, num_transitions)``.
+
+    A chain's keys do not depend on how the chains are run (vectorized, one after the other, or
+    split across devices), so the same ``key`` gives the same chains in every layout.
+    """
+    return jax.random.split(key, (num_chains, num_transitions))
+
+
 def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
                num_warmup: int, num_samples: int, thin: int = 1, chain_method: str = "vectorized"):
     """Warm-up, then ``num_samples`` kept transitions of each of ``C`` chains (pure; trace it under
@@ -331,6 +343,9 @@ def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, po
 
     Parameters
     ----------
+    key:
+        A PRNG key, or the keys of every transition of every chain, ``(C, num_warmup + num_samples
+        * thin)`` as :func:`transition_keys` makes them (to run some of the chains of a larger set).
     positions:
         Starts, shape ``(C, d)``.
     thin:
