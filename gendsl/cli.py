@@ -80,7 +80,7 @@ def _cmd_infer(args) -> int:
     from gendsl.inference.run import infer_run
 
     infer_run(args.file, args.data, args.out, chains=args.chains, samples=args.samples, warmup=args.warmup,
-              seed=args.seed, model_name=args.model, **({"devices": args.devices} if args.devices else {}))
+              seed=args.seed, model_name=args.model, devices=args.devices)
     print(f"wrote {args.out}")
     return 0
 
@@ -90,8 +90,24 @@ def _cmd_advise(args) -> int:
     from gendsl.advisor import advise, render
 
     model = gendsl.load(args.file, model=args.model)
-    print(render(advise(model, need=args.need, max_nfe=args.max_nfe), args.need, args.max_nfe))
+    dims = _dims(args.dim or [])
+    print(render(advise(model, need=args.need, max_nfe=args.max_nfe, dims=dims), args.need, args.max_nfe,
+                 model=model, dims=dims))
     return 0
+
+
+def _dims(items: list[str]) -> dict[str, int]:
+    """``["J=8", ...]`` -> ``{"J": 8}``; a malformed item is a user error."""
+    from gendsl.errors import GenError
+
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise GenError(f"--dim takes NAME=N with an integer N, got '{item}'") from None
+    return out
 
 
 def _cmd_bench(args) -> int:
@@ -174,8 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("advise", help="which mechanisms meet stated inference needs, per node")
     c.add_argument("file")
     c.add_argument("--need", default="sampling",
-                   choices=["exact-likelihood", "likelihood", "any-likelihood", "sampling"])
+                   help="exact-likelihood, likelihood (exact or estimated), any-likelihood (unnormalized "
+                        "too) or sampling (default)")
     c.add_argument("--max-nfe", type=int, default=None, help="network evaluations per sample at most")
+    c.add_argument("--dim", action="append", metavar="NAME=N", help="value of a dimension (repeatable)")
     c.add_argument("--model", default=None)
     c.set_defaults(func=_cmd_advise)
 

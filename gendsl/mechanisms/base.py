@@ -10,6 +10,7 @@ The compiler never special-cases a mechanism: it calls only what is declared her
 from __future__ import annotations
 
 import abc
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ __all__ = [
     "context_vector",
     "split_module",
     "Choice",
+    "type_size",
+    "resolve_form",
 ]
 
 #: likelihood kinds, strongest first
@@ -106,6 +109,9 @@ class Choice:
         Whether it accepts ``given=``.
     note:
         What it is good at, in a few words.
+    learned:
+        Whether it learns the variable's distribution from data (False for a fixed leaf
+        distribution, a choice only for variables that are not learned).
     """
 
     form: str
@@ -113,6 +119,28 @@ class Choice:
     nfe: int
     conditional: bool = True
     note: str = ""
+    learned: bool = True
+
+
+def type_size(vtype: VarType) -> int:
+    """Elements of one draw of a variable of (bound) type ``vtype``."""
+    out = 1
+    for d in vtype.shape:
+        out *= int(d)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def resolve_form(form: str, vtype: VarType) -> Spec:
+    """The resolved spec of the right-hand side ``form`` for a variable of type ``vtype``.
+
+    ``form`` goes through the same front end and semantic checks as a ``.gen`` file (so a
+    choice's form is known to be valid for ``vtype``); the spec is the one the compiler hands
+    to the mechanism.
+    """
+    from gendsl.lang.frontend import parse
+
+    return parse(f"model choice {{\n  x: {vtype} ~ {form}\n}}\n", file="<choice>")["x"].spec
 
 
 class AbstractMechanism(abc.ABC):
@@ -158,7 +186,22 @@ class AbstractMechanism(abc.ABC):
         return -jnp.mean(self.log_prob(params, x, given))
 
     def cost(self) -> int:
-        """Network evaluations per sample."""
+        """Network evaluations per sample (default: :meth:`static_cost` of the node's spec)."""
+        return self.static_cost(self.ctx.spec, self.ctx.type)
+
+    # -- declared properties of a spec, before any node is built (plan, advisor) ----------------
+    @classmethod
+    def static_kind(cls, spec: Spec) -> str:
+        """Likelihood kind of a node with resolved right-hand side ``spec``. Default: :attr:`kind`."""
+        return cls.kind
+
+    @classmethod
+    def static_cost(cls, spec: Spec, vtype: VarType) -> int:
+        """Network evaluations per sample of a node with ``spec`` and (bound) type ``vtype``.
+
+        The one cost model: :meth:`cost` returns it (unless a node measures its own, e.g. an
+        adaptive solver) and the advisor's choices are priced by it. Default: 1.
+        """
         return 1
 
     # -- training extras, with defaults that do nothing ----------------------------------------
@@ -191,8 +234,17 @@ class AbstractMechanism(abc.ABC):
 
     @classmethod
     def choices(cls, vtype: VarType) -> list[Choice]:
-        """The ways this mechanism can model a variable of type ``vtype`` (for the advisor)."""
+        """The ways this mechanism can model a variable of (bound) type ``vtype`` (for the advisor).
+
+        Default: none. Implementations list forms with :meth:`choice`, which prices them.
+        """
         return []
+
+    @classmethod
+    def choice(cls, form: str, vtype: VarType, note: str = "", conditional: bool = True) -> Choice:
+        """A :class:`Choice` for ``form``, its kind and cost from :meth:`static_kind` / :meth:`static_cost`."""
+        spec = resolve_form(form, vtype)
+        return Choice(form, cls.static_kind(spec), cls.static_cost(spec, vtype), conditional, note)
 
     def describe(self) -> dict[str, str]:
         """One row of the plan."""

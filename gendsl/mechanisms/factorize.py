@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from gendsl.errors import GenSemanticError
-from gendsl.mechanisms.base import AbstractMechanism, NodeContext, context_size, context_vector, register, split_module
+from gendsl.mechanisms.base import (AbstractMechanism, NodeContext, context_size, context_vector, register,
+                                    split_module, type_size)
 from gendsl.nets import MADE, Transformer
 
 __all__ = ["Categorical", "GaussianMixture", "Factorize"]
@@ -217,9 +218,28 @@ class Factorize(AbstractMechanism):
         given = given or {}
         return {name: given[name] for name in self.given_names}
 
-    def cost(self) -> int:
-        """Network evaluations per sample: one per element."""
-        return self.length
+    @classmethod
+    def static_cost(cls, spec, vtype) -> int:
+        """Network evaluations per sample: one per element (sequential inverse CDF)."""
+        return type_size(vtype)
+
+    @classmethod
+    def choices(cls, vtype):
+        """MADE conditionals for tokens and reals; a causal transformer for token sequences."""
+        size = type_size(vtype)
+        if vtype.base == "token":
+            out = [cls.choice("factorize(made(hidden=[64, 64]))", vtype,
+                              "categorical conditionals from a masked MLP" + (
+                                  f", one pass per token ({size} in sequence)" if size > 1 else ""))]
+            if size > 1:
+                out.append(cls.choice("factorize(transformer(layers=2, width=64, heads=4))", vtype,
+                                      f"token sequences: a causal transformer, {size} cached passes per sample"))
+            return out
+        if vtype.base == "real":
+            return [cls.choice("factorize(made(hidden=[64, 64], components=8))", vtype,
+                               "mixture-of-Gaussians conditionals" + (
+                                   f", one pass per element ({size} in sequence)" if size > 1 else ""))]
+        return []
 
     def support(self, params, given_one: dict):
         """Tokens: integers in 0..V-1; reals: the real line in every coordinate."""

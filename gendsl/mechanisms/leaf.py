@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 
 from gendsl.ir.signatures import SIGNATURES
-from gendsl.mechanisms.base import AbstractMechanism, register
+from gendsl.mechanisms.base import AbstractMechanism, Choice, register
 
 __all__ = ["DISTRIBUTIONS", "Leaf"]
 
@@ -48,6 +48,16 @@ DISTRIBUTIONS = {
     "multivariate_normal": lambda loc, cov: dist.MultivariateNormal(loc, covariance_matrix=cov),
     "multivariate_normal_cholesky": lambda loc, tril: dist.MultivariateNormal(loc, scale_tril=tril),
     "lkj_cholesky": lambda d, conc: dist.LKJCholesky(int(d), conc),
+}
+
+
+#: variable base -> a leaf family for it, as the advisor shows it (arguments to fill in)
+_FAMILY_OF_BASE = {
+    "real": "normal(loc, scale)",
+    "positive": "gamma(shape, rate)",
+    "unit": "beta(a, b)",
+    "int": "poisson(rate)",
+    "token": "categorical(probs)",
 }
 
 
@@ -89,8 +99,19 @@ class Leaf(AbstractMechanism):
     def init(self, key):
         return {}
 
-    def cost(self) -> int:
+    @classmethod
+    def static_cost(cls, spec, vtype) -> int:
+        """A leaf draws without any network: 0."""
         return 0
+
+    @classmethod
+    def choices(cls, vtype):
+        """A fixed distribution of the variable's support: exact, free, nothing learned."""
+        family = _FAMILY_OF_BASE.get(vtype.base)
+        if family is None:
+            return []
+        return [Choice(family, cls.kind, 0, conditional=False, learned=False,
+                       note="a fixed distribution: its arguments are expressions (of parents), nothing is learned")]
 
     def log_prob(self, params, x, given):
         def one(xi, gi):

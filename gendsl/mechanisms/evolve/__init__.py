@@ -25,7 +25,7 @@ from gendsl.mechanisms.evolve import likelihood
 from gendsl.mechanisms.evolve.losses import denoising_loss, velocity_loss
 from gendsl.mechanisms.evolve.node import EvolveNode, default_spec
 from gendsl.mechanisms.evolve.processes import FlowMatching
-from gendsl.mechanisms.evolve.samplers import SOLVERS, solve_ode, solve_sde
+from gendsl.mechanisms.evolve.samplers import sampler_evaluations, solve_ode, solve_sde
 
 __all__ = ["EXACT_TRACE_MAX_SIZE", "Evolve"]
 
@@ -153,15 +153,28 @@ class Evolve(EvolveNode):
 
     def cost(self) -> int:
         """Network evaluations per sample: from the step count, or measured for an adaptive solve."""
-        s = self.sampler
-        if s.name == "ode" and s["steps"] == "adaptive":
+        if self.sampler.name == "ode" and self.sampler["steps"] == "adaptive":
             return self._measured_nfe or 0
-        if s.name == "ode":
-            _, per_step, first = SOLVERS[s["solver"]]
-            per_call = first + per_step * s["steps"]
-        else:
-            per_call = s["steps"] * (1 + s["corrector"]) + 1
-        return per_call * self._evaluations_per_call()
+        return self.static_cost(self.ctx.spec, self.ctx.type)
+
+    @classmethod
+    def static_cost(cls, spec, vtype) -> int:
+        """The sampler's evaluations per solve, twice with guidance (0 for an adaptive solve: measured)."""
+        sampler = spec["sampler"] if spec["sampler"] is not None else default_spec("ode")
+        guided = bool(spec["given"]) and float(spec["guidance"]) != 0.0
+        return (sampler_evaluations(sampler) or 0) * (2 if guided else 1)
+
+    @classmethod
+    def choices(cls, vtype):
+        """Flow matching with an ODE sampler and a score SDE, for real variables."""
+        if vtype.base != "real":
+            return []
+        return [
+            cls.choice("evolve(flow_matching(), net=mlp(hidden=[128, 128]), sampler=ode(steps=32))", vtype,
+                       "flow matching, heun ODE sampling; likelihood by the probability-flow ODE"),
+            cls.choice("evolve(vp(), net=mlp(hidden=[128, 128]), sampler=sde(steps=256))", vtype,
+                       "diffusion (score SDE), stochastic sampling; likelihood by the probability-flow ODE"),
+        ]
 
     def describe(self):
         row = super().describe()

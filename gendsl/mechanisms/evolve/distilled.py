@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendsl.errors import GenRuntimeError
-from gendsl.mechanisms.base import register
+from gendsl.ir.signatures import Spec
+from gendsl.mechanisms.base import Choice, register
 from gendsl.mechanisms.evolve.node import EvolveNode
 
 __all__ = ["Distilled"]
@@ -69,8 +70,24 @@ class Distilled(EvolveNode):
         raise GenRuntimeError(f"'{self.ctx.name}' is a distilled map: it is trained by distill() from its "
                               f"teacher, not by fit()", self.ctx.span)
 
-    def cost(self) -> int:
-        return self.steps
+    @classmethod
+    def static_cost(cls, spec, vtype) -> int:
+        """One network evaluation per step of the map."""
+        return int(spec["steps"])
+
+    @classmethod
+    def choices(cls, vtype):
+        """An ``evolve`` fit distilled into a K-step map (K = 1 and 4), for real variables."""
+        if vtype.base != "real":
+            return []
+        out = []
+        for k in (1, 4):
+            spec = Spec("distilled", "mechanism", {"teacher": None, "steps": k, "given": ()})
+            out.append(Choice(f"evolve(...) distilled to {k} step{'s' if k > 1 else ''}", cls.kind,
+                              cls.static_cost(spec, vtype), True,
+                              f"fit an evolve model, then `gendsl distill RUN --steps {k} --out DIR`; "
+                              "sampling only"))
+        return out
 
     def describe(self):
         row = super().describe()

@@ -53,8 +53,11 @@ class EvolveNode(AbstractMechanism):
         self.context_width = context_size(ctx.parents, ctx.given) + 1 if ctx.given else 0
         self.guidance = float(spec["guidance"]) if ctx.given else 0.0
         in_size = ctx.size + TIME_FEATURES + self.context_width
-        skeleton = MLP(in_size, ctx.size, self.hidden, self.activation, key=jax.random.key(0))
-        self._net_static = split_module(skeleton)[1]
+        # the network's structure from shapes alone: building it eagerly would run (and compile)
+        # every random initialiser at each lowering
+        skeleton = eqx.filter_eval_shape(
+            lambda key: MLP(in_size, ctx.size, self.hidden, self.activation, key=key), jax.random.key(0))
+        self._net_static = eqx.partition(skeleton, lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct))[1]
 
     # -- parameters -----------------------------------------------------------------------------
     def init(self, key):

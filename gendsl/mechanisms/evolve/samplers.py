@@ -27,7 +27,8 @@ import numpy as np
 
 from gendsl.mechanisms.evolve.processes import AbstractProcess, reverse_drift, score, velocity
 
-__all__ = ["SOLVERS", "solve_ode", "ode_path", "solve_sde", "LangevinCorrected", "ode_evaluations"]
+__all__ = ["SOLVERS", "solve_ode", "ode_path", "solve_sde", "LangevinCorrected", "ode_evaluations",
+           "sampler_evaluations"]
 
 #: fixed-step solvers: name -> (diffrax solver, evaluations per step, evaluations at the start)
 SOLVERS = {
@@ -56,6 +57,17 @@ def ode_evaluations(solver: str, num_steps) -> jax.Array:
     """Model evaluations of ``num_steps`` steps of ``solver`` (Tsit5 is first-same-as-last)."""
     _, per_step, first = SOLVERS[solver]
     return first + per_step * jnp.asarray(num_steps)
+
+
+def sampler_evaluations(sampler) -> int | None:
+    """Model evaluations per sample of a resolved ``ode(...)`` / ``sde(...)`` spec, as
+    :func:`solve_ode` / :func:`solve_sde` count them; None for an adaptive solve (measured)."""
+    if sampler.name == "ode":
+        if sampler["steps"] == "adaptive":
+            return None
+        _, per_step, first = SOLVERS[sampler["solver"]]
+        return first + per_step * int(sampler["steps"])
+    return int(sampler["steps"]) * (1 + int(sampler["corrector"])) + 1
 
 
 def solve_ode(model: Callable, process: AbstractProcess, y1: jax.Array, context=None, *, steps: int | str = 64,

@@ -54,7 +54,11 @@ class AbstractBijection(eqx.Module):
         """``x`` ``(dim,)`` -> ``(z, log|det dz/dx|)`` with ``z`` ``(dim,)`` and a scalar."""
 
     def cost(self) -> int:
-        """Network evaluations of one forward (sampling) pass."""
+        """Sequential network passes of one forward (sampling) transform: 1 for a one-shot map.
+
+        Layers applied one after another form one pass of the whole map, so a stack costs
+        what its layers cost (an autoregressive layer needs ``dim`` passes, one per element).
+        """
         return 1
 
 
@@ -108,7 +112,8 @@ class Scan(AbstractBijection):
         return z, total
 
     def cost(self) -> int:
-        return self.depth * self.layers.cost()
+        """One pass through the stack per pass its layers need (the layers run in sequence)."""
+        return self.layers.cost()
 
 
 def layer_permutations(dim: int, layers: int) -> np.ndarray:

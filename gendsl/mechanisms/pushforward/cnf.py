@@ -87,7 +87,7 @@ class CNFPushforward(PushforwardNode):
         if self.steps != "adaptive" and (not isinstance(self.steps, int) or self.steps < 1):
             raise GenSemanticError(f"cnf(steps=...) of '{ctx.name}' must be \"adaptive\" or a positive number of "
                                    f"steps, got {self.steps!r}", ctx.span)
-        self.kind = "exact" if self.trace == "exact" else "estimate"
+        self.kind = self.map_kind(ctx.spec)
         self.loss_name = "nll (ode)" if self.train == "likelihood" else "flow matching"
         self.sampler_name = "ode (tsit5)" if self.steps == "adaptive" else f"ode (tsit5, {self.steps} steps)"
         self._recipe = (self.dim + 1 + self.cond_dim, self.dim, self.map_spec["net"])
@@ -166,9 +166,20 @@ class CNFPushforward(PushforwardNode):
         self._observed_evals = EVALS_PER_STEP * int(num_steps)
 
     def cost(self) -> int:
-        if self.steps != "adaptive":
-            return EVALS_PER_STEP * self.steps
-        return self._observed_evals or EVALS_PER_STEP * self.map_spec["max_steps"]
+        if self.steps == "adaptive" and self._observed_evals:
+            return self._observed_evals
+        return self.map_cost(self.ctx.spec, self.ctx.type)
+
+    @classmethod
+    def map_kind(cls, spec) -> str:
+        """``exact`` with the exact Jacobian trace, ``estimate`` with Hutchinson's."""
+        return "exact" if spec["map"]["trace"] == "exact" else "estimate"
+
+    @classmethod
+    def map_cost(cls, spec, vtype) -> int:
+        """``EVALS_PER_STEP`` per solver step: fixed steps, or the adaptive solve's most."""
+        m = spec["map"]
+        return EVALS_PER_STEP * (m["steps"] if m["steps"] != "adaptive" else m["max_steps"])
 
     # -- training ------------------------------------------------------------------------------
     def flow_matching_loss(self, params, x, given, key):

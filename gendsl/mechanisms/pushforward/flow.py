@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from gendsl.errors import GenSemanticError
+from gendsl.mechanisms.base import type_size
 from gendsl.mechanisms.pushforward.bijection import BIJECTIONS, AbstractBijection
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
 
@@ -20,6 +23,12 @@ __all__ = ["FlowPushforward", "build_flow"]
 def build_flow(name: str, spec, dim: int, cond_dim: int, *, key: jax.Array) -> AbstractBijection:
     """The registered bijection ``name`` for ``dim`` elements and a ``cond_dim`` context."""
     return BIJECTIONS[name](spec, dim, cond_dim, key=key)
+
+
+@functools.lru_cache(maxsize=None)
+def _passes(map_spec, dim: int) -> int:
+    """Sequential passes of one sample through the flow ``map_spec`` on ``dim`` elements."""
+    return static_part(build_flow, (map_spec.name, map_spec, dim, 0)).cost()
 
 
 class FlowPushforward(PushforwardNode):
@@ -36,8 +45,8 @@ class FlowPushforward(PushforwardNode):
                                    + (", bins >= 1 and bound > 0" if spec.name == "spline" else ""), ctx.span)
         self._recipe = (self.map_spec.name, self.map_spec, self.dim, self.cond_dim)
         self._static = static_part(build_flow, self._recipe)  # the same for every key
-        per_layer = self.cost() // self.map_spec["layers"]
-        self.sampler_name = "flow x 1" if per_layer == 1 else f"flow x {per_layer} (autoregressive)"
+        passes = self.cost()
+        self.sampler_name = "flow x 1" if passes == 1 else f"flow x {passes} (autoregressive)"
 
     def bijection(self, params) -> AbstractBijection:
         """The flow with ``params`` (acting on one flat example)."""
@@ -47,7 +56,13 @@ class FlowPushforward(PushforwardNode):
         return initialise(build_flow, self._recipe, key)
 
     def cost(self) -> int:
+        """Passes of the flow per sample (the bijection's own count): 1, or ``dim`` for ``maf``."""
         return self._static.cost()
+
+    @classmethod
+    def map_cost(cls, spec, vtype) -> int:
+        """:meth:`cost` of a node with ``spec`` and type ``vtype``, from the flow's structure alone."""
+        return _passes(spec["map"], type_size(vtype))
 
     def log_prob(self, params, x, given):
         y, log_det_link = self.from_data(x)

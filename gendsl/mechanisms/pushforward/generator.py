@@ -68,7 +68,9 @@ class GeneratorPushforward(PushforwardNode):
         return {g: jax.tree_util.tree_map(lambda _, g=g: "main" if g == "generator" else "critic", params[g])
                 for g in ("generator", "critic")}
 
-    def cost(self) -> int:
+    @classmethod
+    def map_cost(cls, spec, vtype) -> int:
+        """One generator evaluation per draw."""
         return 1
 
     # -- networks on batches -------------------------------------------------------------------

@@ -58,6 +58,7 @@ class MaskedAffine(AbstractBijection):
         return jax.lax.fori_loop(0, self.dim, fill, (jnp.zeros_like(z), jnp.zeros((), z.dtype)))
 
     def cost(self) -> int:
+        """Sampling fills the elements one at a time: ``dim`` passes."""
         return self.dim
 
 

@@ -26,7 +26,7 @@ from gendsl.errors import GenSemanticError
 from gendsl.ir.ast import names_in
 from gendsl.ir.signatures import SIGNATURES
 from gendsl.ir.types import BASES, VarType
-from gendsl.mechanisms.base import AbstractMechanism, context_size, context_vector, split_module
+from gendsl.mechanisms.base import AbstractMechanism, context_size, context_vector, split_module, type_size
 from gendsl.mechanisms.leaf import Leaf
 
 __all__ = ["PushforwardNode", "REPARAM_TOLERANCE", "static_part", "initialise"]
@@ -162,6 +162,54 @@ class PushforwardNode(AbstractMechanism):
 
     def support(self, params, given_one):
         return self.constraint
+
+    # -- declared properties: the family of the map decides ------------------------------------
+    @staticmethod
+    def family(spec) -> type["PushforwardNode"]:
+        """The node class implementing the map of a resolved ``pushforward`` spec."""
+        from gendsl.mechanisms.pushforward import FAMILIES
+
+        return FAMILIES[spec["map"].name]
+
+    @classmethod
+    def map_kind(cls, spec) -> str:
+        """Likelihood kind of this family for ``spec``. Default: the class's :attr:`kind`."""
+        return cls.kind
+
+    @classmethod
+    def map_cost(cls, spec, vtype) -> int:
+        """Network evaluations per sample of this family for ``spec``. Default: 1."""
+        return 1
+
+    @classmethod
+    def static_kind(cls, spec) -> str:
+        return cls.family(spec).map_kind(spec)
+
+    @classmethod
+    def static_cost(cls, spec, vtype) -> int:
+        return cls.family(spec).map_cost(spec, vtype)
+
+    @classmethod
+    def choices(cls, vtype):
+        """Bijective flows (exact), a continuous flow (estimate) and a generator (no likelihood),
+        for continuous variables (real, positive and unit through the link)."""
+        if vtype.base not in ("real", "positive", "unit"):
+            return []
+        d = type_size(vtype)
+        base = "pushforward(normal(0, 1), "
+        return [
+            cls.choice(base + "coupling(layers=8, hidden=[64, 64]))", vtype,
+                       "affine coupling flow: one pass each way"),
+            cls.choice(base + "spline(layers=4, bins=8, hidden=[64, 64]))", vtype,
+                       "spline coupling flow: one pass each way, more flexible per layer"),
+            cls.choice(base + "maf(layers=5, hidden=[64, 64]))", vtype,
+                       f"masked autoregressive flow: density in one pass, sampling takes d = {d} passes"),
+            cls.choice(base + 'cnf(net=mlp(hidden=[64, 64]), trace="hutchinson", steps=16))', vtype,
+                       "continuous flow: an ODE solve (tsit5, 6 evaluations a step); trace=\"exact\" makes the "
+                       f"likelihood exact at {d} Jacobian passes a step"),
+            cls.choice(base + "generator(net=mlp(hidden=[128, 128]), critic=mlp(hidden=[128, 128])))", vtype,
+                       "implicit generator trained adversarially: one-shot sampling"),
+        ]
 
     def describe(self) -> dict[str, str]:
         row = super().describe()
