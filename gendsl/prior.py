@@ -6,6 +6,7 @@ draws it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from typing import Any
 from gendsl.errors import GenSemanticError, Span
 from gendsl.ir.types import VarType
 
-__all__ = ["PriorSource", "prior", "resolve_source", "source_type"]
+__all__ = ["PriorSource", "prior", "resolve_source", "source_type", "locate_run", "prior_search_dirs",
+           "run_search_dirs"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,11 +68,46 @@ def prior(program, params, node: str | None = None):
                 **({"node": node} if node else {}))
 
 
+#: more folders a relative run path is looked up in (those a reopened run was fit from)
+_SEARCH_DIRS: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("gendsl_prior_search_dirs",
+                                                                               default=())
+
+
+@contextlib.contextmanager
+def prior_search_dirs(dirs):
+    """Look relative ``prior("RUN")`` paths up in ``dirs`` too, inside this block.
+
+    A run folder's ``model.gen`` is a copy of the fitted file: :func:`gendsl.runs.open_run`
+    reopens it with the folders it was fit from (the working directory and the file's own), so
+    its priors are found from anywhere.
+    """
+    token = _SEARCH_DIRS.set((*_SEARCH_DIRS.get(), *(Path(d) for d in dirs)))
+    try:
+        yield
+    finally:
+        _SEARCH_DIRS.reset(token)
+
+
+def _candidates(path: str, file: str | None) -> list[Path]:
+    out = [Path(path)]
+    if not Path(path).is_absolute():
+        if file:
+            out.append(Path(file).parent / path)
+        out += [d / path for d in _SEARCH_DIRS.get()]
+    return out
+
+
+def locate_run(path: str, file: str | None = None) -> str:
+    """The absolute folder of the run ``path`` (as :func:`resolve_source` would find it now),
+    or ``path`` unchanged when there is none (the error then comes when it is opened)."""
+    for c in _candidates(path, file):
+        if (c / "run.json").is_file():
+            return str(c.resolve())
+    return path
+
+
 def _run_folder(path: str, span: Span | None) -> Path:
-    candidates = [Path(path)]
-    if span is not None and span.file and not Path(path).is_absolute():
-        candidates.append(Path(span.file).parent / path)
-    for c in candidates:
+    for c in _candidates(path, span.file if span is not None else None):
         if (c / "run.json").is_file():
             return c
     raise GenSemanticError(f"no trained run at \"{path}\" (a folder written by `gendsl fit`, with run.json)", span)
@@ -84,7 +121,8 @@ def source_type(source, node: str | None, span: Span | None = None) -> VarType:
 
     folder = _run_folder(source, span)
     record = json.loads((folder / "run.json").read_text())
-    model = parse((folder / "model.gen").read_text(), model=record.get("model"), file=str(folder / "model.gen"))
+    with prior_search_dirs(run_search_dirs(record)):
+        model = parse((folder / "model.gen").read_text(), model=record.get("model"), file=str(folder / "model.gen"))
     return model[pick_node(model, node, span)].type.bind(record.get("dims") or {})
 
 
@@ -109,3 +147,9 @@ def resolve_source(source, node: str | None, span: Span | None = None) -> PriorS
 
 
 _OPENING: contextvars.ContextVar[tuple] = contextvars.ContextVar("gendsl_priors_being_opened", default=())
+
+
+def run_search_dirs(record) -> tuple[str, ...]:
+    """The folders a run was fit from (``run.json``'s ``prior_dirs``; none in older runs)."""
+    dirs = record.get("prior_dirs") if isinstance(record, dict) else None
+    return tuple(d for d in dirs if isinstance(d, str)) if isinstance(dirs, list) else ()

@@ -58,6 +58,7 @@ def open_run(folder: str | Path) -> Run:
     """Rebuild the program and parameters of a run folder written by ``gendsl fit``."""
     import gendsl
     from gendsl.distill import as_student
+    from gendsl.prior import prior_search_dirs, run_search_dirs
 
     folder = Path(folder)
     record_path = folder / "run.json"
@@ -65,8 +66,9 @@ def open_run(folder: str | Path) -> Run:
         raise GenDataError(f"{folder} is not a gendsl run folder (no run.json)")
     record = json.loads(record_path.read_text())
     source = folder / "model.gen"
-    model = gendsl.parse(source.read_text(), model=record.get("model"), file=str(source))
-    program = gendsl.compile(model, dims=record.get("dims") or {})
+    with prior_search_dirs(run_search_dirs(record)):  # its priors, relative to where it was fit
+        model = gendsl.parse(source.read_text(), model=record.get("model"), file=str(source))
+        program = gendsl.compile(model, dims=record.get("dims") or {})
     program = as_student(program, record)  # a `gendsl distill` folder holds the student's parameters
     params = program.load_params(folder)
     return Run(folder, program, params, record)
@@ -170,7 +172,8 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     if main:
         atomic_write_text(out / "model.gen", model_path.read_text())
         _write_json(out / "run.json", {"model": model.name, "dims": dims, "seed": seed, "steps": steps,
-                                       "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate})
+                                       "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate,
+                                       "prior_dirs": [str(Path.cwd().resolve()), str(model_path.resolve().parent)]})
     try:
         result = program.fit(train, steps=steps, key=fit_key, batch_size=batch_size,
                              optimizer=optax.adam(learning_rate), progress=progress and main,

@@ -194,6 +194,20 @@ def _compatible(declared: Shape, inferred: Shape) -> bool:
 _PRIOR_CHAIN: ContextVar[tuple[str, ...]] = ContextVar("gendsl_prior_chain", default=())
 
 
+def _anchor_priors(spec: Spec, file: str | None) -> Spec:
+    """``spec`` with the folder of every ``prior("RUN")`` in it made absolute where one is found now,
+    so the model lowers the same run whatever the working directory is later."""
+    options = dict(spec.options)
+    for key, value in spec.options.items():
+        if isinstance(value, Spec):
+            options[key] = _anchor_priors(value, file)
+    if spec.name == "prior" and isinstance(options.get("run"), str):
+        from gendsl.prior import locate_run
+
+        options["run"] = locate_run(options["run"], file)
+    return spec if options == spec.options else Spec(spec.name, spec.category, options)
+
+
 def _prior_type(spec: Spec, call: Call) -> VarType:
     """The type of ``prior("RUN")`` read from the run folder; a folder that cannot be read, or
     one that leads back to a file being read, is a :class:`GenSemanticError` at the call."""
@@ -273,7 +287,7 @@ def check(name: str, statements: list[Statement], span: Span | None = None) -> M
                 errors.add(what, rhs.span)
                 continue
             try:
-                spec = resolve_call(rhs)
+                spec = _anchor_priors(resolve_call(rhs), rhs.span.file)
             except GenError as err:
                 errors.extend(err)
                 continue
