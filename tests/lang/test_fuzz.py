@@ -232,6 +232,8 @@ def mechanism_rhs(draw, name: str, base: str, dims: str, parents: list[str], mec
     else:  # an expression: nothing to train
         fixed = {"E": f"sum({name}^2) / 2", "sampler": draw(nested_call("kernel", parents))}
     extra = draw(options("energy", fixed, [], skip=("given", "train")))
+    if tail:  # a conditional energy runs one chain per draw: chains= must stay 0
+        extra = re.sub(r",?\s*chains=\d+", "", extra).replace("(, ", "(")
     return f"energy({extra}{tail})", mech
 
 
@@ -398,7 +400,8 @@ def test_layout_does_not_change_the_model(text, layout):
     elif layout == "tabs":
         other = text.replace("  ", "\t")
     elif layout == "long_line":
-        other = re.sub(r"\n\s*(?=[^\s}])", "; ", text).replace("{;", "{")
+        # one line: statements joined by "; " (comments dropped first: one would hide the rest of the line)
+        other = re.sub(r"\n\s*(?=[^\s}])", "; ", re.sub(r"#[^\n]*", "", text)).replace("{;", "{")
     elif layout == "long_comment":
         other = text.replace("\n", "  # " + "x" * 20000 + "\n", 1)
     elif layout == "spaces":
