@@ -71,7 +71,7 @@ class Budget:
 
 QUICK = Budget(n_train=4000, n_test=1000, steps=400, hidden=64, distill_steps=400, distill_pairs=4096,
                digits_n_train=4000, digits_n_test=500)
-FULL = Budget(n_train=20000, n_test=2000, steps=5000, hidden=128)
+FULL = Budget(n_train=20000, n_test=2000, steps=3000, hidden=128, distill_steps=2000)
 
 
 def _fmt(value, digits=3):
