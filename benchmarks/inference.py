@@ -83,18 +83,7 @@ def _half_normal_logpdf(x, scale):
 
 # -- eight schools, non-centred ------------------------------------------------------------------------
 
-EIGHT_SCHOOLS = """
-model eight_schools {
-  data J: int
-  data y: real[J]
-  data sigma: real[J]
-  mu ~ normal(0, 5)
-  tau ~ half_cauchy(5)
-  theta_raw: real[J] ~ normal(0, 1)
-  theta = mu + tau * theta_raw
-  y ~ normal(theta, sigma)
-}
-"""
+EIGHT_SCHOOLS = (Path(__file__).resolve().parents[1] / "examples" / "eight_schools.gen").read_text()
 
 
 def eight_schools() -> Case:

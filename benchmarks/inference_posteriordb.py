@@ -38,17 +38,7 @@ DATA = Path(os.environ.get("GENDSL_POSTERIORS", Path(__file__).resolve().parents
 REFERENCES = Path(__file__).with_name("inference_references.json")
 
 MODELS = {
-    "eight_schools": """
-model eight_schools {
-  data J: int
-  data y: real[J]
-  data sigma: real[J]
-  mu ~ normal(0, 5)
-  tau ~ half_cauchy(5)
-  theta_raw: real[J] ~ normal(0, 1)
-  theta = mu + tau * theta_raw
-  y ~ normal(theta, sigma)
-}""",
+    "eight_schools": (Path(__file__).resolve().parents[1] / "examples" / "eight_schools.gen").read_text(),
     "kilpisjarvi": """
 model kilpisjarvi {
   data N: int

@@ -8,6 +8,7 @@ import json
 import sys
 import types
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -24,18 +25,7 @@ from gendsl.inference import log_joint
 from gendsl.inference.run import infer_run, write_posterior
 from gendsl.mechanisms.leaf import Leaf
 
-EIGHT_SCHOOLS = """
-model eight_schools {
-  data J: int
-  data y: real[J]
-  data sigma: real[J]
-  mu ~ normal(0, 5)
-  tau ~ half_cauchy(5)
-  theta_raw: real[J] ~ normal(0, 1)
-  theta = mu + tau * theta_raw
-  y ~ normal(theta, sigma)
-}
-"""
+EIGHT_SCHOOLS = (Path(__file__).resolve().parents[1] / "examples" / "eight_schools.gen").read_text()
 SCHOOLS = {"J": 8, "y": [28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0], "sigma": [15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0]}
 #: posterior means of mu and tau, from 8 chains x 25,000 draws (benchmarks/inference.py --reference)
 SCHOOLS_REFERENCE = {"mu": (4.399, 0.007), "tau": (3.595, 0.008)}
