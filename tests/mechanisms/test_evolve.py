@@ -288,3 +288,19 @@ def test_training_conditional_sampling_guidance_and_ema():
     np.testing.assert_allclose(fit.params["x"]["scale"], x.std(0), rtol=0.05)
     lp = prog.log_prob(fit.params, {"label": label[:50], "x": x[:50]})
     assert lp.shape == (50,) and np.all(np.isfinite(lp))
+
+
+def test_cli_fit_reports_nfe_and_an_estimated_likelihood(tmp_path):
+    import json
+
+    from gendsl.cli import main
+
+    model = tmp_path / "fm.gen"
+    model.write_text("model fm {\n  data x: real[2]\n  x ~ evolve(flow_matching(), net=mlp(hidden=[16, 16]), "
+                     "sampler=ode(steps=8, solver=\"heun\"))\n}\n")
+    out = tmp_path / "run"
+    assert main(["fit", str(model), "--data", "builtin:moons", "--n", "600", "--steps", "30", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["log_prob_kind"] == "estimate" and math.isfinite(metrics["heldout_nll"])
+    assert metrics["nfe_per_sample"] == 2 * 8  # Heun: two evaluations per step
+    assert math.isfinite(metrics["energy_distance_over_floor"])
