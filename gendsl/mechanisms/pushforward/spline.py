@@ -72,15 +72,21 @@ class SplineTransformer(eqx.Module):
         den = (s + (dk1 + dk - 2.0 * s) * t) ** 2
         return jnp.log(num) - jnp.log(den)
 
-    def forward(self, u, theta):
+    def _locate(self, theta, z, outputs: bool):
+        """The bin each element of ``z`` falls in, by the input knots (``outputs=False``: forward)
+        or the output knots (inverse): ``inside``, ``z`` clipped to the bound, and the bin's
+        ``xk, yk, width, height``, slope ``s`` and end derivatives ``dk, dk1``."""
         xs, ys, ds = self._spline(theta)
-        inside = jnp.abs(u) <= self.bound
-        uc = jnp.clip(u, -self.bound, self.bound)
-        k = self._bin(xs, uc)
+        inside = jnp.abs(z) <= self.bound
+        zc = jnp.clip(z, -self.bound, self.bound)
+        k = self._bin(ys if outputs else xs, zc)
         xk, xk1, yk, yk1, dk, dk1 = self._gather(
             [xs[:, :-1], xs[:, 1:], ys[:, :-1], ys[:, 1:], ds[:, :-1], ds[:, 1:]], k)
         width, height = xk1 - xk, yk1 - yk
-        s = height / width
+        return inside, zc, xk, yk, width, height, height / width, dk, dk1
+
+    def forward(self, u, theta):
+        inside, uc, xk, yk, width, height, s, dk, dk1 = self._locate(theta, u, outputs=False)
         xi = jnp.clip((uc - xk) / width, 0.0, 1.0)
         t = xi * (1.0 - xi)
         v = yk + height * (s * xi**2 + dk * t) / (s + (dk1 + dk - 2.0 * s) * t)
@@ -88,14 +94,7 @@ class SplineTransformer(eqx.Module):
         return jnp.where(inside, v, u), jnp.where(inside, log_d, 0.0)
 
     def inverse(self, v, theta):
-        xs, ys, ds = self._spline(theta)
-        inside = jnp.abs(v) <= self.bound
-        vc = jnp.clip(v, -self.bound, self.bound)
-        k = self._bin(ys, vc)
-        xk, xk1, yk, yk1, dk, dk1 = self._gather(
-            [xs[:, :-1], xs[:, 1:], ys[:, :-1], ys[:, 1:], ds[:, :-1], ds[:, 1:]], k)
-        width, height = xk1 - xk, yk1 - yk
-        s = height / width
+        inside, vc, xk, yk, width, height, s, dk, dk1 = self._locate(theta, v, outputs=True)
         dv = vc - yk
         a = height * (s - dk) + dv * (dk1 + dk - 2.0 * s)
         b = height * dk - dv * (dk1 + dk - 2.0 * s)
