@@ -83,7 +83,7 @@ class Energy(AbstractMechanism):
         if missing:
             raise GenSemanticError(f"given={missing[0]} is not a parent of '{ctx.name}'", ctx.span)
         self._set_base(spec.get("base"))
-        self._set_sampler(spec.get("sampler") or default_spec("mala" if self.network else "nuts"))
+        self._set_sampler(self._sampler_spec(spec))
         train = spec.get("train")
         if train is not None and not self.network:
             raise GenSemanticError(f"train={train.name}(...) needs a network energy; the energy of '{ctx.name}' is "
@@ -324,10 +324,15 @@ class Energy(AbstractMechanism):
         """Energy (gradient) evaluations of one chain, plus the base's draw that starts it."""
         return self._chain_cost(self.ctx.spec) + (self.base.cost() if self.base is not None else 0)
 
+    @staticmethod
+    def _sampler_spec(spec: Spec) -> Spec:
+        """The kernel given by ``sampler=``, else MALA for a network energy and NUTS for an expression."""
+        return spec.get("sampler") or default_spec("mala" if isinstance(spec["E"], Spec) else "nuts")
+
     @classmethod
     def _chain_cost(cls, spec: Spec) -> int:
         """Transitions (warm-up and kept) times gradient evaluations per transition."""
-        sampler = spec.get("sampler") or default_spec("mala" if isinstance(spec["E"], Spec) else "nuts")
+        sampler = cls._sampler_spec(spec)
         return (sampler["warmup"] + sampler["steps"]) * mcmc.config_from_spec(sampler).gradient_steps()
 
     @classmethod
