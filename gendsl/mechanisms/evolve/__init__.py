@@ -44,7 +44,7 @@ class Evolve(EvolveNode):
     def __init__(self, ctx):
         super().__init__(ctx)
         spec = ctx.spec
-        self.sampler = spec["sampler"] if spec["sampler"] is not None else default_spec("ode")
+        self.sampler = self._sampler_spec(spec)
         steps = self.sampler["steps"]
         if steps != "adaptive" and (not isinstance(steps, int) or steps < 1):
             allowed = 'a positive integer or "adaptive"' if self.sampler.name == "ode" else "a positive integer"
@@ -157,10 +157,15 @@ class Evolve(EvolveNode):
             return self._measured_nfe or 0
         return self.static_cost(self.ctx.spec, self.ctx.type)
 
+    @staticmethod
+    def _sampler_spec(spec):
+        """The sampler given by ``sampler=``, else ``ode()`` with its defaults."""
+        return spec["sampler"] if spec["sampler"] is not None else default_spec("ode")
+
     @classmethod
     def static_cost(cls, spec, vtype) -> int:
         """The sampler's evaluations per solve, twice with guidance (0 for an adaptive solve: measured)."""
-        sampler = spec["sampler"] if spec["sampler"] is not None else default_spec("ode")
+        sampler = cls._sampler_spec(spec)
         guided = bool(spec["given"]) and float(spec["guidance"]) != 0.0
         return (sampler_evaluations(sampler) or 0) * (2 if guided else 1)
 
