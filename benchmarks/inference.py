@@ -13,7 +13,7 @@ compile, then ``--repeats`` more times; reported per library:
 
 - ``compile``: seconds of the first call minus the median of the later ones (tracing and XLA);
 - ``run``: median seconds of a call after compilation (warm-up and sampling of every chain);
-- ``min ESS``: the smallest bulk ESS over every scalar parameter (``gendsl.diagnostics.ess_bulk``
+- ``min ESS``: the smallest bulk ESS over every scalar parameter (``gendsl.numerics.diagnostics.ess_bulk``
   on each library's draws, so the estimator is the same), median over the repeats;
 - ``ESS/s``: ``min ESS / run``, median over the repeats (and ``ESS/s e2e`` with the compile
   time added to the first run);
@@ -51,8 +51,8 @@ from jax.scipy import stats as jstats
 from numpyro.infer import MCMC, NUTS
 
 import gendsl
-from gendsl.diagnostics import ess_bulk, summarize
-from gendsl.runtime.mcmc import DEFAULT_TARGET, DENSE_MAX_DIM
+from gendsl.numerics.diagnostics import ess_bulk, summarize
+from gendsl.numerics.mcmc import DEFAULT_TARGET, DENSE_MAX_DIM
 
 #: the posteriordb data sets (GENDSL_POSTERIORS overrides): ../shared/data/posteriors beside the checkout
 DATA = Path(os.environ.get("GENDSL_POSTERIORS", Path(__file__).resolve().parents[2] / "shared" / "data" / "posteriors"))

@@ -31,7 +31,7 @@ import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS
 
 import gendsl
-from gendsl.diagnostics import summarize
+from gendsl.numerics.diagnostics import summarize
 
 #: the posteriordb data sets (GENDSL_POSTERIORS overrides): ../shared/data/posteriors beside the checkout
 DATA = Path(os.environ.get("GENDSL_POSTERIORS", Path(__file__).resolve().parents[2] / "shared" / "data" / "posteriors"))

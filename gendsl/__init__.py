@@ -2,10 +2,10 @@
 (factorize, pushforward, evolve, energy) or a leaf distribution, and compile it to JAX."""
 
 from gendsl.advisor import advise
-from gendsl.compiler import compile
+from gendsl.api import compile, load, parse, parse_all
+from gendsl.builder import prior
+from gendsl.distill import distill
 from gendsl.errors import GenDataError, GenError, GenRuntimeError, GenSemanticError, GenSyntaxError
-from gendsl.lang import load, parse, parse_all
-from gendsl.prior import prior
 from gendsl.program import Program
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "compile",
     "Program",
     "prior",
+    "distill",
     "GenError",
     "GenSyntaxError",
     "GenSemanticError",

@@ -8,13 +8,18 @@ each one passes or fails.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 
+from gendsl.api import parse
+from gendsl.core.ast import unparse
+from gendsl.core.model import Model, Variable
+from gendsl.core.signatures import Spec
+from gendsl.core.types import VarType
 from gendsl.errors import GenSemanticError
-from gendsl.ir.ast import unparse
-from gendsl.ir.model import Model, Variable
-from gendsl.ir.signatures import Spec
-from gendsl.mechanisms.base import KINDS, Choice, registered
+from gendsl.mechanisms import KINDS, Choice
+from gendsl.registry import MECHANISMS
 
 __all__ = ["NEEDS", "Verdict", "advise", "render"]
 
@@ -112,14 +117,32 @@ def advise(model: Model, need: str = "sampling", max_nfe: int | None = None, dim
     for var in model.by_role("observed", "latent"):
         vtype = var.type.bind(bound)
         given = conditioning(var)
-        for _, cls in sorted(registered().items(), key=_order):
-            for choice in cls.choices(vtype):
+        for _, cls in sorted(MECHANISMS.items(), key=_order):
+            for choice in map(functools.partial(price, vtype=vtype), cls.choices(vtype)):
                 reasons = _reasons(choice, need, max_nfe, bool(given), learned(var))
                 form = with_given(choice.form, given) if choice.conditional else choice.form
                 if not choice.learned and var.mechanism == "leaf":
                     form = unparse(var.rhs)  # the fixed distribution it already has
                 out.append(Verdict(var.name, choice, not reasons, tuple(reasons), form))
     return out
+
+
+def price(choice: Choice, vtype: VarType) -> Choice:
+    """``choice`` with its likelihood kind and cost, from the mechanism its form names (a choice
+    already priced is returned as it is)."""
+    if choice.likelihood is not None and choice.nfe is not None:
+        return choice
+    spec = _resolve(choice.form, vtype)
+    mechanism = MECHANISMS[spec.name]
+    return dataclasses.replace(choice, likelihood=mechanism.static_kind(spec),
+                               nfe=mechanism.static_cost(spec, vtype, MECHANISMS))
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve(form: str, vtype: VarType) -> Spec:
+    """The resolved spec of the right-hand side ``form`` for a variable of type ``vtype``, through
+    the same front end and checks as a ``.gen`` file."""
+    return parse(f"model choice {{\n  x: {vtype} ~ {form}\n}}\n", file="<choice>")["x"].spec
 
 
 def _reasons(choice: Choice, need: str, max_nfe: int | None, conditional: bool, is_learned: bool) -> list[str]:

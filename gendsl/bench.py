@@ -21,6 +21,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from gendsl import api
+from gendsl.data import builtin
+from gendsl.plots import grid_2d
+from gendsl.runs import evaluate_fit
+
 __all__ = ["MECHANISMS", "DISTILLED", "DATASETS", "Budget", "QUICK", "FULL", "run_bench"]
 
 #: label -> right-hand side (H: hidden width); "distilled" rows distil the row they name
@@ -113,10 +118,9 @@ def summary_table(results: dict[str, list[dict]]) -> str:
 
 
 def _program(rhs: str, dim: int, hidden: int):
-    import gendsl
 
     text = f"model bench {{\n  data x: real[{dim}]\n  x ~ {rhs.replace('H', str(hidden))}\n}}\n"
-    return gendsl.compile(gendsl.parse(text))
+    return api.compile(api.parse(text))
 
 
 def run_bench(out: str | Path, quick: bool = False, seed: int = 0, datasets=None, log=print,
@@ -126,9 +130,6 @@ def run_bench(out: str | Path, quick: bool = False, seed: int = 0, datasets=None
     ``datasets`` defaults to :data:`DATASETS`, ``budget`` to :data:`QUICK` or :data:`FULL`.
     Returns the path of ``benchmark.md``.
     """
-    from gendsl.data import builtin
-    from gendsl.plots import grid_2d
-    from gendsl.runs import evaluate_fit
 
     budget = budget or (QUICK if quick else FULL)
     datasets = DATASETS if datasets is None else tuple(datasets)

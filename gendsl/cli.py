@@ -12,18 +12,25 @@ import os
 import sys
 from pathlib import Path
 
+from gendsl import api
+from gendsl.advisor import advise, render
+from gendsl.bench import run_bench
+from gendsl.distill import distill_run
+from gendsl.errors import GenError, GenSyntaxError, Span
+from gendsl.inference_run import infer_run
+from gendsl.numerics.devices import initialize_distributed
+from gendsl.runs import fit_run, sample_run
+
 __all__ = ["main", "build_parser"]
 
 
 def _cmd_check(args) -> int:
-    import gendsl
-    from gendsl.errors import GenError
 
     text = _read_source(args.file)
-    models = gendsl.parse_all(text, str(args.file))
+    models = api.parse_all(text, str(args.file))
     for model in models:
         try:
-            print(gendsl.compile(model).describe())
+            print(api.compile(model).describe())
         except GenError as err:
             print(f"model {model.name}: checked; not compiled: {err.message}")
     print(f"{args.file}: ok ({len(models)} model{'s' if len(models) != 1 else ''})")
@@ -31,7 +38,6 @@ def _cmd_check(args) -> int:
 
 
 def _read_source(path) -> str:
-    from gendsl.errors import GenError, GenSyntaxError, Span
 
     path = Path(path)
     try:
@@ -47,14 +53,12 @@ def _read_source(path) -> str:
 
 
 def _cmd_describe(args) -> int:
-    import gendsl
 
-    print(gendsl.compile(gendsl.load(args.file, model=args.model)).describe())
+    print(api.compile(api.load(args.file, model=args.model)).describe())
     return 0
 
 
 def _cmd_fit(args) -> int:
-    from gendsl.runs import fit_run
 
     metrics = fit_run(args.file, args.data, args.out, steps=args.steps, seed=args.seed, model_name=args.model,
                       batch_size=args.batch_size, learning_rate=args.lr, n_builtin=args.n,
@@ -69,7 +73,6 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    from gendsl.runs import sample_run
 
     path = sample_run(args.run, args.n, args.out, seed=args.seed, devices=args.devices)
     print(f"wrote {path}")
@@ -77,7 +80,6 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_infer(args) -> int:
-    from gendsl.inference.run import infer_run
 
     infer_run(args.file, args.data, args.out, chains=args.chains, samples=args.samples, warmup=args.warmup,
               seed=args.seed, model_name=args.model, devices=args.devices)
@@ -86,10 +88,8 @@ def _cmd_infer(args) -> int:
 
 
 def _cmd_advise(args) -> int:
-    import gendsl
-    from gendsl.advisor import advise, render
 
-    model = gendsl.load(args.file, model=args.model)
+    model = api.load(args.file, model=args.model)
     dims = _dims(args.dim or [])
     print(render(advise(model, need=args.need, max_nfe=args.max_nfe, dims=dims), args.need, args.max_nfe,
                  model=model, dims=dims))
@@ -98,7 +98,6 @@ def _cmd_advise(args) -> int:
 
 def _dims(items: list[str]) -> dict[str, int]:
     """``["J=8", ...]`` -> ``{"J": 8}``; a malformed item is a user error."""
-    from gendsl.errors import GenError
 
     out = {}
     for item in items:
@@ -111,7 +110,6 @@ def _dims(items: list[str]) -> dict[str, int]:
 
 
 def _cmd_bench(args) -> int:
-    from gendsl.bench import run_bench
 
     report = run_bench(args.out, quick=args.quick, seed=args.seed)
     print(f"wrote {report}")
@@ -119,7 +117,6 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_distill(args) -> int:
-    from gendsl.distill import distill_run
 
     distill_run(args.run, args.steps, args.out, seed=args.seed)
     print(f"wrote {args.out}")
@@ -218,11 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.reconfigure(errors="backslashreplace")  # an error message must never fail to print
     args = build_parser().parse_args(argv)
     debug = bool(os.environ.get("GENDSL_DEBUG"))
-    from gendsl.errors import GenError
 
     try:
         if getattr(args, "coordinator", None) or getattr(args, "num_processes", None) or os.environ.get("JAX_COORDINATOR_ADDRESS"):
-            from gendsl.runtime.devices import initialize_distributed
 
             initialize_distributed(args.coordinator, args.num_processes, args.process_id)
         return args.func(args)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gendsl.ir.functions import FUNCTIONS
-from gendsl.ir.signatures import REQUIRED, SIGNATURES, by_category
+from gendsl.core.functions import FUNCTIONS
+from gendsl.core.signatures import REQUIRED
+from gendsl.registry import CATALOG
+from gendsl.lang.grammar import grammar_text
 
 __all__ = ["render_language_reference", "main"]
 
@@ -32,15 +34,14 @@ def _signature(sig) -> str:
 def render_language_reference(template: str) -> str:
     """Fill the FUNCTIONS / DISTRIBUTIONS / MECHANISMS / OPTIONS / GRAMMAR slots of the template."""
     functions = ", ".join(f"`{n}`" for n in sorted(FUNCTIONS))
-    dists = ", ".join(_signature(s) for s in by_category("distribution").values())
-    mechs = "\n".join(f"- {_signature(s)}: {s.doc}" for s in by_category("mechanism").values())
+    dists = ", ".join(_signature(s) for s in CATALOG.by_category("distribution").values())
+    mechs = "\n".join(f"- {_signature(s)}: {s.doc}" for s in CATALOG.by_category("mechanism").values())
     options = []
     for cat, title in _CATEGORY_TITLES.items():
         options.append(f"**{title}**\n")
-        options += [f"- {_signature(s)}" + (f": {s.doc}" if s.doc else "") for s in by_category(cat).values()]
+        options += [f"- {_signature(s)}" + (f": {s.doc}" if s.doc else "") for s in CATALOG.by_category(cat).values()]
         options.append("")
     out = template
-    from gendsl.lang.grammar import grammar_text
 
     for slot, text in [("FUNCTIONS", functions), ("DISTRIBUTIONS", dists), ("MECHANISMS", mechs),
                        ("OPTIONS", "\n".join(options).rstrip()), ("GRAMMAR", grammar_text())]:

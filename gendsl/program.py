@@ -9,38 +9,43 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from gendsl.budget import cap
-from gendsl.compiler import Lowered, bind_dims, lower, static_inputs
-from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError
-from gendsl.ir.model import Model
-from gendsl.mechanisms import registered
-from gendsl.mechanisms.base import weakest_kind
-from gendsl.runtime import params_io
-from gendsl.runtime.batch import prepare
-from gendsl.runtime.train import FitResult, build_trainer, run
+from gendsl.compiler.bind import prepare
+from gendsl.compiler.describe import describe
+from gendsl.compiler.lower import Lowered, bind_dims, lower
+from gendsl.core.model import Model
+from gendsl.errors import GenDataError, GenRuntimeError
+from gendsl.inference import infer
+from gendsl.mechanisms import weakest_kind
+from gendsl.numerics import params_io
+from gendsl.numerics.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from gendsl.numerics.devices import check_divisible, globalize, make_mesh, replicated, sharded
+from gendsl.numerics.train import FitResult, NonFiniteLoss, build_trainer, run
+from gendsl.registry import MECHANISMS
 
 __all__ = ["Program"]
 
 
 class Program:
-    """A compiled model. Build it with :func:`gendsl.compile`."""
+    """A compiled model. Build it with :func:`gendsl.compile`.
 
-    def __init__(self, model: Model, dims: Mapping[str, int] | None = None):
+    ``load_source`` opens the sources of ``prior(...)`` nodes (see
+    :class:`~gendsl.mechanisms.base.NodeContext`); :func:`gendsl.compile` passes the run folders'.
+    """
+
+    def __init__(self, model: Model, dims: Mapping[str, int] | None = None, load_source: Callable | None = None):
         self.model = model
         self.dims = dict(dims or {})
-        known = registered()
+        self.load_source = load_source
         for var in model.variables():
-            if var.stochastic and var.mechanism not in known:
-                raise GenSemanticError(
-                    f"mechanism '{var.mechanism}' (for '{var.name}') is not available yet in this version of gendsl "
-                    f"(available: {', '.join(sorted(known))})", var.rhs.span if var.rhs is not None else var.span)
+            if var.stochastic:
+                MECHANISMS.lookup(var.mechanism, var.rhs.span if var.rhs is not None else var.span)
         self._lowered: dict[tuple, Lowered] = {}
         self._jitted: dict = {}
 
@@ -50,20 +55,21 @@ class Program:
         dims = {**self.dims, **dict(bind_dims(self.model, data or {}))}
         key = tuple(sorted(dims.items()))
         if key not in self._lowered:
-            self._lowered[key] = lower(self.model, dims)
+            self._lowered[key] = lower(self.model, dims, load_source=self.load_source)
         return self._lowered[key]
 
     @cached_property
-    def _plan(self) -> Lowered:
+    def plan(self) -> Lowered:
+        """The graph lowered for the dimensions known at compile time (missing ones as 1)."""
         try:
             return self.lowered()
         except GenDataError:
-            return lower(self.model, self.dims, placeholder=1)
+            return lower(self.model, self.dims, placeholder=1, load_source=self.load_source)
 
     @property
     def log_prob_kind(self) -> str:
         """The joint's likelihood kind: the weakest of its nodes' kinds."""
-        return weakest_kind(n.mechanism.kind for n in self._plan.stochastic)
+        return weakest_kind(n.mechanism.kind for n in self.plan.stochastic)
 
     # -- graph evaluation (batched) ----------------------------------------------------------------
     @staticmethod
@@ -176,10 +182,6 @@ class Program:
         FitResult
             ``.params``, ``.losses`` (shape ``(steps,)``), ``.state``, ``.train_seconds``.
         """
-        from gendsl.runtime.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-        from gendsl.runtime.devices import globalize, make_mesh
-        from gendsl.runtime.train import NonFiniteLoss
-
         key = jax.random.key(0) if key is None else key
         steps = cap(steps, "steps")
         if steps < 0 or batch_size <= 0:
@@ -227,7 +229,7 @@ class Program:
 
     def finalize(self, params: dict, node_state: dict) -> dict:
         """Parameters to use after training (each node's ``finalize``, e.g. an EMA)."""
-        lowered = self._plan
+        lowered = self.plan
         return {n.name: n.mechanism.finalize(params.get(n.name, {}), node_state[n.name]) for n in lowered.stochastic}
 
     def sample(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None,
@@ -238,8 +240,6 @@ class Program:
         across that many devices (``n`` must be a multiple; the draws equal the 1-device ones).
         Returns a dict from every modelled and deterministic variable to an array ``(n, *shape)``.
         """
-        from gendsl.runtime.devices import check_divisible, make_mesh
-
         mesh = make_mesh(devices)
         check_divisible(n, mesh, "the number of draws")
         data = dict(data or {})
@@ -269,8 +269,6 @@ class Program:
             if mesh is None:
                 self._jitted[cache_key] = jax.jit(draw)
             else:
-                from gendsl.runtime.devices import replicated, sharded
-
                 self._jitted[cache_key] = jax.jit(draw, in_shardings=(replicated(mesh), replicated(mesh), sharded(mesh)),
                                                   out_shardings=sharded(mesh))
         return self._jitted[cache_key]
@@ -307,30 +305,19 @@ class Program:
         Returns a :class:`~gendsl.inference.Posterior`: ``.samples[name]`` of shape
         ``(num_chains, num_samples, *shape)``, ``.summary()``, ``.divergences``.
         """
-        from gendsl.inference import infer
-
         return infer(self, data, key=jax.random.key(0) if key is None else key, num_chains=cap(num_chains, "chains"),
                      num_samples=cap(num_samples, "samples"), num_warmup=cap(num_warmup, "warmup"), kernel=kernel,
                      params=params, **options)
 
-    def distill(self, params: dict, steps: int = 1, key: jax.Array | None = None, **options):
-        """Distil the evolve node(s) into a ``steps``-step sampler: returns ``(student, student_params)``
-        (see :mod:`gendsl.distill`)."""
-        from gendsl.distill import distill
-
-        return distill(self, params, steps=steps, key=jax.random.key(0) if key is None else key, **options)
-
     # -- the plan ----------------------------------------------------------------------------------
     def describe(self) -> str:
         """The plan: one row per node (mechanism, parents, loss, likelihood kind, sampler, cost)."""
-        from gendsl.describe import describe
-
-        return describe(self._plan)
+        return describe(self.plan)
 
     # -- parameters on disk ------------------------------------------------------------------------
     def save(self, params: dict, path: str | Path) -> Path:
         """Write ``params`` to ``path`` (a folder; no pickle). Returns the folder."""
-        return params_io.save(params, path, {"model": self.model.name, "dims": self._plan.dim_values if self.model.symbols <= set(self.dims) else self.dims})
+        return params_io.save(params, path, {"model": self.model.name, "dims": self.plan.dim_values if self.model.symbols <= set(self.dims) else self.dims})
 
     def load_params(self, path: str | Path, data: Mapping[str, Any] | None = None) -> dict:
         """Read parameters written by :meth:`save` or by ``gendsl fit`` (its output folder)."""

@@ -1,43 +1,40 @@
-"""Run folders: what ``gendsl fit`` writes and what ``gendsl sample`` / ``prior("RUN_DIR")`` read.
+"""The commands that write run folders: ``gendsl fit`` and ``gendsl sample``.
 
 A run folder holds ``model.gen`` (the source), ``run.json`` (model name, dimensions, seed, data
 source), ``params/`` (the parameters), ``metrics.json``, ``loss.png`` and, for 2-D data,
-``samples.png``. Every file is written atomically.
+``samples.png``. Every file is written atomically. Folders are reopened by
+:func:`gendsl.runfolder.open_run`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+import optax
 
+from gendsl.api import compile, load
 from gendsl.budget import cap
+from gendsl.compiler.lower import static_inputs
+from gendsl.data import load_source, split_heldout
 from gendsl.errors import GenDataError
-from gendsl.runtime.devices import is_main_process, local_rows
-from gendsl.runtime.params_io import atomic_write_text
+from gendsl.metrics import energy_distance
+from gendsl.numerics.devices import is_main_process, local_rows
+from gendsl.numerics.params_io import atomic_write_bytes, atomic_write_text
+from gendsl.numerics.train import NonFiniteLoss
+from gendsl.plots import loss_curve, samples_2d
+from gendsl.runfolder import open_run
 
-__all__ = ["Run", "open_run", "fit_run", "sample_run", "model_data_variables", "evaluate_fit"]
-
-
-@dataclass
-class Run:
-    """A finished run: its folder, compiled program, parameters and record."""
-
-    folder: Path
-    program: Any
-    params: dict
-    record: dict
+__all__ = ["fit_run", "sample_run", "model_data_variables", "evaluate_fit"]
 
 
 def model_data_variables(model) -> list[str]:
     """Names the data must supply: observed variables and inputs that are not dimensions."""
-    from gendsl.compiler import static_inputs
-
     statics = set(static_inputs(model))
     return [v.name for v in model.by_role("input", "observed") if v.name not in statics]
 
@@ -54,26 +51,6 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
-def open_run(folder: str | Path) -> Run:
-    """Rebuild the program and parameters of a run folder written by ``gendsl fit``."""
-    import gendsl
-    from gendsl.distill import as_student
-    from gendsl.prior import prior_search_dirs, run_search_dirs
-
-    folder = Path(folder)
-    record_path = folder / "run.json"
-    if not record_path.is_file():
-        raise GenDataError(f"{folder} is not a gendsl run folder (no run.json)")
-    record = json.loads(record_path.read_text())
-    source = folder / "model.gen"
-    with prior_search_dirs(run_search_dirs(record)):  # its priors, relative to where it was fit
-        model = gendsl.parse(source.read_text(), model=record.get("model"), file=str(source))
-        program = gendsl.compile(model, dims=record.get("dims") or {})
-    program = as_student(program, record)  # a `gendsl distill` folder holds the student's parameters
-    params = program.load_params(folder)
-    return Run(folder, program, params, record)
-
-
 def _real_matrix(model, arrays: dict) -> np.ndarray | None:
     """The observed real-valued variables, flattened and joined: (n, D), or None."""
     parts = [np.asarray(arrays[v.name]).reshape(len(arrays[v.name]), -1) for v in model.by_role("observed")
@@ -88,8 +65,6 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
     plain (V-statistic) estimate, so that it compares with the noise floor: the distance between
     the held-out data and ``fresh``, an independent draw of equal size, when one is given.
     """
-    from gendsl.metrics import energy_distance
-
     kind = program.log_prob_kind
     dims = {k: v for k, v in heldout.items() if np.ndim(v) == 0}
     metrics: dict[str, Any] = {"log_prob_kind": kind}
@@ -144,22 +119,15 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     In a multi-host run each process trains on its own rows of the data and only process 0
     writes the folder (it returns None on the other processes).
     """
-    import optax
-
-    import gendsl
-    from gendsl.data import load_source, split_heldout
-    from gendsl.plots import loss_curve, samples_2d
-    from gendsl.runtime.train import NonFiniteLoss
-
     model_path = Path(model_path)
-    model = gendsl.load(model_path, model=model_name)
+    model = load(model_path, model=model_name)
     variables = model_data_variables(model)
     dataset = load_source(data_src, variables, n_default=cap(n_builtin, "examples"), seed=seed,
                           shape_hint=_shape_hint(model, variables))
     arrays = dataset.arrays
     if jax.process_count() > 1:
         arrays = {k: (np.asarray(v[local_rows(len(v))]) if np.ndim(v) else v) for k, v in arrays.items()}
-    program = gendsl.compile(model)
+    program = compile(model)
     program.check_data(arrays)  # every data error, on the data as given, before anything is written
     train, heldout = split_heldout({k: np.asarray(v) for k, v in arrays.items()}, fraction=0.1, seed=seed)
     main = is_main_process()
@@ -207,8 +175,6 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
 
 def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int) -> dict | None:
     """An independent draw the size of the held-out set, for the noise floor (built-in sets only)."""
-    from gendsl.data import load_source
-
     if not data_src.startswith("builtin:"):
         return None
     n_test = len(next(v for v in heldout.values() if np.ndim(v) > 0))
@@ -218,10 +184,6 @@ def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int) -> di
 
 def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devices: int | str | None = None) -> Path:
     """``gendsl sample``: draw ``n`` samples from a run; ``.npy`` for one variable, ``.npz`` for all."""
-    import io
-
-    from gendsl.runtime.params_io import atomic_write_bytes
-
     run = open_run(run_dir)
     n = cap(n, "draws")
     draws = run.program.sample(run.params, jax.random.key(seed), n, run.record.get("dims") or {}, devices=devices)

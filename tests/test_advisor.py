@@ -6,10 +6,11 @@ import sys
 import pytest
 
 import gendsl
-from gendsl.advisor import NEEDS, advise, render
+from gendsl.advisor import NEEDS, advise, price, render
 from gendsl.cli import main
-from gendsl.ir.types import VarType
-from gendsl.mechanisms.base import KINDS, registered
+from gendsl.core.types import VarType
+from gendsl.mechanisms import KINDS
+from gendsl.registry import MECHANISMS
 
 MIXED = """\
 model mixed {
@@ -78,9 +79,9 @@ def test_types_decide_which_choices_exist(mixed):
         assert not any(f.startswith(("pushforward", "evolve", "energy")) for f in forms)
     assert not any("transformer" in f for f in x)  # a transformer only for token sequences
     assert {f.split("(")[0] for f in x} >= {"pushforward", "evolve", "energy", "factorize"}
-    positive = [c.form for cls in registered().values() for c in cls.choices(VarType("positive", (3,)))]
+    positive = [c.form for cls in MECHANISMS.values() for c in cls.choices(VarType("positive", (3,)))]
     assert any("coupling" in f for f in positive) and not any(f.startswith(("evolve", "factorize")) for f in positive)
-    ints = [c for cls in registered().values() for c in cls.choices(VarType("int", (2,)))]
+    ints = [c for cls in MECHANISMS.values() for c in cls.choices(VarType("int", (2,)))]
     assert [c.form for c in ints] == ["poisson(rate)"] and not ints[0].learned
 
 
@@ -167,8 +168,8 @@ TYPES = [VarType("real", (2,)), VarType("real"), VarType("positive", (3,)), VarT
 @pytest.mark.parametrize("vtype", TYPES, ids=str)
 def test_every_choice_compiles_with_the_kind_and_cost_it_declares(vtype):
     seen = 0
-    for name, cls in registered().items():
-        for choice in cls.choices(vtype):
+    for name, cls in MECHANISMS.items():
+        for choice in map(lambda c: price(c, vtype), cls.choices(vtype)):
             assert choice.likelihood in KINDS and choice.nfe >= 0
             if name in ("leaf", "distilled"):  # illustrative forms (arguments to fill in, a CLI step)
                 continue

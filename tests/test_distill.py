@@ -10,7 +10,8 @@ import pytest
 from scipy.spatial.distance import cdist
 
 import gendsl
-from gendsl.distill import distill_run, load_run
+from gendsl.distill import distill_run
+from gendsl.runfolder import open_run
 from gendsl.errors import GenDataError, GenRuntimeError
 
 TEXT = """model blobs {
@@ -40,7 +41,7 @@ def teacher():
 @pytest.fixture(scope="module")
 def one_step(teacher):
     prog, params, _ = teacher
-    return prog.distill(params, steps=1, key=jax.random.key(1), train_steps=600, pairs=4096, batch_size=256)
+    return gendsl.distill(prog, params, steps=1, key=jax.random.key(1), train_steps=600, pairs=4096, batch_size=256)
 
 
 def test_student_is_a_one_step_map_close_to_its_teacher(teacher, one_step):
@@ -62,7 +63,7 @@ def test_student_is_a_one_step_map_close_to_its_teacher(teacher, one_step):
 
 def test_two_step_student_and_saved_parameters(teacher, tmp_path):
     prog, params, _ = teacher
-    student, student_params = prog.distill(params, steps=2, key=jax.random.key(4), train_steps=50, pairs=512)
+    student, student_params = gendsl.distill(prog, params, steps=2, key=jax.random.key(4), train_steps=50, pairs=512)
     assert student.lowered().stochastic[0].mechanism.cost() == 2
     student.save(student_params, tmp_path / "params")
     loaded = student.load_params(tmp_path / "params")
@@ -81,10 +82,12 @@ def test_distill_run_writes_a_sampleable_folder(teacher, tmp_path):
     out = distill_run(run, 1, tmp_path / "student", seed=3, train_steps=20, pairs=256)
     record = json.loads((out / "run.json").read_text())
     assert record["distilled_steps"] == 1 and record["distilled_nodes"] == ["x"] and record["model"] == "blobs"
-    student, student_params = load_run(out)
+    _run = open_run(out)
+    student, student_params = _run.program, _run.params
     assert student.lowered().stochastic[0].mechanism.cost() == 1
     assert student.sample(student_params, jax.random.key(6), 10)["x"].shape == (10, 2)
-    teacher_again, _ = load_run(run)
+    _run = open_run(run)
+    teacher_again, _ = _run.program, _run.params
     assert teacher_again.lowered().stochastic[0].mechanism.cost() == 32
     with pytest.raises(GenDataError, match="does not have"):  # a student's parameters never load into its teacher
         teacher_again.load_params(out)
@@ -95,7 +98,7 @@ def test_distill_run_writes_a_sampleable_folder(teacher, tmp_path):
 def test_distill_needs_an_evolve_node_and_positive_steps(teacher):
     prog, params, _ = teacher
     with pytest.raises(GenDataError, match="steps >= 1"):
-        prog.distill(params, steps=0)
+        gendsl.distill(prog, params, steps=0)
     leaf = gendsl.compile(gendsl.parse("model m {\n  data x: real[2]\n  x ~ normal(0, 1)\n}"))
     with pytest.raises(GenRuntimeError, match="no evolve node"):
-        leaf.distill({"x": {}}, steps=1)
+        gendsl.distill(leaf, {"x": {}}, steps=1)

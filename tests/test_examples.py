@@ -22,7 +22,7 @@ import pytest
 import gendsl
 from gendsl.cli import main
 from gendsl.data import load_source
-from gendsl.inference.run import read_data
+from gendsl.inference_run import read_data
 from gendsl.runs import _shape_hint, model_data_variables
 
 ROOT = Path(__file__).resolve().parent.parent

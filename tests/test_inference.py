@@ -22,7 +22,7 @@ from scipy import stats
 import gendsl
 from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError
 from gendsl.inference import log_joint
-from gendsl.inference.run import infer_run, write_posterior
+from gendsl.inference_run import infer_run, write_posterior
 from gendsl.mechanisms.leaf import Leaf
 
 EIGHT_SCHOOLS = (Path(__file__).resolve().parents[1] / "examples" / "eight_schools.gen").read_text()
@@ -63,7 +63,7 @@ def compile_text(text: str) -> gendsl.Program:
 
 
 def zscore(draws: np.ndarray, truth: float) -> float:
-    from gendsl.diagnostics import summarize
+    from gendsl.numerics.diagnostics import summarize
 
     s = summarize({"f": draws})["f"]
     return (s["mean"] - truth) / s["mcse_mean"]

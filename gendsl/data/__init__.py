@@ -15,6 +15,8 @@ from a fixed distribution, so a second draw is an independent sample of the same
 variable name; :func:`split_heldout` sets examples aside for evaluation.
 """
 
+from gendsl.data.dataset import Dataset
+from gendsl.data.files import load_source, split_heldout
 from gendsl.data.sets import (
     BUILTIN_NAMES,
     LABELLED_CENTRES,
@@ -24,8 +26,6 @@ from gendsl.data.sets import (
     markov_chain,
     markov_entropy,
 )
-from gendsl.data.dataset import Dataset
-from gendsl.data.files import load_source, split_heldout
 
 __all__ = [
     "Dataset",

@@ -10,8 +10,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from gendsl.data.sets import BUILTIN_NAMES, N_DEFAULT, builtin, labelled_blobs, quote
 from gendsl.data.dataset import Dataset
+from gendsl.data.sets import BUILTIN_NAMES, N_DEFAULT, builtin, labelled_blobs, quote
 from gendsl.errors import GenDataError, did_you_mean
 
 __all__ = ["TRUE_NLL_KEY", "load_source", "split_heldout"]

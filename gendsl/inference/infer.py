@@ -23,11 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gendsl.compiler.bind import prepare
 from gendsl.errors import GenDataError, did_you_mean
 from gendsl.inference.joint import LogJoint
 from gendsl.inference.posterior import Posterior
-from gendsl.runtime import mcmc
-from gendsl.runtime.batch import prepare
+from gendsl.numerics import mcmc
+from gendsl.numerics.devices import AXIS, check_divisible, make_mesh, replicated, sharded
 
 __all__ = ["OPTIONS", "infer", "log_joint"]
 
@@ -125,7 +126,6 @@ def _mesh(opts: dict, num_chains: int):
     """The device mesh the chains are split across (None on one device)."""
     if opts["devices"] is None:
         return None
-    from gendsl.runtime.devices import check_divisible, make_mesh
 
     if jax.process_count() > 1:
         raise GenDataError(f"infer(devices=...) splits the chains across the devices of one host; this run has "
@@ -166,7 +166,6 @@ def _chains(config, joint: LogJoint, keys, z0, arrays, params, num_warmup, num_s
 
     if mesh is None:
         return local(keys, z0, arrays, params)
-    from gendsl.runtime.devices import AXIS
 
     split, whole = PartitionSpec(AXIS), PartitionSpec()
     return _shard_map(local, mesh, (split, split, whole, whole), split)(keys, z0, arrays, params)
@@ -230,7 +229,6 @@ def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmu
     if mesh is None:
         jitted = jax.jit(run)
     else:
-        from gendsl.runtime.devices import replicated, sharded
 
         jitted = jax.jit(run, in_shardings=(replicated(mesh), sharded(mesh), replicated(mesh), replicated(mesh)),
                          out_shardings=sharded(mesh))
@@ -260,7 +258,7 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         Parameters of trained nodes (``fit.params``), needed when the model has any.
     **options:
         ``target_accept`` (0.95 for NUTS, 0.9 for HMC, 0.574 for MALA), ``max_tree_depth`` (10), ``mass`` (``"auto"``:
-        dense up to :data:`~gendsl.runtime.mcmc.DENSE_MAX_DIM` unconstrained dimensions, else
+        dense up to :data:`~gendsl.numerics.mcmc.DENSE_MAX_DIM` unconstrained dimensions, else
         ``"dense"`` or ``"diagonal"``), ``step_size`` (the initial one; fixed for Langevin),
         ``num_integration_steps`` (HMC, 16), ``thin`` (1), ``init`` (name -> starting value, in
         the variable's space), ``init_tries`` (random starts tried per chain, 100),
@@ -307,7 +305,6 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         z0 = _starts(program, joint, init_key, arrays, node_params, num_chains, opts["init_tries"], opts["init"])
         args = (run_key, z0, arrays, node_params)
         if mesh is not None:
-            from gendsl.runtime.devices import replicated, sharded
 
             args = (jax.device_put(run_key, replicated(mesh)), jax.device_put(z0, sharded(mesh)),
                     jax.device_put(arrays, replicated(mesh)), jax.device_put(node_params, replicated(mesh)))

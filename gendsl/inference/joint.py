@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 from numpyro.distributions.transforms import biject_to
 
+from gendsl.compiler.bind import dtype_for
 from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError
-from gendsl.runtime.batch import dtype_for
 
 __all__ = ["Block", "LogJoint"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from gendsl.diagnostics import summarize, table
 from gendsl.errors import GenRuntimeError
+from gendsl.numerics.diagnostics import summarize, table
 
 __all__ = ["Divergences", "Summary", "Posterior"]
 
@@ -39,7 +39,7 @@ class Divergences(int):
 
 
 class Summary(dict):
-    """Per variable ``{stat: value}`` (see :func:`gendsl.diagnostics.summarize`); ``str()`` is a table."""
+    """Per variable ``{stat: value}`` (see :func:`gendsl.numerics.diagnostics.summarize`); ``str()`` is a table."""
 
     def __str__(self) -> str:
         return table(self)

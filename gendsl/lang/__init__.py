@@ -1,5 +1,5 @@
-"""The text front end: ``.gen`` source -> checked models."""
+"""The text front end: ``.gen`` source -> checked models (no JAX)."""
 
-from gendsl.lang.frontend import load, parse, parse_all
+from gendsl.lang.frontend import load, parse, parse_all, read_text
 
-__all__ = ["load", "parse", "parse_all"]
+__all__ = ["load", "parse", "parse_all", "read_text"]

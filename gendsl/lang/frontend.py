@@ -1,18 +1,23 @@
-"""The driver of the text front end: parse -> check, one pure pass each."""
+"""The driver of the text front end: parse -> check, one pure pass each.
+
+The check is handed a :class:`~gendsl.core.catalog.Catalog` (what the language's names are and
+what each mechanism accepts); :mod:`gendsl.api` passes the registry's.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from gendsl.core.catalog import Catalog
+from gendsl.core.check import check
+from gendsl.core.model import Model
 from gendsl.errors import GenError, GenSemanticError, GenSyntaxError, Span, did_you_mean
-from gendsl.ir.check import check
-from gendsl.ir.model import Model
 from gendsl.lang.parser import parse_models
 
-__all__ = ["parse_all", "parse", "load"]
+__all__ = ["parse_all", "parse", "load", "read_text"]
 
 
-def parse_all(text: str, file: str = "<string>") -> list[Model]:
+def parse_all(text: str, catalog: Catalog, file: str = "<string>") -> list[Model]:
     """Parse and check every model in ``text``; raise the file's errors together."""
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     models = parse_models(text, file)
@@ -25,7 +30,7 @@ def parse_all(text: str, file: str = "<string>") -> list[Model]:
             continue
         seen[name] = span.line
         try:
-            out.append(check(name, statements, span))
+            out.append(check(name, statements, catalog, span))
         except GenError as err:
             errors.extend([err, *err.notes])
             err.notes = []
@@ -44,13 +49,13 @@ def _pick(models: list[Model], model: str | None, where: Span) -> Model:
     raise GenSemanticError(f"no model named '{model}' (models here: {', '.join(names)}){did_you_mean(model, names)}", where)
 
 
-def parse(text: str, model: str | None = None, file: str = "<string>") -> Model:
+def parse(text: str, catalog: Catalog, model: str | None = None, file: str = "<string>") -> Model:
     """The first model in ``text`` (or the one named ``model``), checked."""
-    return _pick(parse_all(text, file), model, Span(file))
+    return _pick(parse_all(text, catalog, file), model, Span(file))
 
 
-def load(path: str | Path, model: str | None = None) -> Model:
-    """Read a ``.gen`` file and return its first model (or the one named ``model``), checked."""
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of a ``.gen`` file; an unreadable or undecodable file is a :class:`GenError`."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -62,4 +67,9 @@ def load(path: str | Path, model: str | None = None) -> Model:
         line = raw[: err.start].count(b"\n") + 1
         col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
         raise GenSyntaxError("the file is not valid UTF-8 text", Span(str(path), line, col)) from None
-    return _pick(parse_all(text, str(path)), model, Span(str(path)))
+    return text
+
+
+def load(path: str | Path, catalog: Catalog, model: str | None = None) -> Model:
+    """Read a ``.gen`` file and return its first model (or the one named ``model``), checked."""
+    return _pick(parse_all(read_text(path), catalog, str(path)), model, Span(str(path)))

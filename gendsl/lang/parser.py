@@ -14,12 +14,12 @@ import functools
 import sys
 
 import lark
-from lark import Token, Transformer_NonRecursive, Tree, v_args
+from lark import Transformer_NonRecursive, Tree, v_args
 
+from gendsl.core.ast import BinOp, Call, Index, ListExpr, Name, Num, Str, Unary
+from gendsl.core.model import Statement
+from gendsl.core.types import BASES, VarType
 from gendsl.errors import GenSyntaxError, Span
-from gendsl.ir.ast import BinOp, Call, Index, ListExpr, Name, Num, Str, Unary
-from gendsl.ir.model import Statement
-from gendsl.ir.types import BASES, VarType
 from gendsl.lang.grammar import grammar_text
 from gendsl.lang.messages import syntax_error
 

@@ -1,10 +1,9 @@
-"""Mechanisms, registered by name. Every module of this package is imported on first use of
-the registry (:func:`~gendsl.mechanisms.base.lookup`, :func:`~gendsl.mechanisms.base.registered`),
-so a new mechanism file is found without touching any other file, and importing gendsl starts
-no JAX backend (``jax.distributed.initialize`` can still run first)."""
+"""The mechanisms: one package (or module) each, a declaration and a node.
 
-from __future__ import annotations
+Nothing here registers itself: :mod:`gendsl.registry` lists every mechanism by name, and the
+compiler finds them only there.
+"""
 
-from gendsl.mechanisms.base import AbstractMechanism, NodeContext, load_all, lookup, register, registered
+from gendsl.mechanisms.base import KINDS, AbstractMechanism, Choice, NodeContext, weakest_kind
 
-__all__ = ["AbstractMechanism", "NodeContext", "lookup", "register", "registered", "load_all"]
+__all__ = ["KINDS", "AbstractMechanism", "Choice", "NodeContext", "weakest_kind"]

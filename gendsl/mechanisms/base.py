@@ -10,35 +10,28 @@ The compiler never special-cases a mechanism: it calls only what is declared her
 from __future__ import annotations
 
 import abc
-import functools
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpyro.distributions.constraints as constraints
 
-from gendsl.errors import GenSemanticError, Span
-from gendsl.ir.signatures import Spec
-from gendsl.ir.types import VarType
+from gendsl.core.signatures import Signature, Spec
+from gendsl.core.types import VarType
+from gendsl.errors import Span
 
 __all__ = [
     "KINDS",
     "weakest_kind",
     "NodeContext",
     "AbstractMechanism",
-    "register",
-    "lookup",
-    "registered",
-    "load_all",
     "context_size",
     "context_vector",
     "split_module",
     "Choice",
     "type_size",
-    "resolve_form",
 ]
 
 #: likelihood kinds, strongest first
@@ -71,6 +64,12 @@ class NodeContext:
         ``env`` mapping names to unbatched values. Used by leaves and energy expressions.
     span:
         Where the variable is defined (for error messages).
+    mechanisms:
+        The registry's mechanism table (injected by the compiler): a node builds a nested
+        right-hand side (an energy's ``base=``) as ``mechanisms[name].build(ctx)``.
+    load_source:
+        ``load_source(source, node, span) -> (node, params, model name)``: the trained node a ``prior(...)``
+        stands for and its frozen parameters; injected by the application layer.
     """
 
     name: str
@@ -80,6 +79,8 @@ class NodeContext:
     given: tuple[str, ...] = ()
     evaluate: Callable[[Any, dict], jax.Array] | None = None
     span: Span = field(default_factory=Span)
+    mechanisms: Mapping[str, type["AbstractMechanism"]] = field(default_factory=dict)
+    load_source: Callable[[Any, str | None, Span], tuple["AbstractMechanism", Any, str]] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -102,9 +103,9 @@ class Choice:
     form:
         The right-hand side to write, e.g. ``"pushforward(normal(0, 1), spline(layers=4))"``.
     likelihood:
-        Its likelihood kind (one of :data:`KINDS`).
+        Its likelihood kind (one of :data:`KINDS`); None until the advisor has priced the form.
     nfe:
-        Network evaluations per sample.
+        Network evaluations per sample; None until priced.
     conditional:
         Whether it accepts ``given=``.
     note:
@@ -115,8 +116,8 @@ class Choice:
     """
 
     form: str
-    likelihood: str
-    nfe: int
+    likelihood: str | None
+    nfe: int | None
     conditional: bool = True
     note: str = ""
     learned: bool = True
@@ -128,19 +129,6 @@ def type_size(vtype: VarType) -> int:
     for d in vtype.shape:
         out *= int(d)
     return out
-
-
-@functools.lru_cache(maxsize=None)
-def resolve_form(form: str, vtype: VarType) -> Spec:
-    """The resolved spec of the right-hand side ``form`` for a variable of type ``vtype``.
-
-    ``form`` goes through the same front end and semantic checks as a ``.gen`` file (so a
-    choice's form is known to be valid for ``vtype``); the spec is the one the compiler hands
-    to the mechanism.
-    """
-    from gendsl.lang.frontend import parse
-
-    return parse(f"model choice {{\n  x: {vtype} ~ {form}\n}}\n", file="<choice>")["x"].spec
 
 
 class AbstractMechanism(abc.ABC):
@@ -168,6 +156,11 @@ class AbstractMechanism(abc.ABC):
     def __init__(self, ctx: NodeContext):
         self.ctx = ctx
 
+    @classmethod
+    def build(cls, ctx: NodeContext) -> "AbstractMechanism":
+        """The node of this mechanism for ``ctx`` (what the compiler calls). Default: ``cls(ctx)``."""
+        return cls(ctx)
+
     # -- the contract --------------------------------------------------------------------------
     @abc.abstractmethod
     def init(self, key: jax.Array) -> Any:
@@ -187,7 +180,7 @@ class AbstractMechanism(abc.ABC):
 
     def cost(self) -> int:
         """Network evaluations per sample (default: :meth:`static_cost` of the node's spec)."""
-        return self.static_cost(self.ctx.spec, self.ctx.type)
+        return self.static_cost(self.ctx.spec, self.ctx.type, self.ctx.mechanisms)
 
     # -- declared properties of a spec, before any node is built (plan, advisor) ----------------
     @classmethod
@@ -196,8 +189,9 @@ class AbstractMechanism(abc.ABC):
         return cls.kind
 
     @classmethod
-    def static_cost(cls, spec: Spec, vtype: VarType) -> int:
-        """Network evaluations per sample of a node with ``spec`` and (bound) type ``vtype``.
+    def static_cost(cls, spec: Spec, vtype: VarType, mechanisms) -> int:
+        """Network evaluations per sample of a node with ``spec`` and (bound) type ``vtype``
+        (``mechanisms``: the mechanism table, for nested right-hand sides).
 
         The one cost model: :meth:`cost` returns it (unless a node measures its own, e.g. an
         adaptive solver) and the advisor's choices are priced by it. Default: 1.
@@ -228,9 +222,7 @@ class AbstractMechanism(abc.ABC):
 
     def support(self, params, given_one: dict):
         """The numpyro constraint of one draw (for moving latents to unconstrained space)."""
-        import numpyro.distributions.constraints as c
-
-        return c.real
+        return constraints.real
 
     @classmethod
     def choices(cls, vtype: VarType) -> list[Choice]:
@@ -241,10 +233,39 @@ class AbstractMechanism(abc.ABC):
         return []
 
     @classmethod
-    def choice(cls, form: str, vtype: VarType, note: str = "", conditional: bool = True) -> Choice:
-        """A :class:`Choice` for ``form``, its kind and cost from :meth:`static_kind` / :meth:`static_cost`."""
-        spec = resolve_form(form, vtype)
-        return Choice(form, cls.static_kind(spec), cls.static_cost(spec, vtype), conditional, note)
+    def choice(cls, form: str, note: str = "", conditional: bool = True) -> Choice:
+        """A :class:`Choice` for the right-hand side ``form``, to be priced by the advisor (which
+        resolves the form and asks the mechanism it names for its kind and cost)."""
+        return Choice(form, None, None, conditional, note)
+
+    # -- the declaration the semantic check calls (pure: no arrays, no JAX) ----------------------
+    #: variable bases the mechanism models
+    bases: ClassVar[tuple[str, ...]] = ("real",)
+    #: its signature in the language (mechanisms only; ``leaf`` has none of its own)
+    signature: ClassVar[Signature | None] = None
+    #: what the mechanism's declaration offers beyond the contract (e.g. ``"distillable"``)
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def self_reference(cls, spec: Spec, name: str) -> bool:
+        """Whether the right-hand side may read the variable itself (an energy ``E(x)``)."""
+        return False
+
+    @classmethod
+    def anchor(cls, spec: Spec, file: str | None, catalog) -> Spec:
+        """``spec`` made independent of the working directory (run folders). Default: as is."""
+        return spec
+
+    @classmethod
+    def infer_type(cls, name: str, spec: Spec, typing) -> VarType | None:
+        """The variable's type when it is not written, or None. ``typing`` gives ``shape_of(expr)``,
+        ``types`` (the parents' types), ``distribution_shape(spec)`` and ``catalog``."""
+        return None
+
+    @classmethod
+    def check_spec(cls, name: str, spec: Spec, vtype: VarType, typing) -> None:
+        """Raise :class:`GenSemanticError` if ``spec`` cannot model ``name`` of type ``vtype``:
+        every option and network compatibility rule, so that ``check`` and ``compile`` agree."""
 
     def describe(self) -> dict[str, str]:
         """One row of the plan."""
@@ -255,53 +276,6 @@ class AbstractMechanism(abc.ABC):
             "sampler": self.sampler_name,
             "cost": str(self.cost()),
         }
-
-
-_REGISTRY: dict[str, type[AbstractMechanism]] = {}
-
-
-def register(name: str):
-    """Class decorator: make a mechanism findable by ``name``."""
-
-    def deco(cls):
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-_LOADED = False
-
-
-def load_all() -> None:
-    """Import every module of :mod:`gendsl.mechanisms` once (each registers itself)."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    import gendsl.mechanisms as package
-
-    for info in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
-        importlib.import_module(info.name)
-
-
-def registered() -> dict[str, type[AbstractMechanism]]:
-    """Every registered mechanism, by name (a copy)."""
-    load_all()
-    return dict(_REGISTRY)
-
-
-def lookup(name: str, span: Span | None = None) -> type[AbstractMechanism]:
-    """The mechanism class registered as ``name``, or a clear error listing the known ones."""
-    load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise GenSemanticError(
-            f"mechanism '{name}' is not available yet in this version of gendsl (available: {known})", span
-        ) from None
 
 
 # -- helpers shared by network-based mechanisms ---------------------------------------------------

@@ -2,7 +2,7 @@
 
 The variable's elements (the tokens of ``token[N] of V``, or the coordinates of a flattened real
 array) are modelled one at a time by a network whose output ``t`` depends only on ``x_<t`` (a
-:class:`~gendsl.nets.MADE` or a causal :class:`~gendsl.nets.Transformer`) and on the ``given=``
+:class:`~gendsl.nn.mlp.MADE` or a causal :class:`~gendsl.nn.mlp.Transformer`) and on the ``given=``
 context. Each output parametrises one conditional: a categorical over the vocabulary for tokens,
 a mixture of Gaussians for reals. Training is exact maximum likelihood with teacher forcing (one
 network pass); sampling is sequential inverse-CDF, ``x_t = F^{-1}(u_t | x_<t)`` with
@@ -18,12 +18,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from gendsl.core.signatures import Param, Signature
 from gendsl.errors import GenSemanticError
-from gendsl.mechanisms.base import (AbstractMechanism, NodeContext, context_size, context_vector, register,
-                                    split_module, type_size)
-from gendsl.nets import MADE, Transformer
+from gendsl.mechanisms.base import AbstractMechanism, NodeContext, context_size, context_vector, split_module, type_size
+from gendsl.nn.made import MADE
+from gendsl.nn.transformer import Transformer
 
 __all__ = ["Categorical", "GaussianMixture", "Factorize"]
+
+#: ``factorize(...)`` in the language
+FACTORIZE_SIGNATURE = Signature("factorize", "mechanism", (Param("net", "network"), Param("given", "names", ())),
+              "autoregressive chain rule")
 
 #: smallest scale of a mixture component (keeps densities bounded)
 MIN_SCALE = 1e-3
@@ -95,7 +100,6 @@ class GaussianMixture(NamedTuple):
         return 0.5 * (lo + hi)
 
 
-@register("factorize")
 class Factorize(AbstractMechanism):
     """Chain rule over a ``token[N] of V`` or real variable; exact NLL, inverse-CDF sampling.
 
@@ -104,8 +108,23 @@ class Factorize(AbstractMechanism):
     ``token[1]`` it is an MLP over the context alone).
     """
 
+    name = "factorize"
+    signature = FACTORIZE_SIGNATURE
+    bases = ("real", "token", "int")
     kind = "exact"
     loss_name = "nll"
+
+    @classmethod
+    def check_spec(cls, name, spec, vtype, typing) -> None:
+        """The network must be autoregressive; a transformer's width must split into its heads."""
+        net = spec["net"]
+        if net.name not in ("mlp", "made", "transformer"):
+            raise GenSemanticError(f"factorize needs an autoregressive network (mlp, made or transformer), "
+                                   f"got '{net.name}'", typing.call.span)
+        if net.name == "transformer" and (net["heads"] < 1 or net["layers"] < 1 or net["width"] % net["heads"]):
+            raise GenSemanticError(
+                f"transformer needs layers >= 1 and a width divisible by heads, got layers={net['layers']}, "
+                f"width={net['width']}, heads={net['heads']}", typing.call.span)
 
     def __init__(self, ctx: NodeContext):
         super().__init__(ctx)
@@ -122,13 +141,6 @@ class Factorize(AbstractMechanism):
             raise GenSemanticError(
                 f"factorize models token or real variables, got '{ctx.name}: {vtype}'; "
                 f"use a pushforward or evolve mechanism for {vtype.base} values", ctx.span)
-        if net.name not in ("mlp", "made", "transformer"):
-            raise GenSemanticError(f"factorize needs an autoregressive network (mlp, made or transformer), "
-                                   f"got '{net.name}'", ctx.span)
-        if net.name == "transformer" and (net["heads"] < 1 or net["layers"] < 1 or net["width"] % net["heads"]):
-            raise GenSemanticError(
-                f"transformer needs layers >= 1 and a width divisible by heads, got layers={net['layers']}, "
-                f"width={net['width']}, heads={net['heads']}", ctx.span)
         self.net_spec = net
         self.given_names = tuple(ctx.spec.get("given", ()))
         missing = [n for n in self.given_names if n not in ctx.parents]
@@ -219,7 +231,7 @@ class Factorize(AbstractMechanism):
         return {name: given[name] for name in self.given_names}
 
     @classmethod
-    def static_cost(cls, spec, vtype) -> int:
+    def static_cost(cls, spec, vtype, mechanisms) -> int:
         """Network evaluations per sample: one per element (sequential inverse CDF)."""
         return type_size(vtype)
 
@@ -228,15 +240,15 @@ class Factorize(AbstractMechanism):
         """MADE conditionals for tokens and reals; a causal transformer for token sequences."""
         size = type_size(vtype)
         if vtype.base == "token":
-            out = [cls.choice("factorize(made(hidden=[64, 64]))", vtype,
+            out = [cls.choice("factorize(made(hidden=[64, 64]))",
                               "categorical conditionals from a masked MLP" + (
                                   f", one pass per token ({size} in sequence)" if size > 1 else ""))]
             if size > 1:
-                out.append(cls.choice("factorize(transformer(layers=2, width=64, heads=4))", vtype,
+                out.append(cls.choice("factorize(transformer(layers=2, width=64, heads=4))",
                                       f"token sequences: a causal transformer, {size} cached passes per sample"))
             return out
         if vtype.base == "real":
-            return [cls.choice("factorize(made(hidden=[64, 64], components=8))", vtype,
+            return [cls.choice("factorize(made(hidden=[64, 64], components=8))",
                                "mixture-of-Gaussians conditionals" + (
                                    f", one pass per element ({size} in sequence)" if size > 1 else ""))]
         return []

@@ -10,45 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from gendsl.ir.signatures import SIGNATURES
-from gendsl.mechanisms.base import AbstractMechanism, Choice, register
+from gendsl.mechanisms.base import AbstractMechanism, Choice
+from gendsl.mechanisms.distributions import DISTRIBUTIONS
 
-__all__ = ["DISTRIBUTIONS", "Leaf"]
-
-
-def _binomial(n, p):
-    return dist.Binomial(total_count=n, probs=p)
-
-
-#: language name -> constructor taking the arguments in signature order
-DISTRIBUTIONS = {
-    "normal": dist.Normal,
-    "half_normal": dist.HalfNormal,
-    "cauchy": dist.Cauchy,
-    "half_cauchy": dist.HalfCauchy,
-    "student_t": dist.StudentT,
-    "exponential": dist.Exponential,
-    "gamma": dist.Gamma,
-    "inv_gamma": dist.InverseGamma,
-    "beta": dist.Beta,
-    "lognormal": dist.LogNormal,
-    "uniform": dist.Uniform,
-    "laplace": dist.Laplace,
-    "logistic": dist.Logistic,
-    "bernoulli": lambda p: dist.Bernoulli(probs=p),
-    "bernoulli_logit": lambda logit: dist.Bernoulli(logits=logit),
-    "binomial": _binomial,
-    "binomial_logit": lambda n, logit: dist.Binomial(total_count=n, logits=logit),
-    "poisson": dist.Poisson,
-    "poisson_log": lambda log_rate: dist.Poisson(jnp.exp(log_rate)),
-    "negative_binomial": lambda mean, conc: dist.NegativeBinomial2(mean, conc),
-    "categorical": lambda probs: dist.Categorical(probs=probs),
-    "categorical_logit": lambda logits: dist.Categorical(logits=logits),
-    "dirichlet": dist.Dirichlet,
-    "multivariate_normal": lambda loc, cov: dist.MultivariateNormal(loc, covariance_matrix=cov),
-    "multivariate_normal_cholesky": lambda loc, tril: dist.MultivariateNormal(loc, scale_tril=tril),
-    "lkj_cholesky": lambda d, conc: dist.LKJCholesky(int(d), conc),
-}
+__all__ = ["Leaf"]
 
 
 #: variable base -> a leaf family for it, as the advisor shows it (arguments to fill in)
@@ -66,7 +31,6 @@ def _float(x):
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
-@register("leaf")
 class Leaf(AbstractMechanism):
     """``x ~ normal(loc, scale)`` and the other leaf distributions.
 
@@ -74,22 +38,23 @@ class Leaf(AbstractMechanism):
     broadcast to the variable's shape and summed over in ``log_prob``.
     """
 
+    name = "leaf"
     kind = "exact"
     loss_name = "nll"
     has_params = False
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.signature = SIGNATURES[ctx.spec.name]
+        self.row = DISTRIBUTIONS[ctx.spec.name]
         self.sampler_name = "exact draw"
 
     def distribution(self, env: dict) -> dist.Distribution:
         """The numpyro distribution of one example, its batch shape broadcast to the variable's."""
-        sig, spec, ev = self.signature, self.ctx.spec, self.ctx.evaluate
-        args = [ev(spec[p.name], env) for p in sig.params]
-        if spec.name not in ("binomial", "binomial_logit", "lkj_cholesky"):
+        row, spec, ev = self.row, self.ctx.spec, self.ctx.evaluate
+        args = [ev(spec[p.name], env) for p in row.signature.params]
+        if not row.integer_args:
             args = [_float(a) for a in args]
-        d = DISTRIBUTIONS[spec.name](*args)
+        d = row.make(*args)
         event_ndim = len(d.event_shape)
         target = self.ctx.shape[: len(self.ctx.shape) - event_ndim]
         if d.batch_shape != target:
@@ -100,7 +65,7 @@ class Leaf(AbstractMechanism):
         return {}
 
     @classmethod
-    def static_cost(cls, spec, vtype) -> int:
+    def static_cost(cls, spec, vtype, mechanisms) -> int:
         """A leaf draws without any network: 0."""
         return 0
 
@@ -131,3 +96,7 @@ class Leaf(AbstractMechanism):
 
     def support(self, params, given_one):
         return self.distribution(given_one).support
+
+    def describe(self) -> dict[str, str]:
+        """The row of the plan, its mechanism left to the right-hand side as written (None)."""
+        return {**super().describe(), "mechanism": None}

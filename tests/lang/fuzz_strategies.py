@@ -7,8 +7,13 @@ import re
 
 from hypothesis import strategies as st
 
-from gendsl.ir.functions import FUNCTIONS
-from gendsl.ir.signatures import DISTRIBUTIONS, REQUIRED, SIGNATURES, by_category
+from gendsl.core.functions import FUNCTIONS
+from gendsl.core.signatures import REQUIRED
+from gendsl.mechanisms.distributions import DISTRIBUTIONS as _DISTRIBUTIONS
+from gendsl.registry import CATALOG, SIGNATURES
+
+DISTRIBUTIONS = [row.signature for row in _DISTRIBUTIONS.values()]
+by_category = CATALOG.by_category
 from gendsl.lang.parser import MAX_DIMENSION
 
 

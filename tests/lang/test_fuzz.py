@@ -1,7 +1,7 @@
 """Property-based robustness of the text front end (hypothesis, derandomized).
 
 Files are generated from the grammar (random valid models over every distribution, mechanism
-and option of :mod:`gendsl.ir.signatures`) and mutated (tokens and characters deleted, swapped,
+and option of :mod:`gendsl.core.signatures`) and mutated (tokens and characters deleted, swapped,
 duplicated and inserted; random and non-UTF-8 bytes; CRLF, tabs, long lines), and hand-built
 extremes are tried (deep nesting, huge numbers and dimensions). The property: ``gendsl.parse``
 / ``gendsl.load`` succeed or raise a :class:`gendsl.GenError` at a line and column inside the
@@ -27,7 +27,7 @@ from conftest import GOLDEN
 from gendsl.cli import main
 from fuzz_strategies import models, mutate
 from gendsl.lang.parser import MAX_DIMENSION, MAX_NESTING
-from gendsl.mechanisms.base import registered
+from gendsl.registry import MECHANISMS
 
 # derandomized: the same examples on every run; no shrinking (it can take minutes on these inputs),
 # so a failure shows the generated file as it was drawn
@@ -113,7 +113,7 @@ def test_generated_models_parse_and_check(model):
 
 
 @settings(FUZZ, max_examples=40)
-@given(models(mechanisms=tuple(sorted(set(registered()) - {"pushforward"})), max_statements=5))
+@given(models(mechanisms=tuple(sorted(set(MECHANISMS) - {"pushforward"})), max_statements=5))
 def test_generated_models_compile_when_their_mechanisms_exist(model):
     # pushforward is left out only for time: building its networks takes seconds per model
     text, used = model

@@ -5,7 +5,7 @@ import pytest
 import gendsl
 from builder_twins import TWINS
 from conftest import GOLDEN
-from gendsl.compiler import lower
+from gendsl.compiler.lower import lower
 
 TEXT = (GOLDEN / "good" / "language_examples.gen").read_text()
 MODELS = {m.name: m for m in gendsl.parse_all(TEXT, "language_examples.gen")}

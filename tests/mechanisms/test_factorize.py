@@ -6,6 +6,7 @@ import functools
 import itertools
 import re
 
+import gendsl
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,9 +15,10 @@ import pytest
 from scipy import stats
 
 from gendsl.errors import GenSemanticError
-from gendsl.ir.signatures import Spec
-from gendsl.ir.types import VarType
-from gendsl.mechanisms.base import NodeContext, lookup
+from gendsl.core.signatures import Spec
+from gendsl.core.types import VarType
+from gendsl.mechanisms.base import NodeContext
+from gendsl.registry import MECHANISMS
 from gendsl.mechanisms.factorize import Factorize
 
 NETS = {
@@ -34,7 +36,7 @@ def make(vtype: VarType, net: str, given: str = "none", **net_options) -> Factor
     names = GIVEN[given]
     ctx = NodeContext("x", vtype, Spec("factorize", "mechanism", {"net": spec, "given": names}),
                       {n: PARENTS[n] for n in names}, names)
-    return lookup("factorize")(ctx)
+    return MECHANISMS["factorize"].build(ctx)
 
 
 def context(given: str, n: int, value: int = 1) -> dict:
@@ -246,8 +248,15 @@ def test_real_shapes_are_flattened_and_restored():
 @pytest.mark.parametrize("vtype,net,options,words", [
     (VarType("int", (3,)), "made", {}, "token[N] of V"),
     (VarType("positive", (2,)), "made", {}, "positive"),
-    (TOKENS, "transformer", {"width": 10, "heads": 4}, "divisible by heads"),
 ])
 def test_rejects_what_it_cannot_model(vtype, net, options, words):
     with pytest.raises(GenSemanticError, match=re.escape(words)):
         make(vtype, net, **options)
+
+
+def test_the_check_rejects_a_transformer_whose_width_does_not_split_into_heads():
+    """Option rules are the declaration's: the check applies them, before any node is built."""
+    text = "model m {\n  data x: token[4] of 3\n  x ~ factorize(transformer(width=10, heads=4))\n}\n"
+    with pytest.raises(GenSemanticError, match="divisible by heads") as info:
+        gendsl.parse(text, file="m.gen")
+    assert (info.value.line, info.value.column) == (3, 7)

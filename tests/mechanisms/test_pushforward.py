@@ -13,9 +13,10 @@ import pytest
 import gendsl
 from gendsl.data import builtin
 from gendsl.errors import GenError, GenSemanticError
-from gendsl.ir.signatures import SIGNATURES, Spec
+from gendsl.core.signatures import Spec
+from gendsl.registry import SIGNATURES
 from gendsl.mechanisms.base import split_module
-from gendsl.mechanisms.pushforward.bijection import BIJECTIONS
+from gendsl.mechanisms.pushforward.bijections import BIJECTIONS
 from gendsl.mechanisms.pushforward.flow import build_flow
 from gendsl.mechanisms.pushforward.node import initialise, static_part
 

@@ -58,7 +58,7 @@ def test_sharded_sampling_equals_one_device(result):
 
 def test_asking_for_too_many_devices_is_a_clear_error():
     import gendsl
-    from gendsl.runtime.devices import make_mesh
+    from gendsl.numerics.devices import make_mesh
 
     with pytest.raises(gendsl.GenDataError, match="xla_force_host_platform_device_count"):
         make_mesh(64)

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import gendsl
-from gendsl.runtime.train import batch_indices, chunk_size
+from gendsl.numerics.train import batch_indices, chunk_size
 
 TEXT = "model m {\n  data x: real[2]\n  x ~ factorize(made(hidden=[16], components=2))\n}\n"
 
@@ -55,7 +55,7 @@ def test_resume_after_interruption_is_bitwise_equal(prog, x, tmp_path, monkeypat
     full = prog.fit({"x": x}, steps=60, key=jax.random.key(3), batch_size=64, progress=False)
 
     import gendsl.program as program_module
-    from gendsl.runtime import train
+    from gendsl.numerics import train
 
     class Killed(Exception):
         pass

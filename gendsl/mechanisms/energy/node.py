@@ -22,6 +22,7 @@ so ``exp(-E)`` stays normalisable wherever the network extrapolates.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -31,26 +32,27 @@ import jax.numpy as jnp
 import numpyro.distributions.constraints as constraints
 from numpyro.distributions.transforms import biject_to
 
+from gendsl.core.ast import Opaque
+from gendsl.core.signatures import Param, Signature, Spec, default_spec
+from gendsl.core.types import shape_str
 from gendsl.errors import GenSemanticError
-from gendsl.ir.signatures import SIGNATURES, Spec
-from gendsl.mechanisms.base import (AbstractMechanism, NodeContext, context_size, context_vector, lookup, register,
-                                    split_module)
-from gendsl.mechanisms.energy.objectives import cd_loss, dsm_loss, ssm_loss
-from gendsl.nets import mlp
-from gendsl.runtime import mcmc
+from gendsl.mechanisms.base import AbstractMechanism, NodeContext, context_size, context_vector, split_module
+from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, dsm_loss, ssm_loss
+from gendsl.nn.mlp import mlp
+from gendsl.numerics import mcmc
 
-__all__ = ["CONFINE", "AUTO_CHAINS", "Energy", "default_spec"]
+__all__ = ["CONFINE", "AUTO_CHAINS", "Energy"]
+
+#: ``energy(...)`` in the language
+ENERGY_SIGNATURE = Signature("energy", "mechanism", (
+        Param("E", "expr|network"), Param("sampler", "kernel", None), Param("train", "objective", None),
+        Param("base", "distribution|mechanism|name", None), Param("given", "names", ()),
+    ), "p(x) proportional to exp(-E(x))")
 
 #: scale of the Gaussian confinement of network energies without a base
 CONFINE = 10.0
 #: long chains used by default by NUTS and HMC on an unconditional energy
 AUTO_CHAINS = 16
-
-
-def default_spec(name: str) -> Spec:
-    """The resolved spec of ``name()`` with every default (a kernel or an objective)."""
-    sig = SIGNATURES[name]
-    return Spec(name, sig.category, {p.name: p.default for p in sig.params})
 
 
 def _one(tree):
@@ -61,23 +63,42 @@ def _nested(ctx: NodeContext, spec: Spec) -> AbstractMechanism:
     """The base as a node of its own (same variable and parents), through the registry."""
     name = "leaf" if spec.category == "distribution" else spec.name
     given = tuple(spec.get("given", ()) or ()) if spec.category == "mechanism" else ()
-    return lookup(name, ctx.span)(NodeContext(ctx.name, ctx.type, spec, ctx.parents, given, ctx.evaluate, ctx.span))
+    return ctx.mechanisms[name].build(dataclasses.replace(ctx, spec=spec, given=given))
 
 
-@register("energy")
 class Energy(AbstractMechanism):
     """``x ~ energy(E, sampler=KERNEL, train=OBJECTIVE, base=BASE, given=...)``; likelihood kind
     ``unnormalized``."""
 
+    name = "energy"
+    signature = ENERGY_SIGNATURE
+    bases = ("real", "positive", "unit")
     kind = "unnormalized"
+
+    @classmethod
+    def self_reference(cls, spec, name) -> bool:
+        """``E`` reads the variable itself (unless it is conditioned on it)."""
+        return name not in (spec.get("given", ()) or ())
+
+    @classmethod
+    def check_spec(cls, name, spec, vtype, typing) -> None:
+        """An energy expression is a scalar; an energy network is an mlp."""
+        E = spec["E"]
+        if isinstance(E, Spec):
+            if E.name != "mlp":
+                raise GenSemanticError(f"an energy network is an mlp(...), got {E.name}(...)", typing.call.span)
+            return
+        if isinstance(E, Opaque):
+            return
+        shape = typing.shape_of(E, {name: vtype})
+        if shape not in ((), (1,)):
+            raise GenSemanticError(f"the energy of '{name}' must be a scalar, got shape {shape_str(shape)}", E.span)
 
     def __init__(self, ctx: NodeContext):
         super().__init__(ctx)
         spec = ctx.spec
         self.E = spec["E"]
         self.network = isinstance(self.E, Spec)
-        if self.network and self.E.name != "mlp":
-            raise GenSemanticError(f"an energy network is an mlp(...), got {self.E.name}(...)", ctx.span)
         self.given_names = tuple(spec.get("given") or ())
         missing = [n for n in self.given_names if n not in ctx.parents]
         if missing:
@@ -88,7 +109,7 @@ class Energy(AbstractMechanism):
         if train is not None and not self.network:
             raise GenSemanticError(f"train={train.name}(...) needs a network energy; the energy of '{ctx.name}' is "
                                    f"an expression, with nothing to train", ctx.span)
-        self.objective = train or (default_spec("dsm") if self.network else None)
+        self.objective = train or (default_spec(DSM_SIGNATURE) if self.network else None)
         self.loss_name = self.objective.name if self.objective is not None else "none"
         shape = ctx.shape
         self.constraint = {
@@ -327,7 +348,7 @@ class Energy(AbstractMechanism):
     @staticmethod
     def _sampler_spec(spec: Spec) -> Spec:
         """The kernel given by ``sampler=``, else MALA for a network energy and NUTS for an expression."""
-        return spec.get("sampler") or default_spec("mala" if isinstance(spec["E"], Spec) else "nuts")
+        return spec.get("sampler") or default_spec(mcmc.MALA_SIGNATURE if isinstance(spec["E"], Spec) else mcmc.NUTS_SIGNATURE)
 
     @classmethod
     def _chain_cost(cls, spec: Spec) -> int:
@@ -336,11 +357,11 @@ class Energy(AbstractMechanism):
         return (sampler["warmup"] + sampler["steps"]) * mcmc.config_from_spec(sampler).gradient_steps()
 
     @classmethod
-    def static_cost(cls, spec: Spec, vtype) -> int:
+    def static_cost(cls, spec: Spec, vtype, mechanisms) -> int:
         base = spec.get("base")
         extra = 0
         if isinstance(base, Spec):
-            extra = lookup("leaf" if base.category == "distribution" else base.name).static_cost(base, vtype)
+            extra = mechanisms["leaf" if base.category == "distribution" else base.name].static_cost(base, vtype, mechanisms)
         return cls._chain_cost(spec) + extra
 
     @classmethod
@@ -349,9 +370,8 @@ class Energy(AbstractMechanism):
         if vtype.base not in ("real", "positive", "unit"):
             return []
         return [
-            cls.choice("energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1), sampler=mala(step_size=0.01, steps=200))",
-                       vtype, "energy-based model: density known up to a constant, MCMC sampling"),
+            cls.choice("energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1), sampler=mala(step_size=0.01, steps=200))", "energy-based model: density known up to a constant, MCMC sampling"),
             cls.choice("energy(mlp(hidden=[64, 64]), base=pushforward(normal(0, 1), coupling(layers=4, "
-                       "hidden=[64, 64])), train=cd(steps=20), sampler=mala(step_size=0.02, steps=50))", vtype,
+                       "hidden=[64, 64])), train=cd(steps=20), sampler=mala(step_size=0.02, steps=50))",
                        "an energy tilting a flow: chains start at the flow's draws"),
         ]

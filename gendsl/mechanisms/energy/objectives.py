@@ -22,7 +22,20 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["dsm_loss", "ssm_loss", "cd_loss"]
+from gendsl.core.catalog import Table
+from gendsl.core.signatures import Param, Signature
+
+__all__ = ["OBJECTIVES", "dsm_loss", "ssm_loss", "cd_loss"]
+
+#: ``dsm(...)`` in the language
+DSM_SIGNATURE = Signature("dsm", "objective", (Param("sigma", "number", 0.1),), "denoising score matching")
+#: ``ssm(...)`` in the language
+SSM_SIGNATURE = Signature("ssm", "objective", (Param("projections", "int", 1),), "sliced score matching")
+#: ``cd(...)`` in the language
+CD_SIGNATURE = Signature("cd", "objective", (
+        Param("steps", "int", 20), Param("buffer", "int", 1024), Param("reinit", "number", 0.05),
+        Param("alpha", "number", 0.1, doc="weight of the L2 penalty on the energies"),
+    ), "contrastive divergence with a replay buffer")
 
 
 def _normal(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
@@ -64,3 +77,7 @@ def cd_loss(energy: Callable, u: jax.Array, negatives: jax.Array, given: dict, a
     e_pos = jax.vmap(energy)(u, given)
     e_neg = jax.vmap(energy)(negatives, given)
     return jnp.mean(e_pos) - jnp.mean(e_neg) + alpha * jnp.mean(e_pos ** 2 + e_neg ** 2)
+
+
+#: training objectives of network energies, by name (each entry its signature)
+OBJECTIVES = Table("objective", {s.name: s for s in (DSM_SIGNATURE, SSM_SIGNATURE, CD_SIGNATURE)})

@@ -19,13 +19,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gendsl.core.signatures import Param, Signature, Spec, default_spec
 from gendsl.errors import GenSemanticError
-from gendsl.mechanisms.base import register
 from gendsl.mechanisms.evolve import likelihood
 from gendsl.mechanisms.evolve.losses import denoising_loss, velocity_loss
-from gendsl.mechanisms.evolve.node import EvolveNode, default_spec
+from gendsl.mechanisms.evolve.node import EvolveNode
 from gendsl.mechanisms.evolve.processes import FlowMatching
-from gendsl.mechanisms.evolve.samplers import sampler_evaluations, solve_ode, solve_sde
+from gendsl.mechanisms.evolve.samplers import ODE_SIGNATURE, ode_path, sampler_evaluations, solve_ode, solve_sde
 
 __all__ = ["EXACT_TRACE_MAX_SIZE", "Evolve"]
 
@@ -35,28 +35,51 @@ EXACT_TRACE_MAX_SIZE = 16
 _PROBE_KEY = 0
 
 
-@register("evolve")
+#: ``evolve(...)`` in the language
+EVOLVE_SIGNATURE = Signature("evolve", "mechanism", (
+        Param("process", "process"), Param("net", "network", None), Param("sampler", "sampler", None),
+        Param("given", "names", ()), Param("guidance", "number", 0.0), Param("ema", "number", 0.999),
+        Param("weighting", "str", "standard", ("standard", "likelihood")),
+        Param("trace", "str", "auto", ("auto", "exact", "hutchinson")),
+        Param("dropout", "number", 0.1, doc="probability of dropping the given= context in training (guidance)"),
+        Param("time_sampling", "str", "stratified", ("stratified", "antithetic", "uniform")),
+    ), "diffusion / flow matching")
+
+
 class Evolve(EvolveNode):
     """``x ~ evolve(process, net=, sampler=, given=, guidance=, ema=, weighting=, trace=, ...)``."""
 
+    name = "evolve"
+    signature = EVOLVE_SIGNATURE
+    bases = ("real",)
     kind = "estimate"
+    capabilities = frozenset({"distillable"})
+
+    @classmethod
+    def check_spec(cls, name, spec, vtype, typing) -> None:
+        """The network is an mlp; sampler steps, weighting, ``ema`` and ``dropout`` in range."""
+        where = typing.call.span
+        net = spec["net"]
+        if net is not None and net.name != "mlp":
+            raise GenSemanticError(f"evolve() takes net=mlp(...), got {net.name}(...) for '{name}'", where)
+        sampler = cls._sampler_spec(spec)
+        steps = sampler["steps"]
+        if steps != "adaptive" and (not isinstance(steps, int) or steps < 1):
+            allowed = 'a positive integer or "adaptive"' if sampler.name == "ode" else "a positive integer"
+            raise GenSemanticError(f"{sampler.name}(steps=...) must be {allowed}, got {steps!r}", where)
+        if spec["process"].name == "flow_matching" and spec["weighting"] == "likelihood":
+            raise GenSemanticError("weighting=\"likelihood\" applies to vp(), subvp() and ve(); flow_matching() is "
+                                   "trained by velocity regression: drop the weighting", where)
+        for option in ("ema", "dropout"):
+            if not 0.0 <= float(spec[option]) < 1.0:
+                raise GenSemanticError(f"evolve({option}=...) must be in [0, 1), got {spec[option]}", where)
 
     def __init__(self, ctx):
         super().__init__(ctx)
         spec = ctx.spec
         self.sampler = self._sampler_spec(spec)
-        steps = self.sampler["steps"]
-        if steps != "adaptive" and (not isinstance(steps, int) or steps < 1):
-            allowed = 'a positive integer or "adaptive"' if self.sampler.name == "ode" else "a positive integer"
-            raise GenSemanticError(f"{self.sampler.name}(steps=...) must be {allowed}, got {steps!r}", ctx.span)
         self.flow = isinstance(self.process, FlowMatching)
         self.weighting = spec["weighting"]
-        if self.flow and self.weighting == "likelihood":
-            raise GenSemanticError("weighting=\"likelihood\" applies to vp(), subvp() and ve(); flow_matching() is "
-                                   "trained by velocity regression: drop the weighting", ctx.span)
-        for name in ("ema", "dropout"):
-            if not 0.0 <= float(spec[name]) < 1.0:
-                raise GenSemanticError(f"evolve({name}=...) must be in [0, 1), got {spec[name]}", ctx.span)
         self.ema, self.dropout = float(spec["ema"]), float(spec["dropout"])
         self.time_sampling = spec["time_sampling"]
         trace = spec["trace"]
@@ -155,15 +178,15 @@ class Evolve(EvolveNode):
         """Network evaluations per sample: from the step count, or measured for an adaptive solve."""
         if self.sampler.name == "ode" and self.sampler["steps"] == "adaptive":
             return self._measured_nfe or 0
-        return self.static_cost(self.ctx.spec, self.ctx.type)
+        return self.static_cost(self.ctx.spec, self.ctx.type, self.ctx.mechanisms)
 
     @staticmethod
     def _sampler_spec(spec):
         """The sampler given by ``sampler=``, else ``ode()`` with its defaults."""
-        return spec["sampler"] if spec["sampler"] is not None else default_spec("ode")
+        return spec["sampler"] if spec["sampler"] is not None else default_spec(ODE_SIGNATURE)
 
     @classmethod
-    def static_cost(cls, spec, vtype) -> int:
+    def static_cost(cls, spec, vtype, mechanisms) -> int:
         """The sampler's evaluations per solve, twice with guidance (0 for an adaptive solve: measured)."""
         sampler = cls._sampler_spec(spec)
         guided = bool(spec["given"]) and float(spec["guidance"]) != 0.0
@@ -175,9 +198,9 @@ class Evolve(EvolveNode):
         if vtype.base != "real":
             return []
         return [
-            cls.choice("evolve(flow_matching(), net=mlp(hidden=[128, 128]), sampler=ode(steps=32))", vtype,
+            cls.choice("evolve(flow_matching(), net=mlp(hidden=[128, 128]), sampler=ode(steps=32))",
                        "flow matching, heun ODE sampling; likelihood by the probability-flow ODE"),
-            cls.choice("evolve(vp(), net=mlp(hidden=[128, 128]), sampler=sde(steps=256))", vtype,
+            cls.choice("evolve(vp(), net=mlp(hidden=[128, 128]), sampler=sde(steps=256))",
                        "diffusion (score SDE), stochastic sampling; likelihood by the probability-flow ODE"),
         ]
 
@@ -185,3 +208,17 @@ class Evolve(EvolveNode):
         row = super().describe()
         row["mechanism"] = f"evolve {self.process.name}"
         return row
+
+    # -- the "distillable" capability -----------------------------------------------------------
+    @classmethod
+    def student_spec(cls, spec: Spec, steps: int) -> Spec:
+        """The right-hand side of this node distilled into a ``steps``-step map (``distilled``)."""
+        return Spec("distilled", "mechanism", {"teacher": spec, "steps": int(steps), "given": spec["given"]})
+
+    def teacher_paths(self, params, key: jax.Array, n: int, context, grid, steps_between: int) -> jax.Array:
+        """``(n, K + 1, *shape)`` standardised probability-flow ODE paths at the decreasing times
+        ``grid`` (``K + 1`` of them) from ``n`` prior draws; ``context`` ``(n, C)`` or None."""
+        y1 = self.prior_draws(key, n)
+        path = ode_path(self.model(params["net"], guided=True), self.process, y1, context, grid,
+                        steps_between=steps_between)
+        return jnp.moveaxis(path, 0, 1)

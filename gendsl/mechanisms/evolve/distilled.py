@@ -16,18 +16,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gendsl.core.signatures import Spec
 from gendsl.errors import GenRuntimeError
-from gendsl.ir.signatures import Spec
-from gendsl.mechanisms.base import Choice, register
+from gendsl.mechanisms.base import Choice
 from gendsl.mechanisms.evolve.node import EvolveNode
 
 __all__ = ["Distilled"]
 
 
-@register("distilled")
 class Distilled(EvolveNode):
     """A K-step sampler distilled from an ``evolve`` node: ``cost() == K``, likelihood unavailable."""
 
+    name = "distilled"
+    bases = ("real",)
     kind = "unavailable"
     loss_name = "distillation (regression on teacher ODE paths)"
 
@@ -55,6 +56,16 @@ class Distilled(EvolveNode):
         alpha, sigma = self.process.alpha_sigma(times[i + 1])
         return alpha * x0_hat + sigma * eps_hat
 
+    def distillation_loss(self, params, path: jax.Array, context) -> jax.Array:
+        """Mean over the K jumps of the squared error onto the teacher's next point (scalar);
+        ``path`` ``(n, K + 1, *shape)`` from the teacher's ``teacher_paths``."""
+        total = jnp.zeros(())
+        for i in range(self.steps):
+            pred = self.jump(params, path[:, i], context, i)
+            err = (pred - path[:, i + 1]).reshape(pred.shape[0], -1)
+            total = total + jnp.mean(jnp.sum(err**2, axis=-1))
+        return total / self.steps
+
     def sample(self, params, key, n, given):
         y = self.prior_draws(key, n)
         context = self.context(given)
@@ -71,7 +82,7 @@ class Distilled(EvolveNode):
                               f"teacher, not by fit()", self.ctx.span)
 
     @classmethod
-    def static_cost(cls, spec, vtype) -> int:
+    def static_cost(cls, spec, vtype, mechanisms) -> int:
         """One network evaluation per step of the map."""
         return int(spec["steps"])
 
@@ -84,7 +95,7 @@ class Distilled(EvolveNode):
         for k in (1, 4):
             spec = Spec("distilled", "mechanism", {"teacher": None, "steps": k, "given": ()})
             out.append(Choice(f"evolve(...) distilled to {k} step{'s' if k > 1 else ''}", cls.kind,
-                              cls.static_cost(spec, vtype), True,
+                              cls.static_cost(spec, vtype, {}), True,
                               f"fit an evolve model, then `gendsl distill RUN --steps {k} --out DIR`; "
                               "sampling only"))
         return out

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from gendsl.mechanisms.evolve.processes import AbstractProcess
-from gendsl.nets import MLP
+from gendsl.nn.mlp import MLP
 
 __all__ = ["TIME_FEATURES", "time_features", "Denoiser", "Guided", "with_context"]
 

@@ -15,14 +15,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from gendsl.errors import GenSemanticError
-from gendsl.ir.signatures import SIGNATURES, Spec
+from gendsl.core.signatures import Spec
 from gendsl.mechanisms.base import AbstractMechanism, NodeContext, context_size, context_vector, split_module
 from gendsl.mechanisms.evolve.model import TIME_FEATURES, Denoiser, Guided, with_context
 from gendsl.mechanisms.evolve.processes import build_process
-from gendsl.nets import MLP
+from gendsl.nn.mlp import MLP
 
-__all__ = ["DEFAULT_HIDDEN", "INPUT_GAIN", "default_spec", "EvolveNode"]
+__all__ = ["DEFAULT_HIDDEN", "INPUT_GAIN", "EvolveNode"]
+
 
 #: hidden widths when ``net=`` is not given
 DEFAULT_HIDDEN = (128, 128, 128)
@@ -30,12 +30,6 @@ DEFAULT_HIDDEN = (128, 128, 128)
 INPUT_GAIN = 4.0
 #: variance added to the data's, relative to its mean (constant elements stay finite)
 _RIDGE = 1e-6
-
-
-def default_spec(name: str) -> Spec:
-    """The resolved spec of ``name()`` with every default (e.g. ``ode()``)."""
-    sig = SIGNATURES[name]
-    return Spec(name, sig.category, {p.name: p.default for p in sig.params})
 
 
 class EvolveNode(AbstractMechanism):
@@ -46,8 +40,6 @@ class EvolveNode(AbstractMechanism):
         spec = ctx.spec if spec is None else spec
         self.process = build_process(spec["process"])
         net = spec["net"]
-        if net is not None and net.name != "mlp":
-            raise GenSemanticError(f"evolve() takes net=mlp(...), got {net.name}(...) for '{ctx.name}'", ctx.span)
         self.hidden = tuple(net["hidden"]) if net is not None else DEFAULT_HIDDEN
         self.activation = net["activation"] if net is not None else "silu"
         self.context_width = context_size(ctx.parents, ctx.given) + 1 if ctx.given else 0

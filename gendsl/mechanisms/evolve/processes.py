@@ -26,6 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gendsl.core.catalog import Table
+from gendsl.core.signatures import Param, Signature
+
 __all__ = [
     "AbstractProcess",
     "VP",
@@ -33,6 +36,7 @@ __all__ = [
     "VE",
     "FlowMatching",
     "PROCESSES",
+    "PROCESS_SIGNATURES",
     "build_process",
     "velocity",
     "score",
@@ -41,6 +45,15 @@ __all__ = [
     "FromVelocity",
     "EDM_RHO",
 ]
+
+#: ``vp(...)`` in the language
+VP_SIGNATURE = Signature("vp", "process", (Param("beta_min", "number", 0.1), Param("beta_max", "number", 20.0)), "variance-preserving SDE")
+#: ``subvp(...)`` in the language
+SUBVP_SIGNATURE = Signature("subvp", "process", (Param("beta_min", "number", 0.1), Param("beta_max", "number", 20.0)), "sub-VP SDE")
+#: ``ve(...)`` in the language
+VE_SIGNATURE = Signature("ve", "process", (Param("sigma_min", "number", 0.01), Param("sigma_max", "number", 10.0)), "variance-exploding SDE")
+#: ``flow_matching(...)`` in the language
+FLOW_MATCHING_SIGNATURE = Signature("flow_matching", "process", (Param("ot", "bool", False),), "linear interpolant (rectified flow)")
 
 #: exponent of the Karras et al. (2022) time grid: steps concentrate where the noise is small
 EDM_RHO = 7.0
@@ -217,7 +230,10 @@ class FlowMatching(AbstractProcess):
 
 
 #: language name -> process class (options are the signature's, by keyword)
-PROCESSES: dict[str, type[AbstractProcess]] = {"vp": VP, "subvp": SubVP, "ve": VE, "flow_matching": FlowMatching}
+PROCESSES = Table("process", {"vp": VP, "subvp": SubVP, "ve": VE, "flow_matching": FlowMatching})
+#: the signature of each process, by name
+PROCESS_SIGNATURES = Table("process", {s.name: s for s in (VP_SIGNATURE, SUBVP_SIGNATURE, VE_SIGNATURE,
+                                                           FLOW_MATCHING_SIGNATURE)})
 
 
 def build_process(spec) -> AbstractProcess:

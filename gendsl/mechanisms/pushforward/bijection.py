@@ -1,4 +1,4 @@
-"""The shared interface of bijections, their composition, and the registry of flow maps.
+"""The shared interface of bijections and their composition.
 
 A bijection maps ONE example ``z`` of shape ``(dim,)`` to ``x`` of the same shape, optionally
 conditioned on a context vector of shape ``(cond_dim,)``, and returns ``log|det dx/dz|`` with it;
@@ -6,26 +6,27 @@ the inverse returns ``log|det dz/dx|``. The mechanism ``jax.vmap``-s them over t
 
 Flows are compositions: :class:`Scan` applies a stack of layers of one structure (one trace, one
 compiled loop body, whatever the depth), reordering the elements between layers.
-Each map of the language (``coupling``, ``spline``, ``maf``) is a builder registered with
-:func:`register_bijection`; generic tests loop over :data:`BIJECTIONS`, so a new map is covered
-by them for free.
+Each map of the language (``coupling``, ``spline``, ``maf``) is a builder with its signature,
+listed in :data:`~gendsl.mechanisms.pushforward.bijections.BIJECTIONS`; the generic tests loop
+over that table, so a new map is covered by them for free.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gendsl.core.signatures import Signature
+
 __all__ = [
     "AbstractBijection",
     "Scan",
-    "BIJECTIONS",
-    "register_bijection",
+    "Bijection",
     "layer_permutations",
     "positive_scale",
 ]
@@ -141,15 +142,9 @@ def positive_scale(raw: jax.Array) -> jax.Array:
     return jax.nn.softplus(raw + _SCALE_OFFSET) + _MIN_SCALE
 
 
-#: map name -> builder ``(spec, dim, cond_dim, key) -> AbstractBijection``
-BIJECTIONS: dict[str, Callable[..., AbstractBijection]] = {}
+class Bijection(NamedTuple):
+    """An entry of the bijection table: a map's signature and its builder
+    ``build(spec, dim, cond_dim, *, key) -> AbstractBijection``."""
 
-
-def register_bijection(name: str):
-    """Decorator: register a flow builder ``(spec, dim, cond_dim, *, key)`` under a map name."""
-
-    def deco(builder):
-        BIJECTIONS[name] = builder
-        return builder
-
-    return deco
+    signature: Signature
+    build: Callable[..., AbstractBijection]

@@ -33,11 +33,20 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from gendsl.core.signatures import Param, Signature
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
-from gendsl.nets import mlp
+from gendsl.nn.mlp import mlp
 
 __all__ = ["CNFPushforward", "solve", "velocity_network", "EVALS_PER_STEP", "LOG_PROB_PROBE_SEED"]
+
+#: ``cnf(...)`` in the language
+CNF_SIGNATURE = Signature("cnf", "map", (
+        Param("net", "network", None), Param("trace", "str", "exact", ("exact", "hutchinson")),
+        Param("train", "str", "likelihood", ("likelihood", "flow_matching")),
+        Param("rtol", "number", 1e-3), Param("atol", "number", 1e-5), Param("steps", "int_or_str", "adaptive"),
+        Param("max_steps", "int", 1000, doc="most solver steps of one adaptive solve"),
+    ), "continuous normalizing flow")
 
 #: Tsit5 evaluates the vector field six times per step (first-same-as-last)
 EVALS_PER_STEP = 6

@@ -21,16 +21,23 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from gendsl.core.signatures import ACTIVATION, Param, Signature
 from gendsl.mechanisms.pushforward.bijection import (
     AbstractBijection,
+    Bijection,
     Scan,
     layer_permutations,
     positive_scale,
-    register_bijection,
 )
-from gendsl.nets import MLP
+from gendsl.nn.mlp import MLP
 
 __all__ = ["ElementwiseTransformer", "AffineTransformer", "Coupling", "coupling_flow", "build_coupling"]
+
+#: ``coupling(...)`` in the language
+COUPLING_SIGNATURE = Signature("coupling", "map", (
+        Param("layers", "int", 8), Param("hidden", "ints", (64, 64)),
+        Param("activation", "str", "silu", ACTIVATION),
+    ), "affine coupling flow (RealNVP)")
 
 
 class ElementwiseTransformer(Protocol):
@@ -116,8 +123,11 @@ def coupling_flow(dim: int, cond_dim: int, layers: int, transformer, hidden, act
     return Scan(eqx.filter_vmap(make)(jax.random.split(key, layers)), layer_permutations(dim, layers))
 
 
-@register_bijection("coupling")
 def build_coupling(spec, dim: int, cond_dim: int, *, key: jax.Array) -> Scan:
     """The ``coupling(layers=, hidden=, activation=)`` map: an affine coupling flow."""
     return coupling_flow(dim, cond_dim, spec["layers"], AffineTransformer(), spec["hidden"], spec["activation"],
                          key=key)
+
+
+#: the ``coupling`` entry of the bijection table
+BIJECTION = Bijection(COUPLING_SIGNATURE, build_coupling)

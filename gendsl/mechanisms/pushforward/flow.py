@@ -14,7 +14,8 @@ import jax.numpy as jnp
 
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms.base import type_size
-from gendsl.mechanisms.pushforward.bijection import BIJECTIONS, AbstractBijection
+from gendsl.mechanisms.pushforward.bijection import AbstractBijection
+from gendsl.mechanisms.pushforward.bijections import BIJECTIONS
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
 
 __all__ = ["FlowPushforward", "build_flow"]
@@ -22,7 +23,7 @@ __all__ = ["FlowPushforward", "build_flow"]
 
 def build_flow(name: str, spec, dim: int, cond_dim: int, *, key: jax.Array) -> AbstractBijection:
     """The registered bijection ``name`` for ``dim`` elements and a ``cond_dim`` context."""
-    return BIJECTIONS[name](spec, dim, cond_dim, key=key)
+    return BIJECTIONS[name].build(spec, dim, cond_dim, key=key)
 
 
 @functools.lru_cache(maxsize=None)

@@ -13,16 +13,23 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from gendsl.core.signatures import ACTIVATION, Param, Signature
 from gendsl.mechanisms.pushforward.bijection import (
     AbstractBijection,
+    Bijection,
     Scan,
     layer_permutations,
     positive_scale,
-    register_bijection,
 )
-from gendsl.nets import MADE
+from gendsl.nn.made import MADE
 
 __all__ = ["MaskedAffine", "build_maf"]
+
+#: ``maf(...)`` in the language
+MAF_SIGNATURE = Signature("maf", "map", (
+        Param("layers", "int", 5), Param("hidden", "ints", (64, 64)),
+        Param("activation", "str", "silu", ACTIVATION),
+    ), "masked autoregressive flow")
 
 
 class MaskedAffine(AbstractBijection):
@@ -62,7 +69,6 @@ class MaskedAffine(AbstractBijection):
         return self.dim
 
 
-@register_bijection("maf")
 def build_maf(spec, dim: int, cond_dim: int, *, key: jax.Array) -> Scan:
     """The ``maf(layers=, hidden=, activation=)`` map: ``layers`` MADE affine layers with permutations."""
     layers = spec["layers"]
@@ -71,3 +77,7 @@ def build_maf(spec, dim: int, cond_dim: int, *, key: jax.Array) -> Scan:
         return MaskedAffine(dim, cond_dim, spec["hidden"], spec["activation"], key=k)
 
     return Scan(eqx.filter_vmap(make)(jax.random.split(key, layers)), layer_permutations(dim, layers))
+
+
+#: the ``maf`` entry of the bijection table
+BIJECTION = Bijection(MAF_SIGNATURE, build_maf)

@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpyro.distributions.constraints as constraints
 from numpyro.distributions.transforms import biject_to
 
+from gendsl.core.ast import names_in
+from gendsl.core.types import BASES, VarType
 from gendsl.errors import GenSemanticError
-from gendsl.ir.ast import names_in
-from gendsl.ir.signatures import SIGNATURES
-from gendsl.ir.types import BASES, VarType
-from gendsl.mechanisms.base import AbstractMechanism, context_size, context_vector, split_module, type_size
+from gendsl.mechanisms.base import AbstractMechanism, context_size, context_vector, split_module
+from gendsl.mechanisms.distributions import DISTRIBUTIONS
 from gendsl.mechanisms.leaf import Leaf
 
 __all__ = ["PushforwardNode", "REPARAM_TOLERANCE", "static_part", "initialise"]
@@ -58,8 +58,9 @@ def initialise(build: Callable, args: tuple, key: jax.Array):
 class PushforwardNode(AbstractMechanism):
     """Base of the pushforward families (bijective flows, continuous flows, generators).
 
-    It is the registered ``pushforward`` mechanism: ``PushforwardNode(ctx)`` returns an instance
-    of the family that implements the map (``FAMILIES`` in :mod:`gendsl.mechanisms.pushforward`).
+    The registered ``pushforward`` declaration
+    (:class:`~gendsl.mechanisms.pushforward.Pushforward`) builds the family that implements the
+    map (its ``FAMILIES`` table).
 
     Attributes
     ----------
@@ -71,12 +72,7 @@ class PushforwardNode(AbstractMechanism):
         The base variable's name, or None for a distribution base.
     """
 
-    def __new__(cls, ctx, *args, **kwargs):
-        if cls is PushforwardNode:  # the registered entry point: build the family of the map
-            from gendsl.mechanisms.pushforward import FAMILIES
-
-            cls = FAMILIES[ctx.spec["map"].name]
-        return super().__new__(cls)
+    name = "pushforward"
 
     def __init__(self, ctx, latent_shape: tuple[int, ...] | None = None):
         super().__init__(ctx)
@@ -103,7 +99,7 @@ class PushforwardNode(AbstractMechanism):
         self.link = None if support == "real" else biject_to(self.constraint)
 
     def _base_leaf(self, base, shape) -> Leaf:
-        signature = SIGNATURES[base.name]
+        signature = DISTRIBUTIONS[base.name].signature
         if signature.support == "int":
             raise GenSemanticError(f"the base of '{self.ctx.name}' must be a continuous distribution, "
                                    f"but {base.name}() draws integers; use e.g. normal(0, 1)", self.ctx.span)
@@ -163,14 +159,7 @@ class PushforwardNode(AbstractMechanism):
     def support(self, params, given_one):
         return self.constraint
 
-    # -- declared properties: the family of the map decides ------------------------------------
-    @staticmethod
-    def family(spec) -> type["PushforwardNode"]:
-        """The node class implementing the map of a resolved ``pushforward`` spec."""
-        from gendsl.mechanisms.pushforward import FAMILIES
-
-        return FAMILIES[spec["map"].name]
-
+    # -- declared properties of this family ----------------------------------------------------
     @classmethod
     def map_kind(cls, spec) -> str:
         """Likelihood kind of this family for ``spec``. Default: the class's :attr:`kind`."""
@@ -180,36 +169,6 @@ class PushforwardNode(AbstractMechanism):
     def map_cost(cls, spec, vtype) -> int:
         """Network evaluations per sample of this family for ``spec``. Default: 1."""
         return 1
-
-    @classmethod
-    def static_kind(cls, spec) -> str:
-        return cls.family(spec).map_kind(spec)
-
-    @classmethod
-    def static_cost(cls, spec, vtype) -> int:
-        return cls.family(spec).map_cost(spec, vtype)
-
-    @classmethod
-    def choices(cls, vtype):
-        """Bijective flows (exact), a continuous flow (estimate) and a generator (no likelihood),
-        for continuous variables (real, positive and unit through the link)."""
-        if vtype.base not in ("real", "positive", "unit"):
-            return []
-        d = type_size(vtype)
-        base = "pushforward(normal(0, 1), "
-        return [
-            cls.choice(base + "coupling(layers=8, hidden=[64, 64]))", vtype,
-                       "affine coupling flow: one pass each way"),
-            cls.choice(base + "spline(layers=4, bins=8, hidden=[64, 64]))", vtype,
-                       "spline coupling flow: one pass each way, more flexible per layer"),
-            cls.choice(base + "maf(layers=5, hidden=[64, 64]))", vtype,
-                       f"masked autoregressive flow: density in one pass, sampling takes d = {d} passes"),
-            cls.choice(base + 'cnf(net=mlp(hidden=[64, 64]), trace="hutchinson", steps=16))', vtype,
-                       "continuous flow: an ODE solve (tsit5, 6 evaluations a step); trace=\"exact\" makes the "
-                       f"likelihood exact at {d} Jacobian passes a step"),
-            cls.choice(base + "generator(net=mlp(hidden=[128, 128]), critic=mlp(hidden=[128, 128])))", vtype,
-                       "implicit generator trained adversarially: one-shot sampling"),
-        ]
 
     def describe(self) -> dict[str, str]:
         row = super().describe()

@@ -14,10 +14,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gendsl.mechanisms.pushforward.bijection import register_bijection
+from gendsl.core.signatures import ACTIVATION, Param, Signature
+from gendsl.mechanisms.pushforward.bijection import Bijection
 from gendsl.mechanisms.pushforward.coupling import coupling_flow
 
 __all__ = ["SplineTransformer", "build_spline"]
+
+#: ``spline(...)`` in the language
+SPLINE_SIGNATURE = Signature("spline", "map", (
+        Param("layers", "int", 4), Param("bins", "int", 8), Param("hidden", "ints", (64, 64)),
+        Param("bound", "number", 4.0),
+        Param("activation", "str", "silu", ACTIVATION),
+    ), "rational-quadratic spline coupling flow")
 
 _MIN_BIN = 1e-3  # smallest bin width / height, as a fraction of the interval
 _MIN_DERIVATIVE = 1e-3
@@ -106,8 +114,11 @@ class SplineTransformer(eqx.Module):
         return jnp.where(inside, u, v), jnp.where(inside, log_d, 0.0)
 
 
-@register_bijection("spline")
 def build_spline(spec, dim: int, cond_dim: int, *, key: jax.Array):
     """The ``spline(layers=, bins=, hidden=, bound=, activation=)`` map: a spline coupling flow."""
     transformer = SplineTransformer(spec["bins"], spec["bound"])
     return coupling_flow(dim, cond_dim, spec["layers"], transformer, spec["hidden"], spec["activation"], key=key)
+
+
+#: the ``spline`` entry of the bijection table
+BIJECTION = Bijection(SPLINE_SIGNATURE, build_spline)

@@ -1,9 +1,9 @@
 """The graph IR: a :class:`Model` is a networkx DiGraph of typed :class:`Variable` nodes.
 
 Both front ends (the ``.gen`` parser and the builder API) produce :class:`Statement` lists;
-:func:`gendsl.ir.check.check` turns them into a checked :class:`Model`, in which every variable
+:func:`gendsl.core.check.check` turns them into a checked :class:`Model`, in which every variable
 has a role, a resolved type (shape inferred), its parents and, for ``~`` statements, the
-resolved :class:`~gendsl.ir.signatures.Spec` of its right-hand side.
+resolved :class:`~gendsl.core.signatures.Spec` of its right-hand side.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Iterator
 
 import networkx as nx
 
+from gendsl.core.ast import Expr
+from gendsl.core.signatures import Spec
+from gendsl.core.types import VarType
 from gendsl.errors import Span
-from gendsl.ir.ast import Expr
-from gendsl.ir.signatures import Spec
-from gendsl.ir.types import VarType
 
 __all__ = ["Statement", "Variable", "Model", "ROLES"]
 

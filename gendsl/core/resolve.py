@@ -1,15 +1,17 @@
 """Resolve a call against its signature: names, arity, kinds of arguments, defaults.
 
-``resolve_call(call, category)`` turns ``coupling(layers=8, hidden=[64, 64])`` into
+``resolve_call(call, signatures, category)`` turns ``coupling(layers=8, hidden=[64, 64])`` into
 ``Spec("coupling", "map", {"layers": 8, "hidden": (64, 64), "activation": "silu"})`` or
 raises :class:`~gendsl.errors.GenSemanticError` at the offending argument.
 """
 
 from __future__ import annotations
 
+from typing import Mapping
+
+from gendsl.core.ast import Call, Expr, ListExpr, Name, Num, Opaque, Str, Unary, unparse
+from gendsl.core.signatures import REQUIRED, Param, Signature, Spec
 from gendsl.errors import GenSemanticError, did_you_mean
-from gendsl.ir.ast import BinOp, Call, Expr, ListExpr, Name, Num, Opaque, Str, Unary, unparse
-from gendsl.ir.signatures import REQUIRED, SIGNATURES, Param, Spec, by_category
 
 __all__ = ["resolve_call", "literal", "MAX_INT_OPTION"]
 
@@ -45,14 +47,18 @@ def _err(msg: str, expr: Expr) -> GenSemanticError:
     return GenSemanticError(msg, expr.span)
 
 
-def _value(param: Param, expr: Expr, owner: str):
+def _by_category(signatures: Mapping[str, Signature], category: str) -> dict[str, Signature]:
+    return {n: s for n, s in signatures.items() if s.category == category}
+
+
+def _value(param: Param, expr: Expr, owner: str, signatures: Mapping[str, Signature]):
     kind = param.kind
     where = f"argument '{param.name}' of {owner}()"
     if kind == "expr":
         return expr
     if kind == "expr|network":
-        if isinstance(expr, Call) and expr.func in by_category("network"):
-            return resolve_call(expr, "network")
+        if isinstance(expr, Call) and expr.func in _by_category(signatures, "network"):
+            return resolve_call(expr, signatures, "network")
         return expr
     if kind == "source":  # a run folder (text) or an in-memory trained program (builder API)
         if isinstance(expr, Opaque):
@@ -67,11 +73,11 @@ def _value(param: Param, expr: Expr, owner: str):
     if cats:
         if isinstance(expr, Call):
             for c in cats:
-                sig = SIGNATURES.get(expr.func)
+                sig = signatures.get(expr.func)
                 if sig is not None and sig.category == c:
-                    return resolve_call(expr, c)
-            known = [n for c in cats for n in by_category(c)]
-            sig = SIGNATURES.get(expr.func)
+                    return resolve_call(expr, signatures, c)
+            known = [n for c in cats for n in _by_category(signatures, c)]
+            sig = signatures.get(expr.func)
             if sig is not None:
                 raise _err(f"{where} must be {' or '.join(_CATEGORY_WORDS[c] for c in cats)}, "
                            f"but '{expr.func}' is a {sig.category}", expr)
@@ -117,11 +123,11 @@ def _value(param: Param, expr: Expr, owner: str):
     return value
 
 
-def resolve_call(call: Call, category: str | None = None) -> Spec:
-    """Resolve ``call`` (optionally requiring a category) into a :class:`Spec`."""
-    sig = SIGNATURES.get(call.func)
+def resolve_call(call: Call, signatures: Mapping[str, Signature], category: str | None = None) -> Spec:
+    """Resolve ``call`` (optionally requiring a category) against ``signatures`` into a :class:`Spec`."""
+    sig = signatures.get(call.func)
     if sig is None or (category is not None and sig.category != category):
-        known = by_category(category) if category else SIGNATURES
+        known = _by_category(signatures, category) if category else signatures
         what = category or "function"
         raise _err(f"unknown {what} '{call.func}'{did_you_mean(call.func, known)}", call)
     owner = call.func
@@ -131,14 +137,14 @@ def resolve_call(call: Call, category: str | None = None) -> Spec:
         extra = call.args[len(params)]
         raise _err(f"{owner}() takes at most {len(params)} positional argument(s), got {len(call.args)}", extra)
     for p, a in zip(params, call.args):
-        values[p.name] = _value(p, a, owner)
+        values[p.name] = _value(p, a, owner, signatures)
     for key, a in call.kwargs:
         p = sig.param(key)
         if p is None:
             raise _err(f"{owner}() has no argument '{key}'{did_you_mean(key, [q.name for q in params])}", a)
         if key in values:
             raise _err(f"{owner}() got argument '{key}' twice", a)
-        values[key] = _value(p, a, owner)
+        values[key] = _value(p, a, owner, signatures)
     for p in params:
         if p.name not in values:
             if p.default is REQUIRED:

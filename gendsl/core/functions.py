@@ -1,6 +1,6 @@
 """Built-in functions of the expression language: their arity and how result shapes follow.
 
-Pure Python (the JAX implementations live in :mod:`gendsl.lowering.expr`). A shape rule takes
+Pure Python (the JAX implementations live in :mod:`gendsl.numerics.expr`). A shape rule takes
 the argument shapes (and the literal integer arguments, for ``eye``) and returns the result
 shape, or raises ``ValueError`` with a message for the user.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from gendsl.ir.types import Shape, broadcast_shapes, shape_str
+from gendsl.core.types import Shape, broadcast_shapes, shape_str
 
 __all__ = ["Function", "FUNCTIONS"]
 

@@ -1,4 +1,4 @@
-"""Training checkpoints: the whole :class:`~gendsl.runtime.train.TrainState`, the losses so far
+"""Training checkpoints: the whole :class:`~gendsl.numerics.train.TrainState`, the losses so far
 and a small record, in ONE ``.npz`` written atomically (temporary file, then rename), so a run
 killed at any moment resumes from the last complete checkpoint. No pickle."""
 
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendsl.errors import GenDataError
-from gendsl.runtime.params_io import atomic_write_bytes
+from gendsl.numerics.params_io import atomic_write_bytes
 
 __all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "has_checkpoint"]
 

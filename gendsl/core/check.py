@@ -1,4 +1,4 @@
-"""Semantic checks: statements -> checked :class:`~gendsl.ir.model.Model`.
+"""Semantic checks: statements -> checked :class:`~gendsl.core.model.Model`.
 
 One pass per concern, each reporting every problem it finds with its span: definitions
 (duplicates, roles), right-hand sides (resolution against the signatures), references
@@ -8,29 +8,20 @@ the graph (cycles), then types and shapes in topological order.
 
 from __future__ import annotations
 
-from contextvars import ContextVar
-from pathlib import Path
+from dataclasses import dataclass
 
 import networkx as nx
 
+from gendsl.core.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Str, Unary, names_in, unparse, walk
+from gendsl.core.catalog import Catalog
+from gendsl.core.functions import FUNCTIONS
+from gendsl.core.model import Model, Statement, Variable
+from gendsl.core.resolve import resolve_call
+from gendsl.core.signatures import Spec
+from gendsl.core.types import Shape, VarType, broadcast_shapes, shape_str
 from gendsl.errors import GenError, GenSemanticError, Span, did_you_mean
-from gendsl.ir.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Opaque, Str, Unary, names_in, unparse, walk
-from gendsl.ir.functions import FUNCTIONS
-from gendsl.ir.model import Model, Statement, Variable
-from gendsl.ir.resolve import resolve_call
-from gendsl.ir.signatures import SIGNATURES, Spec
-from gendsl.ir.types import Shape, VarType, broadcast_shapes, shape_str
 
-__all__ = ["check"]
-
-#: which variable bases each mechanism models
-MECHANISM_BASES = {
-    "factorize": ("real", "token", "int"),
-    "pushforward": ("real", "positive", "unit"),
-    "evolve": ("real",),
-    "energy": ("real", "positive", "unit"),
-    "prior": ("real", "positive", "unit", "token", "int"),
-}
+__all__ = ["Typing", "check"]
 _SUPPORT_BASE = {"real": "real", "positive": "positive", "unit": "unit", "interval": "real", "int": "int",
                  "simplex": "unit", "corr_cholesky": "real"}
 
@@ -87,9 +78,10 @@ def _value_error(e: Expr) -> str | None:
 class _Shapes:
     """Shape inference for expressions, given the types of the variables in scope."""
 
-    def __init__(self, types: dict[str, VarType], int_inputs: set[str]):
+    def __init__(self, types: dict[str, VarType], int_inputs: set[str], catalog: Catalog):
         self.types = types
         self.int_inputs = int_inputs
+        self.catalog = catalog
 
     def of(self, e: Expr) -> Shape:
         if isinstance(e, (Num, Str)):
@@ -116,7 +108,7 @@ class _Shapes:
         if isinstance(e, Call):
             fn = FUNCTIONS.get(e.func)
             if fn is None:
-                sig = SIGNATURES.get(e.func)
+                sig = self.catalog.signatures.get(e.func)
                 hint = f" ({e.func} is a {sig.category}, not a function)" if sig else did_you_mean(e.func, FUNCTIONS)
                 raise GenSemanticError(f"unknown function '{e.func}'{hint}", e.span)
             lo, hi = fn.nargs
@@ -154,7 +146,7 @@ class _Shapes:
 
 
 def _distribution_shape(spec: Spec, call: Call, shapes: _Shapes) -> Shape:
-    sig = SIGNATURES[spec.name]
+    sig = shapes.catalog.signatures[spec.name]
     arg_shapes = [shapes.of(spec[p.name]) for p in sig.params]
     if sig.event == "broadcast":
         try:
@@ -190,47 +182,51 @@ def _compatible(declared: Shape, inferred: Shape) -> bool:
         return False
 
 
-#: the files whose ``prior(...)`` types are being read, outermost first (to refuse cycles)
-_PRIOR_CHAIN: ContextVar[tuple[str, ...]] = ContextVar("gendsl_prior_chain", default=())
-
-
-def _anchor_priors(spec: Spec, file: str | None) -> Spec:
-    """``spec`` with the folder of every ``prior("RUN")`` in it made absolute where one is found now,
-    so the model lowers the same run whatever the working directory is later."""
+def _anchor(spec: Spec, file: str | None, catalog: Catalog) -> Spec:
+    """``spec`` with every nested mechanism's :meth:`anchor` applied (run folders made absolute)."""
     options = dict(spec.options)
     for key, value in spec.options.items():
         if isinstance(value, Spec):
-            options[key] = _anchor_priors(value, file)
-    if spec.name == "prior" and isinstance(options.get("run"), str):
-        from gendsl.prior import locate_run
-
-        options["run"] = locate_run(options["run"], file)
-    return spec if options == spec.options else Spec(spec.name, spec.category, options)
+            options[key] = _anchor(value, file, catalog)
+    spec = spec if options == spec.options else Spec(spec.name, spec.category, options)
+    declaration = catalog.mechanisms.get(spec.name) if spec.category == "mechanism" else None
+    return declaration.anchor(spec, file, catalog) if declaration is not None else spec
 
 
-def _prior_type(spec: Spec, call: Call) -> VarType:
-    """The type of ``prior("RUN")`` read from the run folder; a folder that cannot be read, or
-    one that leads back to a file being read, is a :class:`GenSemanticError` at the call."""
-    from gendsl.prior import source_type
+@dataclass(frozen=True)
+class Typing:
+    """What a mechanism's type rule may ask while its variable is checked.
 
-    file = call.span.file or "<string>"
-    here = str(Path(file).resolve()) if Path(file).is_file() else file
-    chain = _PRIOR_CHAIN.get()
-    if here in chain:
-        raise GenSemanticError(f"prior(\"{spec['run']}\") leads back to {file}: runs that are priors of "
-                               f"each other form a cycle; write the type of the variable to break it", call.span)
-    token = _PRIOR_CHAIN.set((*chain, here))
-    try:
-        return source_type(spec["run"], spec.get("node"), call.span)
-    except (OSError, ValueError, TypeError, AttributeError, KeyError) as err:  # a damaged run folder
-        raise GenSemanticError(f"cannot read the run \"{spec['run']}\" for prior(...): "
-                               f"{type(err).__name__}: {err}", call.span) from None
-    finally:
-        _PRIOR_CHAIN.reset(token)
+    Attributes
+    ----------
+    types:
+        The (declared or inferred) types of the variables checked so far: every parent.
+    catalog:
+        The catalog of the check (signatures, declarations, sources).
+    call:
+        The right-hand side being checked (for error positions).
+    """
+
+    types: dict[str, VarType]
+    int_inputs: frozenset[str]
+    catalog: Catalog
+    call: Call
+
+    def shape_of(self, expr: Expr, extra: dict[str, VarType] | None = None) -> Shape:
+        """Shape of an expression over the variables in scope (and ``extra`` ones)."""
+        return _Shapes({**self.types, **(extra or {})}, set(self.int_inputs), self.catalog).of(expr)
+
+    def distribution_shape(self, spec: Spec) -> Shape:
+        """Shape of one draw of a resolved distribution spec."""
+        call = self.call.args[0] if self.call.args else self.call
+        return _distribution_shape(spec, call, _Shapes(self.types, set(self.int_inputs), self.catalog))
 
 
-def check(name: str, statements: list[Statement], span: Span | None = None) -> Model:
+def check(name: str, statements: list[Statement], catalog: Catalog, span: Span | None = None) -> Model:
     """Check ``statements`` of the model ``name``; return the :class:`Model` or raise.
+
+    ``catalog`` holds the signatures and mechanism declarations to check against (see
+    :mod:`gendsl.registry`) and the resolver of ``prior(...)`` sources.
 
     Raises
     ------
@@ -279,21 +275,21 @@ def check(name: str, statements: list[Statement], span: Span | None = None) -> M
             if not isinstance(rhs, Call):
                 errors.add(f"the right side of '~' must be a distribution or a mechanism, got '{unparse(rhs)}'", rhs.span)
                 continue
-            sig = SIGNATURES.get(rhs.func)
+            sig = catalog.signatures.get(rhs.func)
             if sig is None or sig.category not in ("distribution", "mechanism"):
-                known = [s for s, g in SIGNATURES.items() if g.category in ("distribution", "mechanism")]
+                known = [s for s, g in catalog.signatures.items() if g.category in ("distribution", "mechanism")]
                 what = f"'{rhs.func}' is a {sig.category}, not a distribution or mechanism" if sig else \
                     f"unknown distribution or mechanism '{rhs.func}'{did_you_mean(rhs.func, known)}"
                 errors.add(what, rhs.span)
                 continue
             try:
-                spec = _anchor_priors(resolve_call(rhs), rhs.span.file)
+                spec = _anchor(resolve_call(rhs, catalog.signatures), rhs.span.file, catalog)
             except GenError as err:
                 errors.extend(err)
                 continue
             specs[n] = spec
-            given = set(spec.get("given", ()) or ())
-            allowed_self = spec.name == "energy" and n not in given
+            declaration = catalog.mechanisms.get(spec.name) if spec.category == "mechanism" else None
+            allowed_self = declaration is not None and declaration.self_reference(spec, n)
             for ref in names_in(rhs):
                 if ref.id == n and allowed_self:
                     continue
@@ -308,7 +304,7 @@ def check(name: str, statements: list[Statement], span: Span | None = None) -> M
                 continue
             fn = part
             if fn.func not in FUNCTIONS:
-                sig = SIGNATURES.get(fn.func)
+                sig = catalog.signatures.get(fn.func)
                 hint = f" ({fn.func} is a {sig.category}, not a function)" if sig else did_you_mean(fn.func, FUNCTIONS)
                 errors.add(f"unknown function '{fn.func}'{hint}", fn.span)
         for ref, rspan in refs:
@@ -351,7 +347,7 @@ def check(name: str, statements: list[Statement], span: Span | None = None) -> M
 
     # 4. roles, types and shapes in topological order
     types: dict[str, VarType] = {}
-    shapes = _Shapes(types, int_inputs)
+    shapes = _Shapes(types, int_inputs, catalog)
     order = {n: i for i, n in enumerate(names)}
     for n in nx.lexicographical_topological_sort(graph, key=lambda x: order[x]):
         st = definition.get(n) or data_decl[n]
@@ -360,7 +356,7 @@ def check(name: str, statements: list[Statement], span: Span | None = None) -> M
             ("input" if st.kind == "data" else "deterministic")
         spec = specs.get(n)
         try:
-            vtype = _infer_type(n, st, declared, spec, shapes, types, int_inputs)
+            vtype = _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog)
         except GenError as err:
             errors.extend(err)
             types[n] = declared or VarType("real")
@@ -371,7 +367,7 @@ def check(name: str, statements: list[Statement], span: Span | None = None) -> M
     return Model(name, graph, span, tuple(statements))
 
 
-def _infer_type(n, st, declared, spec, shapes, types, int_inputs) -> VarType:
+def _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog: Catalog) -> VarType:
     if st.kind == "data":
         return declared
     if st.kind == "let":
@@ -379,7 +375,7 @@ def _infer_type(n, st, declared, spec, shapes, types, int_inputs) -> VarType:
         return VarType("real", shape)
     call: Call = st.rhs
     if spec.category == "distribution":
-        sig = SIGNATURES[spec.name]
+        sig = catalog.signatures[spec.name]
         inferred = _distribution_shape(spec, call, shapes)
         base = _SUPPORT_BASE[sig.support]
         if declared is None:
@@ -394,32 +390,16 @@ def _infer_type(n, st, declared, spec, shapes, types, int_inputs) -> VarType:
         if declared.base in ("positive", "unit") and base not in (declared.base, "unit") and sig.support != "interval":
             raise GenSemanticError(f"{spec.name}() draws {base} values but '{n}' is declared {declared}", call.span)
         return declared
-    # mechanisms
+    # mechanisms: their declaration's type rule
     mech = spec.name
-    vtype = declared
-    if vtype is None and mech == "pushforward":
-        base = spec["base"]
-        if isinstance(base, str):
-            vtype = VarType("real", types[base].shape)
-        elif isinstance(base, Spec) and base.category == "distribution":
-            shape = _distribution_shape(base, call.args[0] if call.args else call, shapes)
-            vtype = VarType("real", shape) if shape else None
-    if vtype is None and mech == "prior":
-        vtype = _prior_type(spec, call)
+    declaration = catalog.mechanisms[mech]
+    typing = Typing(dict(types), frozenset(int_inputs), catalog, call)
+    vtype = declared if declared is not None else declaration.infer_type(n, spec, typing)
     if vtype is None:
         raise GenSemanticError(f"the type of '{n}' cannot be inferred from {mech}(...); write it, "
                                f"e.g. '{n}: real[2] ~ {mech}(...)'", st.span)
-    if vtype.base not in MECHANISM_BASES[mech]:
+    if vtype.base not in declaration.bases:
         raise GenSemanticError(f"{mech}() cannot model '{n}' of type {vtype}; it models "
-                               f"{', '.join(MECHANISM_BASES[mech])} variables", call.span)
-    if mech == "energy" and not isinstance(spec["E"], (Spec, Opaque)):
-        # an energy expression must be a scalar
-        local = dict(types)
-        local[n] = vtype
-        e_shape = _Shapes(local, int_inputs).of(spec["E"])
-        if e_shape not in ((), (1,)):
-            raise GenSemanticError(f"the energy of '{n}' must be a scalar, got shape {shape_str(e_shape)}", spec["E"].span)
-    if mech == "pushforward" and isinstance(spec["base"], str) and types[spec["base"]].shape != vtype.shape:
-        raise GenSemanticError(f"the base '{spec['base']}' of '{n}' has shape {shape_str(types[spec['base']].shape)} "
-                               f"but '{n}' has shape {shape_str(vtype.shape)}", call.span)
+                               f"{', '.join(declaration.bases)} variables", call.span)
+    declaration.check_spec(n, spec, vtype, typing)
     return vtype

@@ -11,8 +11,8 @@ from typing import Iterable, Mapping
 import jax.numpy as jnp
 import numpy as np
 
+from gendsl.core.types import shape_str
 from gendsl.errors import GenDataError
-from gendsl.ir.types import shape_str
 
 __all__ = ["prepare", "dtype_for"]
 

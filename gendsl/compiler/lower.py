@@ -1,10 +1,12 @@
-"""Model -> Program. One pass per function, sequenced by :func:`compile`:
+"""Model -> lowered graph. One pass per function:
 
-``bind_dims`` (symbolic dimensions -> integers) -> ``lower`` (each variable -> its mechanism
-through the registry) -> :class:`~gendsl.program.Program` (assembly of the joint entry points).
+``bind_dims`` (symbolic dimensions -> integers) -> ``lower`` (each variable -> its node, built by
+the mechanism the registry names). :class:`~gendsl.program.Program` assembles the joint entry
+points from the lowered graph.
 
 The compiler never special-cases a mechanism: everything a node does goes through
-:class:`~gendsl.mechanisms.base.AbstractMechanism`.
+:class:`~gendsl.mechanisms.base.AbstractMechanism`, and it finds mechanisms only in
+:data:`gendsl.registry.MECHANISMS`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
+from gendsl.core.model import Model, Variable
+from gendsl.core.types import VarType
 from gendsl.errors import GenDataError
-from gendsl.ir.model import Model, Variable
-from gendsl.ir.types import VarType
-from gendsl.lowering.expr import evaluate
-from gendsl.mechanisms import AbstractMechanism, NodeContext, lookup
+from gendsl.mechanisms import AbstractMechanism, NodeContext
+from gendsl.numerics.expr import evaluate
+from gendsl.registry import MECHANISMS
 
-__all__ = ["LoweredNode", "Lowered", "lower", "compile"]
+__all__ = ["LoweredNode", "Lowered", "static_inputs", "bind_dims", "lower"]
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,13 @@ def bind_dims(model: Model, values: Mapping[str, object]) -> tuple[tuple[str, in
     return tuple(out)
 
 
-def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None) -> Lowered:
+def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,
+          load_source: Callable | None = None) -> Lowered:
     """Lower every variable of ``model`` with its dimensions bound to ``dims``.
 
     ``placeholder``: value used for dimensions missing from ``dims`` (for ``describe``); when
-    None a missing dimension is an error naming the variables that need it.
+    None a missing dimension is an error naming the variables that need it. ``load_source``:
+    how ``prior(...)`` sources are opened (see :class:`~gendsl.mechanisms.base.NodeContext`).
     """
     missing = sorted(model.symbols - set(dims))
     if missing and placeholder is None:
@@ -107,27 +112,12 @@ def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None)
             base = var.spec.get("base")
             if isinstance(base, str):
                 given = (*given, base) if base not in given else given
-            ctx = NodeContext(var.name, types[var.name], var.spec, parents, given, evaluate_one, var.span)
-            mech = lookup(var.mechanism, var.rhs.span if var.rhs is not None else var.span)(ctx)
+            ctx = NodeContext(var.name, types[var.name], var.spec, parents, given, evaluate_one, var.span,
+                              MECHANISMS, load_source)
+            mech = MECHANISMS.lookup(var.mechanism, var.rhs.span if var.rhs is not None else var.span).build(ctx)
         compute = None
         if var.role == "deterministic":
             def compute(env, rhs=var.rhs):
                 return evaluate_one(rhs, env)
         nodes.append(LoweredNode(var, types[var.name], mech, compute))
     return Lowered(model, tuple(sorted(bound.items())), tuple(nodes))
-
-
-def compile(model: Model, dims: Mapping[str, int] | None = None):
-    """Compile a checked model into a :class:`~gendsl.program.Program`.
-
-    Parameters
-    ----------
-    model:
-        From :func:`gendsl.load`, :func:`gendsl.parse` or the builder API.
-    dims:
-        Values of ``int`` inputs used as dimensions, if known now; otherwise they are read from
-        the data handed to ``fit`` / ``infer``.
-    """
-    from gendsl.program import Program
-
-    return Program(model, dict(dims or {}))

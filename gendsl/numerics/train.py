@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from gendsl.errors import GenRuntimeError
+from gendsl.numerics.devices import check_divisible, replicated, shard_leading
 
 __all__ = ["TrainState", "build_trainer", "batch_indices", "epoch_permutation", "FitResult", "NonFiniteLoss",
            "chunk_size", "run"]
@@ -150,7 +151,6 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
 
     Returns ``(state, losses, seconds)`` with ``losses`` of shape ``(steps,)``.
     """
-    from gendsl.runtime.devices import check_divisible, replicated, shard_leading
 
     data_key, loss_key = jax.random.split(key)
     total = steps

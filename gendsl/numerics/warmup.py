@@ -6,7 +6,7 @@ NUTS and HMC also estimate the inverse mass matrix in the slow windows of blackj
 :class:`~blackjax.adaptation.metric_recipes.MetricCore` (:func:`scaled_welford_core`), restarting
 dual averaging from the window's average step size at the end of each window, as blackjax's
 ``window_adaptation`` does. Written as ``(init, update, final)`` of ONE chain so the driver in
-:mod:`gendsl.runtime.mcmc` runs warm-up and sampling in a single ``lax.scan``.
+:mod:`gendsl.numerics.mcmc` runs warm-up and sampling in a single ``lax.scan``.
 """
 
 from __future__ import annotations

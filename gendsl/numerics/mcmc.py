@@ -1,7 +1,7 @@
 """The blackjax bridge: kernel selection and a pure multi-chain driver.
 
 Every kernel comes from blackjax: NUTS and HMC (tuned by Stan's windowed warm-up,
-:mod:`gendsl.runtime.warmup`), MALA (its step size tuned by dual averaging), and the unadjusted
+:mod:`gendsl.numerics.warmup`), MALA (its step size tuned by dual averaging), and the unadjusted
 Langevin algorithm (blackjax's overdamped Langevin step, no tuning). A target is
 ``logdensity_fn(position)`` for a flat position of shape ``(d,)``.
 
@@ -24,8 +24,10 @@ import jax
 import jax.numpy as jnp
 from blackjax.mcmc.diffusions import overdamped_langevin
 
-from gendsl.errors import GenDataError
-from gendsl.runtime.warmup import Tuning, adaptation, schedule
+from gendsl.core.catalog import Table
+from gendsl.core.signatures import Param, Signature
+from gendsl.errors import GenDataError, did_you_mean
+from gendsl.numerics.warmup import Tuning, adaptation, schedule
 
 __all__ = [
     "KERNELS",
@@ -46,8 +48,34 @@ __all__ = [
     "short_run",
 ]
 
-#: kernels by name; "auto" means NUTS
-KERNELS = ("nuts", "hmc", "mala", "langevin")
+#: the ``chains=`` option of every kernel
+CHAINS_DOC = "0: every draw is the last state of its own chain; C > 0: draws spread over C long chains"
+#: ``nuts(...)`` in the language
+NUTS_SIGNATURE = Signature("nuts", "kernel", (
+        Param("warmup", "int", 500), Param("steps", "int", 1000), Param("max_depth", "int", 10),
+        Param("target_accept", "number", 0.95), Param("mass", "str", "auto", ("auto", "dense", "diagonal")),
+        Param("chains", "int", 0, doc=CHAINS_DOC),
+        Param("step_size", "number", 1.0, doc="initial step size (kept when warmup=0)"),
+    ), "No-U-Turn sampler with window adaptation")
+#: ``hmc(...)`` in the language
+HMC_SIGNATURE = Signature("hmc", "kernel", (
+        Param("steps", "int", 1000), Param("warmup", "int", 500), Param("step_size", "number", 0.1),
+        Param("leapfrog", "int", 16), Param("mass", "str", "auto", ("auto", "dense", "diagonal")),
+        Param("chains", "int", 0, doc=CHAINS_DOC), Param("target_accept", "number", 0.9),
+    ), "Hamiltonian Monte Carlo with window adaptation")
+#: ``mala(...)`` in the language
+MALA_SIGNATURE = Signature("mala", "kernel", (
+        Param("step_size", "number", 0.01), Param("steps", "int", 200), Param("warmup", "int", 0),
+        Param("chains", "int", 0, doc=CHAINS_DOC), Param("target_accept", "number", 0.574),
+    ), "Metropolis-adjusted Langevin (step size adapted during warm-up)")
+#: ``langevin(...)`` in the language
+LANGEVIN_SIGNATURE = Signature("langevin", "kernel", (
+        Param("step_size", "number", 0.01), Param("steps", "int", 200), Param("warmup", "int", 0),
+        Param("chains", "int", 0, doc=CHAINS_DOC),
+    ), "unadjusted Langevin algorithm")
+
+#: kernels by name (each entry its signature in the language); "auto" means NUTS
+KERNELS = Table("MCMC kernel", {s.name: s for s in (NUTS_SIGNATURE, HMC_SIGNATURE, MALA_SIGNATURE, LANGEVIN_SIGNATURE)})
 #: "auto" mass matrix: dense up to this many unconstrained dimensions, diagonal above
 DENSE_MAX_DIM = 12
 #: acceptance rates targeted by the step-size adaptation when none is given
@@ -129,8 +157,6 @@ def kernel_config(kernel: str = "auto", **options) -> KernelConfig:
     GenDataError
         For an unknown kernel or option, or an option out of range.
     """
-    from gendsl.errors import did_you_mean
-
     name = "nuts" if kernel == "auto" else kernel
     if name not in KERNELS:
         raise GenDataError(f"unknown kernel '{kernel}'{did_you_mean(str(kernel), KERNELS)} "

@@ -15,7 +15,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from gendsl import api
 from gendsl.errors import GenDataError
+from gendsl.plots import trace_plot
 
 __all__ = ["read_data", "write_posterior", "infer_run"]
 
@@ -59,29 +61,8 @@ def write_posterior(post, out_dir: str | Path) -> Path:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "sampler.json").write_text(json.dumps(post.sampler_stats(), indent=2))
     np.savez(out / "draws.npz", **post.samples)
-    try:
-        from gendsl.plots import trace_plot
-    except ImportError:
-        trace_plot = _trace_plot
     trace_plot(post.samples, out / "trace.png")
     return out
-
-
-def _trace_plot(draws, path) -> Path:
-    """A minimal trace plot (one row per variable's first element), used without gendsl.plots."""
-    from matplotlib.figure import Figure
-
-    names = list(draws)[:12]
-    fig = Figure(figsize=(8, 1.5 * len(names) + 0.5))
-    for row, name in enumerate(names):
-        ax = fig.add_subplot(len(names), 1, row + 1)
-        arr = np.asarray(draws[name])
-        for chain in arr.reshape(arr.shape[0], arr.shape[1], -1)[..., 0]:
-            ax.plot(chain, lw=0.5)
-        ax.set_ylabel(name)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return Path(path)
 
 
 def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path, chains: int = 4,
@@ -100,9 +81,8 @@ def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path
     -------
     Posterior
     """
-    import gendsl
 
-    program = gendsl.compile(gendsl.load(model_path, model=model_name))
+    program = api.compile(api.load(model_path, model=model_name))
     options = {} if devices is None else {"devices": devices}
     post = program.infer(read_data(data_path), key=jax.random.key(seed), num_chains=chains, num_samples=samples,
                          num_warmup=warmup, **options)

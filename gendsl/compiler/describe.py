@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gendsl.ir.ast import unparse
+from gendsl.core.ast import unparse
 from gendsl.mechanisms.base import weakest_kind
 
 __all__ = ["describe", "plan_rows"]
@@ -18,7 +18,7 @@ def plan_rows(lowered) -> list[dict[str, str]]:
         row = {"node": var.name, "role": var.role, "type": str(var.type), "parents": ", ".join(var.parents) or "-"}
         if node.mechanism is not None:
             row.update(node.mechanism.describe())
-            if row["mechanism"] == "leaf":
+            if row["mechanism"] is None:  # the node is described by its right-hand side as written
                 row["mechanism"] = unparse(var.rhs)
         elif var.role == "deterministic":
             row.update(mechanism="= " + unparse(var.rhs), loss="-", likelihood="-", sampler="-", cost="0")

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special as jss
 
-from gendsl.ir.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Opaque, Str, Unary
+from gendsl.core.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Opaque, Str, Unary
 
 __all__ = ["IMPLEMENTATIONS", "evaluate"]
 

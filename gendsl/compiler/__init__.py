@@ -1,0 +1,1 @@
+"""The compiler: bind the data, lower each variable through the registry, describe the plan."""

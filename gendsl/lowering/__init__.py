@@ -1,1 +1,0 @@
-"""Lowering of the language's expressions to JAX."""

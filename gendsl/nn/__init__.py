@@ -1,0 +1,18 @@
+"""Networks (equinox modules), and the network table: one line each.
+
+A new network is one file (the module, its ``*_SIGNATURE`` and ``NETWORK`` entry) plus one line
+here; every mechanism that accepts its kind (:data:`gendsl.nn.base.KINDS`) can then use it.
+"""
+
+from gendsl.core.catalog import Table
+from gendsl.nn import made, mlp, transformer
+from gendsl.nn.base import KINDS, Network
+
+__all__ = ["NETWORKS", "Network", "KINDS"]
+
+#: network name -> :class:`~gendsl.nn.base.Network`
+NETWORKS = Table("network", {
+    "mlp": mlp.NETWORK,
+    "made": made.NETWORK,
+    "transformer": transformer.NETWORK,
+})

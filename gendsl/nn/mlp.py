@@ -1,0 +1,61 @@
+"""The multilayer perceptron: ``(in_size,) -> (out_size,)`` for one example (mechanisms ``vmap`` it)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from gendsl.core.signatures import ACTIVATION, Param, Signature
+from gendsl.nn.activations import ACTIVATIONS
+from gendsl.nn.base import Network
+
+__all__ = ["MLP", "mlp"]
+
+#: ``mlp(...)`` in the language
+MLP_SIGNATURE = Signature("mlp", "network", (
+        Param("hidden", "ints", (64, 64)),
+        Param("activation", "str", "silu", ACTIVATION),
+        Param("components", "int", 8, doc="mixture components when used by factorize on reals"),
+    ), "a multilayer perceptron")
+
+
+class MLP(eqx.Module):
+    """A multilayer perceptron ``(in_size,) -> (out_size,)`` with given hidden widths.
+
+    ``zero_last=True`` initialises the output layer at zero (identity-at-init flows, residuals).
+    """
+
+    layers: tuple[eqx.nn.Linear, ...]
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, in_size: int, out_size: int, hidden: Sequence[int], activation: str = "silu",
+                 *, key: jax.Array, zero_last: bool = False):
+        sizes = [in_size, *hidden, out_size]
+        keys = jax.random.split(key, len(sizes) - 1)
+        layers = [eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys)]
+        if zero_last:
+            last = layers[-1]
+            last = eqx.tree_at(lambda l: (l.weight, l.bias), last, (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)))
+            layers[-1] = last
+        self.layers = tuple(layers)
+        self.activation = activation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
+        for layer in self.layers[:-1]:
+            x = act(layer(x))
+        return self.layers[-1](x)
+
+
+def mlp(in_size: int, out_size: int, spec, *, key: jax.Array, zero_last: bool = False) -> MLP:
+    """Build an :class:`MLP` from a resolved ``mlp(...)`` spec (or None for the defaults)."""
+    hidden = spec.get("hidden", (64, 64)) if spec is not None else (64, 64)
+    activation = spec.get("activation", "silu") if spec is not None else "silu"
+    return MLP(in_size, out_size, hidden, activation, key=key, zero_last=zero_last)
+
+
+#: the ``mlp`` entry of the network table
+NETWORK = Network(MLP_SIGNATURE, "vector")

@@ -1,1 +1,0 @@
-"""What runs compiled programs: the training loop, parameter files, data preparation."""
