@@ -194,7 +194,7 @@ class Program:
         init_key, state_key, run_key = jax.random.split(key, 3)
         params = self.init(init_key, data) if params is None else params
         groups, labels, node_state = self._training_parts(lowered, params, state_key)
-        init, step = build_trainer(self._joint_train_loss(lowered), optimizer or optax.adam(1e-3), groups, labels)
+        init, step, chunks = self._trainer(lowered, optimizer, groups, labels)
         state, losses = init(params, node_state), None
         record = {"steps": steps, "batch_size": batch_size, "n": n}
         if resume and checkpoint_dir is not None and has_checkpoint(checkpoint_dir):
@@ -210,11 +210,28 @@ class Program:
             state, losses, seconds = run(step, state, arrays, n, steps=steps, key=run_key, batch_size=batch_size,
                                          losses=losses, progress=progress, checkpoint=save,
                                          checkpoint_every=checkpoint_every, max_retries=max_retries,
-                                         lr_backoff=lr_backoff, mesh=mesh)
+                                         lr_backoff=lr_backoff, mesh=mesh, chunks=chunks)
         except NonFiniteLoss as err:
             err.params = self.finalize(err.state.params, err.state.node_state)
             raise
         return FitResult(self.finalize(state.params, state.node_state), losses, state, seconds)
+
+    def _trainer(self, lowered: Lowered, optimizer, groups, labels):
+        """``(init, step, chunks)`` for training ``lowered`` with ``optimizer``, made once per
+        Program, binding of the dimensions, optimiser and parameter structure; ``chunks`` caches
+        the compiled training chunks, so a later ``fit`` with the same shapes compiles nothing."""
+        optimizer = self._default_optimizer if optimizer is None else optimizer
+        key = ("fit", lowered.dims, id(optimizer), groups, jax.tree_util.tree_structure(labels),
+               tuple(jax.tree_util.tree_leaves(labels)))
+        if key not in self._jitted:  # the optimiser is kept with its entry, so its id is not reused
+            init, step = build_trainer(self._joint_train_loss(lowered), optimizer, groups, labels)
+            self._jitted[key] = (init, step, {}, optimizer)
+        return self._jitted[key][:3]
+
+    @cached_property
+    def _default_optimizer(self) -> optax.GradientTransformation:
+        """``optax.adam(1e-3)``, one object per Program (so that it keys the compiled trainer)."""
+        return optax.adam(1e-3)
 
     def _training_parts(self, lowered, params, key):
         groups = ["main"]  # a group a node lists k times is updated k times per step
@@ -240,6 +257,12 @@ class Program:
         across that many devices (``n`` must be a multiple; the draws equal the 1-device ones).
         Returns a dict from every modelled and deterministic variable to an array ``(n, *shape)``.
         """
+        return self.sample_with_info(params, key, n, data, devices)[0]
+
+    def sample_with_info(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None,
+                         devices: int | str | None = None) -> tuple[dict, dict]:
+        """:meth:`sample` and what each node measured while sampling: ``(draws, info)``, ``info``
+        mapping node names to dicts of arrays (e.g. ``"nfe"`` of an adaptive ODE solve)."""
         mesh = make_mesh(devices)
         check_divisible(n, mesh, "the number of draws")
         data = dict(data or {})
@@ -250,27 +273,28 @@ class Program:
             raise GenDataError(f"the inputs hold {m} examples but {n} draws were asked for", self.model.span)
         fn = self._sampler(lowered, n, mesh)
         arrays = {k: jnp.broadcast_to(v, (n, *v.shape[1:])) for k, v in arrays.items()}
-        out = fn(params, key, arrays)
-        return {k: v for k, v in out.items() if self.model[k].role != "input"}
+        out, info = fn(params, key, arrays)
+        return {k: v for k, v in out.items() if self.model[k].role != "input"}, info
 
     def _sampler(self, lowered: Lowered, n: int, mesh=None):
         cache_key = ("sample", lowered.dims, n, mesh)
         if cache_key not in self._jitted:
             def draw(params, key, inputs):
-                values = dict(inputs)
+                values, info = dict(inputs), {}
                 keys = jax.random.split(key, max(1, len(lowered.nodes)))
                 for node, k in zip(lowered.nodes, keys):
                     if node.var.role == "deterministic":
                         values[node.name] = self._deterministic(node, values, n)
                     elif node.mechanism is not None:
-                        values[node.name] = node.mechanism.sample(params.get(node.name, {}), k, n, self._given(node, values))
-                return values
+                        values[node.name], info[node.name] = node.mechanism.sample_with_info(
+                            params.get(node.name, {}), k, n, self._given(node, values))
+                return values, info
 
             if mesh is None:
                 self._jitted[cache_key] = jax.jit(draw)
             else:
                 self._jitted[cache_key] = jax.jit(draw, in_shardings=(replicated(mesh), replicated(mesh), sharded(mesh)),
-                                                  out_shardings=sharded(mesh))
+                                                  out_shardings=(sharded(mesh), replicated(mesh)))
         return self._jitted[cache_key]
 
     def log_prob(self, params: dict, data: Mapping[str, Any]) -> jax.Array:

@@ -78,10 +78,11 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
     n_test = len(next(v for v in heldout.values() if np.ndim(v) > 0))
     jax.block_until_ready(program.sample(params, k1, n_test, {**dims, **inputs}))  # compile
     t0 = time.perf_counter()
-    draws = jax.block_until_ready(program.sample(params, k2, n_test, {**dims, **inputs}))
+    draws, info = jax.block_until_ready(program.sample_with_info(params, k2, n_test, {**dims, **inputs}))
     seconds = time.perf_counter() - t0
     metrics["sample_seconds_per_1000"] = seconds * 1000.0 / n_test
-    metrics["nfe_per_sample"] = int(sum(n.mechanism.cost() for n in program.lowered(heldout).stochastic))
+    metrics["nfe_per_sample"] = int(sum(int(info[n.name]["nfe"]) if "nfe" in info.get(n.name, {}) else n.mechanism.cost()
+                                        for n in program.lowered(heldout).stochastic))
     real_test = _real_matrix(program.model, heldout)
     real_draws = _real_matrix(program.model, {k: np.asarray(v) for k, v in draws.items()})
     metrics["energy_distance"] = None

@@ -174,6 +174,12 @@ class AbstractMechanism(abc.ABC):
     def log_prob(self, params, x: jax.Array, given: dict) -> jax.Array:
         """Per-example log-density of ``x`` (shape ``(n, *shape)``), shape ``(n,)``."""
 
+    def sample_with_info(self, params, key: jax.Array, n: int, given: dict) -> tuple[jax.Array, dict]:
+        """:meth:`sample` and what it measured, as values: ``(draws, info)``, ``info`` a dict of
+        arrays (``"nfe"``: network evaluations per sample, for nodes whose count is only known
+        after the solve). Nothing is written back into the node. Default: no statistics."""
+        return self.sample(params, key, n, given), {}
+
     def loss(self, params, x: jax.Array, given: dict, key: jax.Array) -> jax.Array:
         """The training objective matched to the mechanism (scalar). Default: mean NLL."""
         return -jnp.mean(self.log_prob(params, x, given))

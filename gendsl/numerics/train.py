@@ -27,7 +27,7 @@ from gendsl.errors import GenRuntimeError
 from gendsl.numerics.devices import check_divisible, replicated, shard_leading
 
 __all__ = ["TrainState", "build_trainer", "batch_indices", "epoch_permutation", "FitResult", "NonFiniteLoss",
-           "chunk_size", "run"]
+           "chunk_size", "build_chunk", "run"]
 
 
 class TrainState(NamedTuple):
@@ -132,14 +132,54 @@ def chunk_size(total: int) -> int:
     return max(1, min(200, total // 20 or 1))
 
 
+def build_chunk(step_fn: Callable, n: int, batch_size: int, chunk: int, mesh=None) -> Callable:
+    """The jitted ``chunk(state, data, data_key, loss_key, total) -> (state, losses)``: ``chunk``
+    steps of ``step_fn`` in one ``lax.scan`` (steps at or past ``total`` leave the state as it is).
+
+    It depends on the shapes only (keys and the total are arguments), so a caller that keeps it
+    trains again with new keys, data of the same shape or another number of steps without
+    compiling again.
+    """
+    bs = min(batch_size, n)
+    per_epoch = max(1, n // bs)
+
+    @jax.jit
+    def run_chunk(carry, data, data_key, loss_key, total):
+        # the batches of batch_indices, with each epoch's permutation drawn once (not at every step)
+        def one(c, _):
+            carry, perm = c
+            s = carry.step
+            if bs >= n:
+                idx = jnp.arange(n)
+            else:
+                perm = jax.lax.cond(s % per_epoch == 0, lambda: epoch_permutation(data_key, s // per_epoch, n),
+                                    lambda: perm)
+                idx = jax.lax.dynamic_slice(perm, ((s % per_epoch) * bs,), (bs,))
+            batch = shard_leading(jax.tree_util.tree_map(lambda a: a[idx], data), mesh)
+            new, loss = step_fn(carry, batch, jax.random.fold_in(loss_key, s))
+            active = s < total
+            new = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, carry)
+            return (new, perm), loss
+
+        first = epoch_permutation(data_key, carry.step // per_epoch, n)
+        (carry, _), losses = jax.lax.scan(one, (carry, first), None, length=chunk)
+        return carry, losses
+
+    return run_chunk
+
+
 def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int, key: jax.Array,
         batch_size: int, losses: np.ndarray | None = None, progress: bool = True,
         checkpoint: Callable[[TrainState, np.ndarray], None] | None = None, checkpoint_every: int | None = None,
-        max_retries: int = 3, lr_backoff: float = 0.5, mesh=None) -> tuple[TrainState, np.ndarray, float]:
+        max_retries: int = 3, lr_backoff: float = 0.5, mesh=None,
+        chunks: dict | None = None) -> tuple[TrainState, np.ndarray, float]:
     """Run ``step_fn`` from ``state`` until ``state.step == steps``, in jitted scan chunks.
 
     Parameters
     ----------
+    chunks:
+        A cache of compiled chunks (:func:`build_chunk`) kept by the caller across runs of the
+        same ``step_fn``: a later run with the same shapes compiles nothing. None: compile anew.
     losses:
         Losses of the steps already taken (when resuming), kept in front of the new ones.
     checkpoint, checkpoint_every:
@@ -162,29 +202,10 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
         if jax.process_count() == 1:  # multi-host data arrive already split across hosts
             data = jax.device_put(data, replicated(mesh))
 
-    per_epoch = max(1, n // bs)
-
-    @jax.jit
-    def run_chunk(carry, data):
-        # the batches of batch_indices, with each epoch's permutation drawn once (not at every step)
-        def one(c, _):
-            carry, perm = c
-            s = carry.step
-            if bs >= n:
-                idx = jnp.arange(n)
-            else:
-                perm = jax.lax.cond(s % per_epoch == 0, lambda: epoch_permutation(data_key, s // per_epoch, n),
-                                    lambda: perm)
-                idx = jax.lax.dynamic_slice(perm, ((s % per_epoch) * bs,), (bs,))
-            batch = shard_leading(jax.tree_util.tree_map(lambda a: a[idx], data), mesh)
-            new, loss = step_fn(carry, batch, jax.random.fold_in(loss_key, s))
-            active = s < total
-            new = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, carry)
-            return (new, perm), loss
-
-        first = epoch_permutation(data_key, carry.step // per_epoch, n)
-        (carry, _), losses = jax.lax.scan(one, (carry, first), None, length=chunk)
-        return carry, losses
+    cache_key = (n, bs, chunk, mesh)
+    run_chunk = (chunks or {}).get(cache_key) or build_chunk(step_fn, n, bs, chunk, mesh)
+    if chunks is not None:
+        chunks[cache_key] = run_chunk
 
     history = [np.asarray(losses, dtype=np.float32)] if losses is not None and len(losses) else []
     done = int(state.step)
@@ -196,7 +217,7 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
     t0 = time.perf_counter()
     failures, last_saved = 0, done
     while done < total:
-        new_state, chunk_losses = run_chunk(state, data)
+        new_state, chunk_losses = run_chunk(state, data, data_key, loss_key, total)
         chunk_losses = np.asarray(chunk_losses)[: total - done]
         if not np.all(np.isfinite(chunk_losses)):
             failures += 1

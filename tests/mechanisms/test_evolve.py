@@ -232,9 +232,11 @@ def test_describe_and_cost():
         row = prog.lowered().stochastic[0].mechanism.describe()
         assert row["cost"] == str(cost) and row["likelihood"] == "estimate", row
     prog = gendsl.compile(gendsl.parse(MOONS.format(process="ve()", sampler='ode(steps="adaptive")')))
-    prog.sample(prog.init(jax.random.key(0)), jax.random.key(1), 16)
-    jax.effects_barrier()
-    assert prog.lowered().stochastic[0].mechanism.cost() > 0
+    node = prog.lowered().stochastic[0]
+    before = node.mechanism.cost()
+    _, info = prog.sample_with_info(prog.init(jax.random.key(0)), jax.random.key(1), 16)
+    assert int(info[node.name]["nfe"]) > 0  # measured by the solve, returned as a value
+    assert node.mechanism.cost() == before  # and nothing written back into the node
 
 
 @pytest.mark.parametrize("extra,message", [

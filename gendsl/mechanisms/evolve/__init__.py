@@ -84,7 +84,6 @@ class Evolve(EvolveNode):
         self.time_sampling = spec["time_sampling"]
         trace = spec["trace"]
         self.trace = ("exact" if ctx.size <= EXACT_TRACE_MAX_SIZE else "hutchinson") if trace == "auto" else trace
-        self._measured_nfe: int | None = None
         self.loss_name = ("velocity regression" + (", minibatch OT" if self.process.ot else "") if self.flow
                           else f"dsm, {self.weighting} weighting")
         self.sampler_name = self._sampler_words()
@@ -147,7 +146,8 @@ class Evolve(EvolveNode):
         return {"net": state["ema"] if self.ema > 0 else params["net"], **state["affine"]}
 
     # -- sampling and density -------------------------------------------------------------------
-    def sample(self, params, key, n, given):
+    def sample_with_info(self, params, key, n, given):
+        """Draws and ``{"nfe": network evaluations per sample}`` (from diffrax's step count)."""
         k_prior, k_noise = jax.random.split(key)
         y1 = self.prior_draws(k_prior, n)
         model = self.model(params["net"], guided=True)
@@ -159,26 +159,16 @@ class Evolve(EvolveNode):
         else:
             y, nfe = solve_sde(model, self.process, y1, k_noise, context, steps=s["steps"],
                                corrector=s["corrector"], snr=s["snr"])
-        jax.debug.callback(self._record, nfe * self._evaluations_per_call())
-        return self.unstandardise(params, y)
+        return self.unstandardise(params, y), {"nfe": nfe * (2 if self.guidance else 1)}
 
-    def _evaluations_per_call(self) -> int:
-        return 2 if self.guidance else 1
-
-    def _record(self, nfe) -> None:
-        self._measured_nfe = int(nfe)
+    def sample(self, params, key, n, given):
+        return self.sample_with_info(params, key, n, given)[0]
 
     def log_prob(self, params, x, given):
         key = jax.random.key(_PROBE_KEY) if self.trace == "hutchinson" else None
         lp = likelihood.log_prob(self.model(params["net"]), self.process, self.standardise(params, x),
                                  self.context(given), trace=self.trace, key=key)
         return lp + self.log_jacobian(params)
-
-    def cost(self) -> int:
-        """Network evaluations per sample: from the step count, or measured for an adaptive solve."""
-        if self.sampler.name == "ode" and self.sampler["steps"] == "adaptive":
-            return self._measured_nfe or 0
-        return self.static_cost(self.ctx.spec, self.ctx.type, self.ctx.mechanisms)
 
     @staticmethod
     def _sampler_spec(spec):

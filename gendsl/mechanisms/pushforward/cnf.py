@@ -101,7 +101,6 @@ class CNFPushforward(PushforwardNode):
         self.sampler_name = "ode (tsit5)" if self.steps == "adaptive" else f"ode (tsit5, {self.steps} steps)"
         self._recipe = (self.dim + 1 + self.cond_dim, self.dim, self.map_spec["net"])
         self._static = static_part(velocity_network, self._recipe)
-        self._observed_evals: int | None = None
 
     def _solve_options(self) -> dict:
         spec = self.map_spec
@@ -165,18 +164,16 @@ class CNFPushforward(PushforwardNode):
         """``y = T(z)``: ``(n, D)`` -> ``(n, D)`` and the number of solver steps."""
         return solve(self._field, z, 0.0, 1.0, (params, context), **self._solve_options())
 
-    def sample(self, params, key, n, given):
+    def sample_with_info(self, params, key, n, given):
+        """Draws and ``{"nfe": evaluations of the solve}`` (adaptive solves: as diffrax counted)."""
         y, num_steps = self.transform(params, self.base_sample(key, n, given), self.context(given))
-        if self.steps == "adaptive":
-            jax.debug.callback(self._record, num_steps)
-        return self.to_data(y)[0]
+        return self.to_data(y)[0], {"nfe": EVALS_PER_STEP * num_steps}
 
-    def _record(self, num_steps) -> None:
-        self._observed_evals = EVALS_PER_STEP * int(num_steps)
+    def sample(self, params, key, n, given):
+        return self.sample_with_info(params, key, n, given)[0]
 
     def cost(self) -> int:
-        if self.steps == "adaptive" and self._observed_evals:
-            return self._observed_evals
+        """Evaluations per sample: fixed steps, or the most an adaptive solve may take."""
         return self.map_cost(self.ctx.spec, self.ctx.type)
 
     @classmethod
