@@ -19,10 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-import blackjax
 import jax
 import jax.numpy as jnp
-from blackjax.mcmc.diffusions import overdamped_langevin
 
 from gendsl.core.catalog import Table
 from gendsl.core.signatures import Param, Signature
@@ -240,11 +238,20 @@ def init_state(logdensity_fn: Callable, position: jax.Array):
 
 
 def _as_hmc(state):
+    # blackjax is imported where it is used: importing it starts the XLA backend, and a multi-host
+    # run must call jax.distributed.initialize (the CLI's --coordinator) before that happens
+    import blackjax
+
     return blackjax.mcmc.hmc.HMCState(state.position, state.logdensity, state.logdensity_grad)
 
 
 def build_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
     """One transition: ``step(key, state, tuning) -> (state, ChainStats)`` (all scalars per chain)."""
+    # blackjax is imported where it is used: importing it starts the XLA backend, and a multi-host
+    # run must call jax.distributed.initialize (the CLI's --coordinator) before that happens
+    import blackjax
+    from blackjax.mcmc.diffusions import overdamped_langevin
+
     name = config.name
     if name == "nuts":
         kernel = blackjax.nuts.build_kernel()

@@ -15,10 +15,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, welford_algorithm
-from blackjax.adaptation.metric_recipes import MetricCore
-from blackjax.adaptation.step_size import dual_averaging_adaptation
-from blackjax.adaptation.window_adaptation import build_schedule
 
 __all__ = ["Tuning", "Adaptation", "SHRINKAGE", "scaled_welford_core", "adaptation", "schedule"]
 
@@ -42,7 +38,7 @@ class Adaptation(NamedTuple):
 SHRINKAGE = 1e-3
 
 
-def scaled_welford_core(dense: bool) -> MetricCore:
+def scaled_welford_core(dense: bool):
     """blackjax's Welford covariance estimate as a metric core, regularised relative to each
     coordinate's own variance.
 
@@ -53,6 +49,11 @@ def scaled_welford_core(dense: bool) -> MetricCore:
     towards ``1e-3 * diag(S)`` instead, the same rule in units of each coordinate's scale (and
     the same inverse mass matrix as Stan's for unit variances).
     """
+    # blackjax is imported where it is used: importing it starts the XLA backend, and a multi-host
+    # run must call jax.distributed.initialize (the CLI's --coordinator) before that happens
+    from blackjax.adaptation.mass_matrix import MassMatrixAdaptationState, welford_algorithm
+    from blackjax.adaptation.metric_recipes import MetricCore
+
     w_init, w_update, w_final = welford_algorithm(not dense)
 
     def init(n_dims: int) -> MassMatrixAdaptationState:
@@ -80,6 +81,10 @@ def adaptation(config, dim: int, dtype):
     the slow windows of :func:`~blackjax.adaptation.window_adaptation.build_schedule`, restarting
     dual averaging from the window's average step size at the end of each window.
     """
+    # blackjax is imported where it is used: importing it starts the XLA backend, and a multi-host
+    # run must call jax.distributed.initialize (the CLI's --coordinator) before that happens
+    from blackjax.adaptation.step_size import dual_averaging_adaptation
+
     da_init, da_update, da_final = dual_averaging_adaptation(config.target_accept)
     dense = config.adapts_mass and config.dense(dim)
     core = scaled_welford_core(dense) if config.adapts_mass else None
@@ -114,6 +119,8 @@ def adaptation(config, dim: int, dtype):
 
 def schedule(config, num_warmup: int, total: int) -> jax.Array:
     """``(total, 2)`` int array: (stage, window end) of each transition; zeros after warm-up."""
+    from blackjax.adaptation.window_adaptation import build_schedule  # see scaled_welford_core
+
     if config.adapts_mass and num_warmup:
         stages = jnp.asarray(build_schedule(num_warmup), jnp.int32).reshape(num_warmup, 2)
     else:
