@@ -111,7 +111,7 @@ def distill(program, params: dict, steps: int = 1, key: jax.Array | None = None,
     lowered = program.lowered(data)
     teachers = [n for n in lowered.stochastic if _distillable(n)]
     if not teachers:
-        raise GenRuntimeError(f"model '{program.model.name}' has no distillable (evolve) node", program.model.span)
+        raise GenRuntimeError(f"model '{program.model.name}' has no evolve node (no distillable node)", program.model.span)
     student = Program(student_model(program.model, steps, [n.name for n in teachers]), program.dims, SOURCES.load)
     student_lowered = student.lowered(data)
     k_parents, k_nodes = jax.random.split(key)
