@@ -79,7 +79,7 @@ def quality(dataset: str, process: str, steps: int, hidden: str, seeds=tuple(ran
         _report(rows, dataset, process, sampler, p.lowered().stochastic[0].mechanism.cost(), ratio, excess)
     for k in (1, 2):
         t0 = time.perf_counter()
-        student, sp = prog.distill(fit.params, steps=k, key=jax.random.key(2), train_steps=distill_steps, pairs=pairs)
+        student, sp = gendsl.distill(prog, fit.params, steps=k, key=jax.random.key(2), train_steps=distill_steps, pairs=pairs)
         seconds = time.perf_counter() - t0
         ratio, excess = _ratio(student, sp, held, floor, seeds, reference)
         _report(rows, dataset, process, f"distilled {k}-step", k, ratio, excess, distill_seconds=seconds)

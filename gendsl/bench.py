@@ -23,6 +23,7 @@ import numpy as np
 
 from gendsl import api
 from gendsl.data import builtin
+from gendsl.distill import distill
 from gendsl.plots import grid_2d
 from gendsl.runs import evaluate_fit
 
@@ -161,7 +162,7 @@ def run_bench(out: str | Path, quick: bool = False, seed: int = 0, datasets=None
             prog, params = fitted[teacher]
             log(f"[{ds}] {label}: distilling ({budget.distill_steps} steps)")
             t0 = time.perf_counter()
-            student, student_params = prog.distill(params, steps=1, key=jax.random.key(seed + 4),
+            student, student_params = distill(prog, params, steps=1, key=jax.random.key(seed + 4),
                                                    train_steps=budget.distill_steps, pairs=budget.distill_pairs)
             distill_seconds = time.perf_counter() - t0
             metrics = evaluate_fit(student, student_params, {"x": test}, jax.random.key(seed + 5), fresh={"x": fresh})

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from gendsl.core.functions import FUNCTIONS
 from gendsl.core.signatures import REQUIRED
-from gendsl.registry import CATALOG
 from gendsl.lang.grammar import grammar_text
+from gendsl.registry import CATALOG
 
 __all__ = ["render_language_reference", "main"]
 
