@@ -202,3 +202,27 @@ def test_variable_base_is_a_reparametrisation():
 def test_discrete_base_is_refused():
     with pytest.raises(GenError, match="continuous distribution"):
         compile_text("data x: real[2]\nx ~ pushforward(poisson(3), coupling())").init(jax.random.key(0))
+
+
+# -- the density pass multiplies by the affine scale (issue 13) ------------------------------------
+
+
+def test_affine_density_pass_does_not_amplify_at_the_scale_floor():
+    """With the conditioner at the 0.01 scale floor, the data -> latent pass of the affine coupling
+    transformer and of a MAF layer shrinks its input (``z = x * scale + shift``) instead of
+    multiplying it by 100 per layer, which compounded into log-densities of -1e14 off the data."""
+    from gendsl.mechanisms.pushforward.coupling import AffineTransformer
+    from gendsl.mechanisms.pushforward.maf import MaskedAffine
+
+    v = jnp.array([3.0, -2.0])
+    theta = jnp.array([[0.5, -50.0], [-0.5, -50.0]])  # shift, raw: scale at the floor
+    u, log_d = AffineTransformer().inverse(v, theta)
+    assert jnp.all(jnp.abs(u) <= jnp.abs(v) * 0.011 + 0.5 + 1e-6) and jnp.all(log_d < 0)
+    back, _ = AffineTransformer().forward(u, theta)
+    np.testing.assert_allclose(back, v, rtol=1e-5)
+
+    layer = MaskedAffine(2, 0, (8,), key=jax.random.key(0))
+    bias = layer.made.layers[-1].bias
+    layer = eqx.tree_at(lambda l: l.made.layers[-1].bias, layer, bias.at[:].set(-50.0))  # raw scale -50, shift -50
+    z, _ = layer.inverse_and_log_det(v)
+    assert jnp.all(jnp.abs(z - (-50.0)) <= 0.011 * jnp.abs(v) + 1e-4)

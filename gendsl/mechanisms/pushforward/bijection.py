@@ -138,6 +138,8 @@ def positive_scale(raw: jax.Array) -> jax.Array:
     """A stable positive scale: ``softplus(raw + c) + 0.01``, exactly 1 at ``raw = 0``.
 
     Linear (not exponential) growth for large ``raw`` and a floor at 0.01 keep log-dets bounded.
+    Affine layers multiply by it on the density pass (data -> latent) and divide on the sampling
+    pass: dividing by the floor on the density pass amplifies 100x per layer off the data.
     """
     return jax.nn.softplus(raw + _SCALE_OFFSET) + _MIN_SCALE
 

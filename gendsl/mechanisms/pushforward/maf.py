@@ -1,7 +1,9 @@
 """Masked autoregressive flows (Papamakarios et al. 2017): the ``maf`` map.
 
-Each layer is ``x_d = z_d * scale_d(x_<d) + shift_d(x_<d)`` with the shifts and scales from a
-MADE network (context entering every hidden unit). The density direction ``x -> z`` needs one
+Each layer is ``z_d = x_d * scale_d(x_<d) + shift_d(x_<d)`` with the shifts and scales from a
+MADE network (context entering every hidden unit): the density direction multiplies by the
+scale and sampling divides (flowjax's orientation; see :class:`~.coupling.AffineTransformer` for
+why a density pass that divides by a floored scale blows up away from the training data). The density direction ``x -> z`` needs one
 network pass; sampling ``z -> x`` fills the elements one at a time (``dim`` passes per layer).
 Layers alternate the element order (reversal or fixed permutations). The MADE's last layer
 starts at zero, so the flow is the identity at initialisation.
@@ -53,14 +55,14 @@ class MaskedAffine(AbstractBijection):
 
     def inverse_and_log_det(self, x, context=None):
         shift, scale = self._shift_scale(x, context)
-        return (x - shift) / scale, -jnp.sum(jnp.log(scale))
+        return x * scale + shift, jnp.sum(jnp.log(scale))
 
     def transform_and_log_det(self, z, context=None):
         # after pass i, elements 0..i are final; the last pass sees every x_<d it needs
         def fill(_, carry):
             x, _ = carry
             shift, scale = self._shift_scale(x, context)
-            return z * scale + shift, jnp.sum(jnp.log(scale))
+            return (z - shift) / scale, -jnp.sum(jnp.log(scale))
 
         return jax.lax.fori_loop(0, self.dim, fill, (jnp.zeros_like(z), jnp.zeros((), z.dtype)))
 
