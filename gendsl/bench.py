@@ -142,9 +142,10 @@ def run_bench(out: str | Path, quick: bool = False, seed: int = 0, datasets=None
         t_ds = time.perf_counter()
         dim = 64 if ds == "digits" else 2
         n_train, n_test = budget.sizes(ds)
-        train = builtin(ds, n_train, seed=seed).arrays["x"]
-        test = builtin(ds, n_test, seed=seed + 1).arrays["x"]
-        fresh = builtin(ds, n_test, seed=seed + 2).arrays["x"]
+        part = {"train": "train", "heldout": "heldout"} if ds == "digits" else {"train": None, "heldout": None}
+        train = builtin(ds, n_train, seed=seed, part=part["train"]).arrays["x"]  # digits: disjoint images
+        test = builtin(ds, n_test, seed=seed + 1, part=part["heldout"]).arrays["x"]
+        fresh = builtin(ds, n_test, seed=seed + 2, part=part["heldout"]).arrays["x"]
         pictures = digit_panels if ds == "digits" else panels
         rows, fitted = [], {}
         for label, rhs in MECHANISMS.items():

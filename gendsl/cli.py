@@ -7,7 +7,6 @@ one) to stderr and exits 1; no Python traceback (set ``GENDSL_DEBUG=1`` to see o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from gendsl.distill import distill_run
 from gendsl.errors import GenError, GenSyntaxError, Span
 from gendsl.inference_run import infer_run
 from gendsl.numerics.devices import initialize_distributed
-from gendsl.runs import fit_run, sample_run
+from gendsl.runs import PATIENCE, VALIDATION_SHARE, fit_run, sample_run, summary_line
 
 __all__ = ["main", "build_parser"]
 
@@ -63,12 +62,12 @@ def _cmd_fit(args) -> int:
     metrics = fit_run(args.file, args.data, args.out, steps=args.steps, seed=args.seed, model_name=args.model,
                       batch_size=args.batch_size, learning_rate=args.lr, n_builtin=args.n,
                       progress=not args.quiet, resume=args.resume, checkpoint_every=args.checkpoint_every,
-                      devices=args.devices)
+                      devices=args.devices, validation=args.validation or None, eval_every=args.eval_every,
+                      patience=args.patience or None)
     if metrics is None:  # not process 0 of a multi-host run
         return 0
-    shown = {k: v for k, v in metrics.items() if v is not None}
-    print(json.dumps(shown, indent=2, default=float))
-    print(f"wrote {args.out}")
+    print(f"{Path(args.file).stem}: {summary_line(metrics)}")
+    print(f"wrote {args.out} (metrics.json, loss.png)")
     return 0
 
 
@@ -161,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     c.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: steps/10)")
+    c.add_argument("--validation", type=float, default=VALIDATION_SHARE,
+                   help=f"share of the training data held out to pick the kept parameters and stop early "
+                        f"(default {VALIDATION_SHARE}; 0: none)")
+    c.add_argument("--eval-every", type=int, default=None,
+                   help="steps between validation evaluations (default: about 100 a run, at least an epoch)")
+    c.add_argument("--patience", type=int, default=PATIENCE,
+                   help=f"evaluations without improvement before stopping (default {PATIENCE}; 0: run every step)")
     _add_scaling(c)
     c.set_defaults(func=_cmd_fit)
 

@@ -129,7 +129,7 @@ def distill(program, params: dict, steps: int = 1, key: jax.Array | None = None,
         start = {**params[node.name], "times": jnp.asarray(smech.grid, jnp.float32)}
         labels = jax.tree_util.tree_map(lambda _: "main", start)
         init, step = build_trainer(_jump_loss(smech), opt, ("main",), labels)
-        state, losses, _ = run(step, init(start, ()), batch, pairs, steps=train_steps, key=k_fit,
+        state, losses, _, _ = run(step, init(start, ()), batch, pairs, steps=train_steps, key=k_fit,
                                batch_size=batch_size, progress=progress)
         if losses.size and not np.all(np.isfinite(losses)):
             raise GenRuntimeError(f"distilling '{node.name}' diverged; pass a smaller learning rate (optimizer=)")

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["energy_distance", "noise_floor", "floor_multiple", "time_call"]
+__all__ = ["energy_distance", "noise_floor", "floor_multiple", "time_call", "loss_spikes"]
 
 _BLOCK_ELEMENTS = 1 << 22  # block * block * d floats per distance block (16 MiB in float32)
 
@@ -191,3 +191,21 @@ def time_call(fn: Callable[..., Any], *args: Any, warmup: bool = False, **kwargs
     start = time.perf_counter()
     result = jax.block_until_ready(fn(*args, **kwargs))
     return result, time.perf_counter() - start
+
+
+def loss_spikes(losses: Any, window: int = 50, k: float = 10.0) -> np.ndarray:
+    """Steps (1-based) whose training loss jumps far above the run so far: ``(m,)`` ints.
+
+    A step spikes when its loss exceeds the median of the ``window`` steps before it by more than
+    ``k`` times their median absolute deviation (and by more than 1e-6 of the median's size), or
+    is not finite. Steps with fewer than ``window`` before them are not judged.
+    """
+    y = np.asarray(losses, dtype=np.float64).reshape(-1)
+    if len(y) <= window:
+        return np.zeros(0, np.int64)
+    past = np.lib.stride_tricks.sliding_window_view(y[:-1], window)  # past[i] precedes y[i + window]
+    median = np.median(past, axis=1)
+    mad = np.median(np.abs(past - median[:, None]), axis=1)
+    now = y[window:]
+    spike = ~np.isfinite(now) | (now > median + k * mad + 1e-6 * np.abs(median))
+    return np.flatnonzero(spike) + window + 1

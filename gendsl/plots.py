@@ -83,8 +83,10 @@ def _smooth(y: np.ndarray) -> np.ndarray:
         return total / count
 
 
-def loss_curve(losses: Any, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Training loss per step: the raw values faint, a moving average over them.
+def loss_curve(losses: Any, path: str | os.PathLike, title: str | None = None,
+               validation: tuple[Any, Any] | None = None, best_step: int | None = None) -> Path:
+    """Training loss per step: the raw values faint, a moving average over them; with
+    ``validation = (steps, losses)`` the held-out curve beside it and the best step marked.
 
     Parameters
     ----------
@@ -94,6 +96,8 @@ def loss_curve(losses: Any, path: str | os.PathLike, title: str | None = None) -
         Output image file.
     title:
         Figure title.
+    validation, best_step:
+        ``(steps, losses)`` of the held-out evaluations, and the step whose parameters were kept.
 
     Returns
     -------
@@ -104,9 +108,15 @@ def loss_curve(losses: Any, path: str | os.PathLike, title: str | None = None) -
     steps = np.arange(1, len(y) + 1)
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
-    ax.plot(steps, y, lw=0.6, alpha=0.35, color="tab:blue", label="loss")
+    ax.plot(steps, y, lw=0.6, alpha=0.35, color="tab:blue", label="training loss")
     ax.plot(steps, _smooth(y), lw=1.5, color="tab:blue", label="moving average")
     finite = y[np.isfinite(y)]
+    if validation is not None and len(validation[0]):
+        v_steps, v_losses = (np.asarray(a, dtype=np.float64) for a in validation)
+        ax.plot(v_steps, v_losses, lw=1.5, marker=".", color="tab:orange", label="validation loss")
+        finite = np.concatenate([finite, v_losses[np.isfinite(v_losses)]])
+        if best_step:
+            ax.axvline(best_step, color="tab:orange", lw=0.8, ls="--", label=f"kept: step {best_step}")
     if len(finite) and np.all(finite > 0):
         ax.set_yscale("log")
     ax.set_xlabel("step")

@@ -7,6 +7,7 @@ order, and the training loss is the sum of node losses with parents teacher-forc
 
 from __future__ import annotations
 
+import functools
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -15,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gendsl.budget import cap
 from gendsl.compiler.bind import prepare
 from gendsl.compiler.describe import describe
 from gendsl.compiler.lower import Lowered, bind_dims, lower
@@ -26,7 +26,7 @@ from gendsl.mechanisms import weakest_kind
 from gendsl.numerics import params_io
 from gendsl.numerics.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from gendsl.numerics.devices import check_divisible, globalize, make_mesh, replicated, sharded
-from gendsl.numerics.train import FitResult, NonFiniteLoss, build_trainer, run
+from gendsl.numerics.train import FitResult, NonFiniteLoss, Validation, build_trainer, run
 from gendsl.registry import MECHANISMS
 
 __all__ = ["Program"]
@@ -148,7 +148,8 @@ class Program:
             optimizer: optax.GradientTransformation | None = None, params: dict | None = None,
             progress: bool = True, checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
             resume: bool = False, max_retries: int = 3, lr_backoff: float = 0.5,
-            devices: int | str | None = None) -> FitResult:
+            devices: int | str | None = None, validation: float | Mapping[str, Any] | None = None,
+            eval_every: int | None = None, patience: int | None = None) -> FitResult:
         """Train every node on ``data`` (arrays with a leading example axis).
 
         Parameters
@@ -176,18 +177,27 @@ class Program:
             multiple. Same key and batch give the same result as on one device. In a multi-host
             run (``jax.distributed``) every device of every host is used and ``data`` is this
             process's shard of the data (equal sizes on every process).
+        validation, eval_every, patience:
+            A share of ``data`` to hold out (e.g. ``0.1``; the rest trains) or a data dict of its
+            own. Its loss (each node's own objective with its finalized parameters: the NLL for
+            likelihood models) is evaluated every ``eval_every`` steps (default: about 100 times
+            a run, at least once an epoch), the parameters of the best evaluation are returned,
+            and training stops after ``patience`` evaluations without improvement (None: never).
 
         Returns
         -------
         FitResult
-            ``.params``, ``.losses`` (shape ``(steps,)``), ``.state``, ``.train_seconds``.
+            ``.params``, ``.losses`` (shape ``(steps taken,)``), ``.state`` (the last state),
+            ``.train_seconds``, ``.validation`` (the :class:`~gendsl.numerics.train.ValidationCurve`).
         """
         key = jax.random.key(0) if key is None else key
-        steps = cap(steps, "steps")
+        steps = int(steps)
         if steps < 0 or batch_size <= 0:
             raise GenDataError(f"steps must be >= 0 and batch_size > 0, got steps={steps}, batch_size={batch_size}")
         lowered = self.lowered(data)
         arrays, n = self._prepare_batched(data, lowered, "fit")
+        key, val_key = jax.random.split(key) if validation is not None else (key, None)
+        arrays, n, held = self._validation_split(lowered, arrays, n, validation, val_key)
         mesh = make_mesh(devices if jax.process_count() == 1 else "all")
         if jax.process_count() > 1:  # ``data`` is this process's shard: assemble the global arrays
             arrays, n = globalize(arrays, mesh), n * jax.process_count()
@@ -197,24 +207,82 @@ class Program:
         init, step, chunks = self._trainer(lowered, optimizer, groups, labels)
         state, losses = init(params, node_state), None
         record = {"steps": steps, "batch_size": batch_size, "n": n}
+        monitor = None
+        if held is not None:
+            every = eval_every or max(1, min(200, max(n // min(batch_size, n), steps // 100)))
+            if every < 1 or (patience is not None and patience < 1):
+                raise GenDataError(f"eval_every and patience must be at least 1, got {eval_every}, {patience}")
+            monitor = Validation(functools.partial(self._validation_loss(lowered), held, val_key), int(every),
+                                 patience)
+            record.update(eval_every=int(every), patience=patience)
+        tracking = None
         if resume and checkpoint_dir is not None and has_checkpoint(checkpoint_dir):
-            state, losses, saved = load_checkpoint(checkpoint_dir, state)
+            template = (state, state) if monitor is not None else state
+            stored, losses, saved = load_checkpoint(checkpoint_dir, template)
             if {k: saved.get(k) for k in record} != record:
                 raise GenDataError(f"the checkpoint in {checkpoint_dir} was written by a different run "
                                    f"({saved}); resume with the same command, or start afresh")
+            state = stored[0] if monitor is not None else stored
+            if monitor is not None:
+                tracking = {**saved["validation"], "best_state": stored[1]}
         save = None
         if checkpoint_dir is not None:
-            def save(s, l):
-                save_checkpoint(checkpoint_dir, s, l, record)
+            def save(s, l, seen):
+                if seen is None:
+                    save_checkpoint(checkpoint_dir, s, l, record)
+                else:  # the best state beside the last, and the curve in the record
+                    curve = {k: v for k, v in seen.items() if k != "best_state"}
+                    save_checkpoint(checkpoint_dir, (s, seen["best_state"]), l, {**record, "validation": curve})
         try:
-            state, losses, seconds = run(step, state, arrays, n, steps=steps, key=run_key, batch_size=batch_size,
-                                         losses=losses, progress=progress, checkpoint=save,
-                                         checkpoint_every=checkpoint_every, max_retries=max_retries,
-                                         lr_backoff=lr_backoff, mesh=mesh, chunks=chunks)
+            state, losses, seconds, curve = run(step, state, arrays, n, steps=steps, key=run_key,
+                                                batch_size=batch_size, losses=losses, progress=progress,
+                                                checkpoint=save, checkpoint_every=checkpoint_every,
+                                                max_retries=max_retries, lr_backoff=lr_backoff, mesh=mesh,
+                                                chunks=chunks, validation=monitor, tracking=tracking)
         except NonFiniteLoss as err:
             err.params = self.finalize(err.state.params, err.state.node_state)
             raise
-        return FitResult(self.finalize(state.params, state.node_state), losses, state, seconds)
+        best = curve.best_state if curve is not None else state
+        return FitResult(self.finalize(best.params, best.node_state), losses, state, seconds, curve)
+
+    def _validation_split(self, lowered: Lowered, arrays: dict, n: int, validation, key):
+        """``(train arrays, n_train, validation arrays or None)`` for ``fit(validation=...)``."""
+        if validation is None:
+            return arrays, n, None
+        if isinstance(validation, Mapping):
+            held, _ = self._prepare_batched(validation, lowered, "validation")
+            return arrays, n, held
+        if isinstance(validation, bool) or not isinstance(validation, (int, float)) or not 0.0 < validation < 1.0:
+            raise GenDataError(f"validation= takes a share of the data in (0, 1) or a data dict, got {validation!r}")
+        k = int(round(validation * n))
+        if k < 1 or n - k < 1:
+            raise GenDataError(f"validation={validation} of {n} examples leaves no example on one side; "
+                               f"give more data or another share")
+        perm = jax.random.permutation(key, n)
+
+        def take(idx):
+            return {name: a[idx] if a.ndim and a.shape[0] == n else a for name, a in arrays.items()}
+
+        return take(perm[k:]), n - k, take(perm[:k])
+
+    def _validation_loss(self, lowered: Lowered):
+        """``loss(data, key, state) -> scalar``: every node's objective on ``data`` with its finalized
+        parameters (compiled once per binding of the dimensions)."""
+        cache_key = ("validation", lowered.dims)
+        if cache_key not in self._jitted:
+            @jax.jit
+            def loss(data, key, state):
+                n = next(iter(data.values())).shape[0]
+                values = self._complete(lowered, data, n)
+                keys = jax.random.split(key, max(1, len(lowered.stochastic)))
+                total = jnp.zeros(())
+                for node, k in zip(lowered.stochastic, keys):
+                    p = node.mechanism.finalize(state.params.get(node.name, {}), state.node_state[node.name])
+                    total = total + node.mechanism.loss(p, values[node.name], self._given(node, values), k)
+                return total
+
+            self._jitted[cache_key] = loss
+        return self._jitted[cache_key]
 
     def _trainer(self, lowered: Lowered, optimizer, groups, labels):
         """``(init, step, chunks)`` for training ``lowered`` with ``optimizer``, made once per
@@ -329,8 +397,8 @@ class Program:
         Returns a :class:`~gendsl.inference.Posterior`: ``.samples[name]`` of shape
         ``(num_chains, num_samples, *shape)``, ``.summary()``, ``.divergences``.
         """
-        return infer(self, data, key=jax.random.key(0) if key is None else key, num_chains=cap(num_chains, "chains"),
-                     num_samples=cap(num_samples, "samples"), num_warmup=cap(num_warmup, "warmup"), kernel=kernel,
+        return infer(self, data, key=jax.random.key(0) if key is None else key, num_chains=num_chains,
+                     num_samples=num_samples, num_warmup=num_warmup, kernel=kernel,
                      params=params, **options)
 
     # -- the plan ----------------------------------------------------------------------------------

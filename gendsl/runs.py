@@ -19,18 +19,23 @@ import numpy as np
 import optax
 
 from gendsl.api import compile, load
-from gendsl.budget import cap
 from gendsl.compiler.lower import static_inputs
 from gendsl.data import load_source, split_heldout
 from gendsl.errors import GenDataError
-from gendsl.metrics import energy_distance
+from gendsl.metrics import energy_distance, loss_spikes
 from gendsl.numerics.devices import is_main_process, local_rows
 from gendsl.numerics.params_io import atomic_write_bytes, atomic_write_text
 from gendsl.numerics.train import NonFiniteLoss
 from gendsl.plots import loss_curve, samples_2d
 from gendsl.runfolder import open_run
 
-__all__ = ["fit_run", "sample_run", "model_data_variables", "evaluate_fit"]
+__all__ = ["fit_run", "sample_run", "model_data_variables", "evaluate_fit", "heldout_nll_stats", "summary_line",
+           "VALIDATION_SHARE", "PATIENCE"]
+
+#: share of the training part cut off as the validation set of ``gendsl fit``
+VALIDATION_SHARE = 0.1
+#: evaluations without a better validation loss after which ``gendsl fit`` stops
+PATIENCE = 10
 
 
 def model_data_variables(model) -> list[str]:
@@ -68,11 +73,8 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
     kind = program.log_prob_kind
     dims = {k: v for k, v in heldout.items() if np.ndim(v) == 0}
     metrics: dict[str, Any] = {"log_prob_kind": kind}
-    if kind in ("exact", "estimate"):
-        lp = np.asarray(program.log_prob(params, heldout))
-        metrics["heldout_nll"] = float(-np.mean(lp))
-    else:
-        metrics["heldout_nll"] = None
+    metrics.update(heldout_nll_stats(np.asarray(program.log_prob(params, heldout)))
+                   if kind in ("exact", "estimate") else {"heldout_nll": None})
     inputs = {v.name: heldout[v.name] for v in program.model.by_role("input") if v.name in heldout}
     k1, k2 = jax.random.split(key)
     n_test = len(next(v for v in heldout.values() if np.ndim(v) > 0))
@@ -97,6 +99,53 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
     return metrics
 
 
+def heldout_nll_stats(log_prob: np.ndarray) -> dict:
+    """What the held-out negative log-likelihoods ``-log_prob`` (``(n,)``) say, in nats per example.
+
+    ``heldout_nll`` is the mean (infinite when any point is), ``heldout_nll_se`` its standard
+    error over the finite points, ``heldout_nll_median`` the median, ``heldout_nll_nonfinite`` the
+    count of points whose density is 0 or undefined, and ``heldout_nll_extreme`` the count of
+    points beyond Tukey's far fence with k = 10 (NLL above ``q75 + 10 (q75 - q25)``): a handful of
+    exploding points, which move the mean, show there.
+    """
+    nll = -np.asarray(log_prob, dtype=np.float64).reshape(-1)
+    finite = nll[np.isfinite(nll)]
+    out = {"heldout_nll": float(np.mean(nll)) if len(nll) else None, "heldout_n": int(len(nll)),
+           "heldout_nll_nonfinite": int(len(nll) - len(finite))}
+    if len(finite):
+        q25, q50, q75 = np.percentile(finite, [25, 50, 75])
+        out.update(heldout_nll_se=float(np.std(finite, ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else None,
+                   heldout_nll_median=float(q50), heldout_nll_extreme=int(np.sum(finite > q75 + 10.0 * (q75 - q25))))
+    return out
+
+
+def summary_line(metrics: dict) -> str:
+    """One line a person reads after ``gendsl fit``: held-out NLL, energy distance, steps, time."""
+    parts = []
+    if metrics.get("heldout_nll") is not None:
+        nll = f"held-out NLL {metrics['heldout_nll']:.4g}"
+        if metrics.get("heldout_nll_se") is not None:
+            nll += f" ± {metrics['heldout_nll_se']:.2g}"
+        nll += f" nats (median {metrics.get('heldout_nll_median', float('nan')):.4g}"
+        odd = [f"{metrics[k]} {w}" for k, w in (("heldout_nll_nonfinite", "non-finite"), ("heldout_nll_extreme", "extreme"))
+               if metrics.get(k)]
+        parts.append(nll + (f"; {', '.join(odd)} of {metrics['heldout_n']}" if odd else "") + ")")
+    if metrics.get("energy_distance") is not None:
+        ed = f"energy distance {metrics['energy_distance']:.3g}"
+        if metrics.get("energy_distance_over_floor") is not None:
+            ed += f" ({metrics['energy_distance_over_floor']:.2f} x noise floor)"
+        parts.append(ed)
+    steps = f"{metrics.get('steps_taken', metrics.get('steps'))} steps"
+    if metrics.get("stopped_early"):
+        steps += f" (stopped early; kept step {metrics['best_step']})"
+    elif metrics.get("best_step") is not None:
+        steps += f" (kept step {metrics['best_step']})"
+    if metrics.get("loss_spikes"):
+        steps += f", {metrics['loss_spikes']} loss spike(s), the first at step {metrics['loss_spike_steps'][0]}"
+    parts.append(f"{steps} in {metrics.get('train_seconds', 0.0):.1f} s")
+    return "; ".join(parts)
+
+
 def _shape_hint(model, variables: list[str]) -> tuple | None:
     """What a built-in data set should look like for this model's single data variable."""
     if len(variables) != 1:
@@ -112,10 +161,16 @@ def _shape_hint(model, variables: list[str]) -> tuple | None:
 def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: int, seed: int = 0,
             model_name: str | None = None, batch_size: int = 256, learning_rate: float = 1e-3,
             n_builtin: int = 20000, progress: bool = True, resume: bool = False,
-            checkpoint_every: int | None = None, devices: int | str | None = None) -> dict | None:
+            checkpoint_every: int | None = None, devices: int | str | None = None,
+            validation: float | None = VALIDATION_SHARE, eval_every: int | None = None,
+            patience: int | None = PATIENCE) -> dict | None:
     """``gendsl fit``: train, hold out 10%, and write the run folder. Returns the metrics.
 
-    The data are checked before anything is written. Checkpoints go to ``OUT/checkpoint`` every
+    The held-out 10% is only measured, never trained or selected on: the validation set that
+    picks the kept parameters and stops training (``validation`` of the rest, evaluated every
+    ``eval_every`` steps, ``patience`` evaluations without improvement) is cut from the training
+    part. Validation is off for multi-device and multi-host runs. The data are checked before
+    anything is written. Checkpoints go to ``OUT/checkpoint`` every
     ``checkpoint_every`` steps (default: about 10 per run); ``resume=True`` continues from there.
     In a multi-host run each process trains on its own rows of the data and only process 0
     writes the folder (it returns None on the other processes).
@@ -123,14 +178,16 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     model_path = Path(model_path)
     model = load(model_path, model=model_name)
     variables = model_data_variables(model)
-    dataset = load_source(data_src, variables, n_default=cap(n_builtin, "examples"), seed=seed,
+    dataset = load_source(data_src, variables, n_default=n_builtin, seed=seed,
                           shape_hint=_shape_hint(model, variables))
     arrays = dataset.arrays
     if jax.process_count() > 1:
         arrays = {k: (np.asarray(v[local_rows(len(v))]) if np.ndim(v) else v) for k, v in arrays.items()}
     program = compile(model)
     program.check_data(arrays)  # every data error, on the data as given, before anything is written
-    train, heldout = split_heldout({k: np.asarray(v) for k, v in arrays.items()}, fraction=0.1, seed=seed)
+    groups = dataset.groups if jax.process_count() == 1 else None
+    train, heldout = split_heldout({k: np.asarray(v) for k, v in arrays.items()}, fraction=0.1, seed=seed,
+                                   groups=groups)
     main = is_main_process()
     out = Path(out)
     if main:
@@ -143,12 +200,15 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
         _write_json(out / "run.json", {"model": model.name, "dims": dims, "seed": seed, "steps": steps,
                                        "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate,
                                        "prior_dirs": [str(Path.cwd().resolve()), str(model_path.resolve().parent)]})
+    if devices is not None or jax.process_count() > 1:
+        validation = None
     try:
         result = program.fit(train, steps=steps, key=fit_key, batch_size=batch_size,
                              optimizer=optax.adam(learning_rate), progress=progress and main,
                              checkpoint_dir=out / "checkpoint" if main else None,
                              checkpoint_every=checkpoint_every or max(1, steps // 10),
-                             resume=resume, devices=devices)
+                             resume=resume, devices=devices, validation=validation, eval_every=eval_every,
+                             patience=patience if validation is not None else None)
     except NonFiniteLoss as err:
         if main:
             program.save(err.params, out / "params")
@@ -160,13 +220,22 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed))
     draws = metrics.pop("_draws")
     tail = result.losses[-max(1, min(50, len(result.losses))):] if len(result.losses) else np.zeros(1)
-    metrics.update(final_loss=float(np.mean(tail)), steps=steps, train_seconds=result.train_seconds,
-                   n_train=int(len(next(iter(train.values())))), true_nll=dataset.true_nll)
+    metrics.update(final_loss=float(np.mean(tail)), steps=steps, steps_taken=int(len(result.losses)),
+                   train_seconds=result.train_seconds, n_train=int(len(next(iter(train.values())))),
+                   true_nll=dataset.true_nll)
+    spikes = loss_spikes(result.losses)
+    metrics.update(loss_spikes=int(len(spikes)), loss_spike_steps=[int(s) for s in spikes[:20]])
+    curve = result.validation
+    if curve is not None:
+        metrics.update(validation_share=validation, best_step=int(curve.best_step), stopped_early=bool(curve.stopped_early),
+                       validation_loss_best=float(np.nanmin(curve.losses)) if np.isfinite(curve.losses).any() else None)
     if dataset.true_nll is not None and metrics["heldout_nll"] is not None:
         metrics["nll_gap_percent"] = 100.0 * (metrics["heldout_nll"] - dataset.true_nll) / abs(dataset.true_nll)
     _write_json(out / "metrics.json", metrics)
     if len(result.losses):
-        loss_curve(result.losses, out / "loss.png", title=f"{model.name}: training loss")
+        loss_curve(result.losses, out / "loss.png", title=f"{model.name}: training and validation loss",
+                   validation=(curve.steps, curve.losses) if curve is not None else None,
+                   best_step=curve.best_step if curve is not None else None)
     real_draws = _real_matrix(model, {k: np.asarray(v) for k, v in draws.items()})
     real_test = _real_matrix(model, heldout)
     if real_draws is not None and real_draws.shape[1] == 2:
@@ -186,7 +255,6 @@ def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int) -> di
 def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devices: int | str | None = None) -> Path:
     """``gendsl sample``: draw ``n`` samples from a run; ``.npy`` for one variable, ``.npz`` for all."""
     run = open_run(run_dir)
-    n = cap(n, "draws")
     draws = run.program.sample(run.params, jax.random.key(seed), n, run.record.get("dims") or {}, devices=devices)
     draws = {k: np.asarray(v) for k, v in draws.items()}
     out = Path(out)

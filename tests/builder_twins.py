@@ -1,8 +1,26 @@
 """Builder-API twins of every LANGUAGE.md example (tests compare their plans to the text's)."""
 
 from gendsl.builder import (
-    ModelBuilder, cd, coupling, dsm, energy, evolve, factorize, flow_matching, half_cauchy, integer, mala,
-    mlp, normal, nuts, ode, pushforward, real, token, transformer, vp,
+    ModelBuilder,
+    cd,
+    coupling,
+    dsm,
+    energy,
+    evolve,
+    factorize,
+    flow_matching,
+    half_cauchy,
+    integer,
+    mala,
+    mlp,
+    normal,
+    nuts,
+    ode,
+    pushforward,
+    real,
+    token,
+    transformer,
+    vp,
 )
 
 

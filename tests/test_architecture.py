@@ -27,7 +27,7 @@ LAYERS = [
     ("compiler", ["gendsl.compiler"]),
     ("inference", ["gendsl.inference"]),
     ("application", ["gendsl.program", "gendsl.sources", "gendsl.runfolder", "gendsl.api", "gendsl.builder",
-                     "gendsl.budget", "gendsl.data", "gendsl.metrics", "gendsl.plots", "gendsl.runs",
+                     "gendsl.data", "gendsl.metrics", "gendsl.plots", "gendsl.runs",
                      "gendsl.distill", "gendsl.inference_run", "gendsl.advisor", "gendsl.bench", "gendsl.docgen",
                      "gendsl.cli"]),
     ("public face", ["gendsl"]),

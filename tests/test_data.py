@@ -8,15 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from gendsl.data import (
-    BUILTIN_NAMES,
-    Dataset,
-    builtin,
-    load_source,
-    markov_chain,
-    markov_entropy,
-    split_heldout,
-)
+from gendsl.data import BUILTIN_NAMES, Dataset, builtin, load_source, markov_chain, markov_entropy, split_heldout
 from gendsl.errors import GenDataError
 
 POINT_SETS = ["moons", "eight_gaussians", "checkerboard"]

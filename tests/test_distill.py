@@ -11,8 +11,8 @@ from scipy.spatial.distance import cdist
 
 import gendsl
 from gendsl.distill import distill_run
-from gendsl.runfolder import open_run
 from gendsl.errors import GenDataError, GenRuntimeError
+from gendsl.runfolder import open_run
 
 TEXT = """model blobs {
   data x: real[2]

@@ -1,6 +1,6 @@
 """Every code block in docs/ runs: ```python blocks are executed (in order, one namespace per
 page), ```bash lines starting with `gendsl` run through the CLI and must exit 0, ```gen blocks
-must parse and check. Budgets are capped by GENDSL_SMOKE=1. The language reference cannot drift
+must parse and check. Budgets are capped by tests/smoke.py. The language reference cannot drift
 from the grammar and the registries."""
 
 import re
@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from smoke import small_budgets
 
 import gendsl
 from gendsl.cli import main
@@ -32,7 +33,7 @@ def test_language_reference_matches_grammar_and_registries():
 @pytest.mark.parametrize("page", [p for p in DOCS if any(k in ("python", "bash", "gen") for k, _ in blocks(p))],
                          ids=lambda p: p.name)
 def test_every_code_block_runs(page, tmp_path, monkeypatch):
-    monkeypatch.setenv("GENDSL_SMOKE", "1")
+    small_budgets(monkeypatch)
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}

@@ -8,7 +8,7 @@ Each example declares, in its leading comment block::
     # run: sample                              (no data: sample from the initial parameters)
 
 The glob picks up new files by themselves; a file without a ``# data:`` line (or ``# run:
-sample``) fails with a message saying what to add. Budgets are tiny (GENDSL_SMOKE=1): this checks
+sample``) fails with a message saying what to add. Budgets are tiny (tests/smoke.py): this checks
 that the code paths run, not what the models learn.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from smoke import small_budgets
 
 import gendsl
 from gendsl.cli import main
@@ -58,7 +59,7 @@ def test_there_is_an_example_per_mechanism():
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_checks_fits_and_samples(path, monkeypatch, capsys):
-    monkeypatch.setenv("GENDSL_SMOKE", "1")
+    small_budgets(monkeypatch)
     monkeypatch.chdir(ROOT)
     info = header(path)
     assert info["run"] in RUNS, f"{path.name}: '# run: {info['run']}' is not one of {RUNS}"

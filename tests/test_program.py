@@ -7,9 +7,9 @@ import numpy as np
 import optax
 import pytest
 import scipy.stats as st
+from conftest import GOLDEN
 
 import gendsl
-from conftest import GOLDEN
 from gendsl.compiler.lower import lower
 
 EIGHT = {"J": 8, "y": np.array([28, 8, -3, 7, -1, 1, 18, 12.0]), "sigma": np.array([15, 10, 16, 11, 9, 11, 10, 18.0])}

@@ -9,8 +9,19 @@ import gendsl
 from gendsl.core.catalog import Table
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms import KINDS, AbstractMechanism
-from gendsl.registry import (BIJECTIONS, CATALOG, DISTRIBUTIONS, KERNELS, MAPS, MECHANISMS, NETWORKS, OBJECTIVES,
-                             PROCESSES, SAMPLERS, SIGNATURES)
+from gendsl.registry import (
+    BIJECTIONS,
+    CATALOG,
+    DISTRIBUTIONS,
+    KERNELS,
+    MAPS,
+    MECHANISMS,
+    NETWORKS,
+    OBJECTIVES,
+    PROCESSES,
+    SAMPLERS,
+    SIGNATURES,
+)
 
 TABLES = {"mechanisms": MECHANISMS, "networks": NETWORKS, "bijections": BIJECTIONS, "maps": MAPS,
           "processes": PROCESSES, "samplers": SAMPLERS, "kernels": KERNELS, "objectives": OBJECTIVES,

@@ -154,7 +154,7 @@ def load_source(
 
 
 def split_heldout(
-    arrays: Mapping[str, np.ndarray], fraction: float = 0.1, seed: int = 0
+    arrays: Mapping[str, np.ndarray], fraction: float = 0.1, seed: int = 0, groups: np.ndarray | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Split per-example variables into a training and a held-out part.
 
@@ -170,6 +170,9 @@ def split_heldout(
         Share of the examples held out, in (0, 1); at least one example goes to each part.
     seed:
         Seed of the permutation.
+    groups:
+        ``(n,)`` group of each example (:attr:`Dataset.groups`), or None. With groups, whole
+        groups are held out (about ``fraction`` of them), so no group is on both sides.
 
     Returns
     -------
@@ -191,9 +194,18 @@ def split_heldout(
     n = next(iter(lengths.values()), 0)
     if n < 2:
         raise GenDataError(f"cannot hold out data from {n} example(s); need at least 2")
-    k = min(max(int(round(fraction * n)), 1), n - 1)
-    perm = np.random.default_rng(seed).permutation(n)
-    held_idx, train_idx = perm[:k], perm[k:]
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        names = np.unique(groups)
+        if len(names) < 2:
+            raise GenDataError(f"cannot hold out whole groups from {len(names)} group(s); need at least 2")
+        k = min(max(int(round(fraction * len(names))), 1), len(names) - 1)
+        held = np.isin(groups, rng.permutation(names)[:k])
+        held_idx, train_idx = np.flatnonzero(held), np.flatnonzero(~held)
+    else:
+        k = min(max(int(round(fraction * n)), 1), n - 1)
+        perm = rng.permutation(n)
+        held_idx, train_idx = perm[:k], perm[k:]
     train = {name: v[train_idx] if v.ndim > 0 else v for name, v in arrays.items()}
     heldout = {name: v[held_idx] if v.ndim > 0 else v for name, v in arrays.items()}
     return train, heldout

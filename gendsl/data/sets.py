@@ -73,13 +73,26 @@ def _labelled_blobs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     return label[:, None].astype(np.int32), x.astype(np.float32)
 
 
-def _digits(n: int, rng: np.random.Generator) -> np.ndarray:
-    """8x8 digits, resampled with replacement and dequantised: (pixel + U(0, 1)) / 17 * 2 - 1."""
+#: share of the 1 797 digit images kept apart as the held-out images (``part="heldout"``)
+DIGITS_HELDOUT_SHARE = 0.1
+
+
+def _digits(n: int, rng: np.random.Generator, part: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """8x8 digits, resampled with replacement and dequantised: (pixel + U(0, 1)) / 17 * 2 - 1.
+
+    ``part``: ``"train"`` or ``"heldout"`` draws only from that fixed share of the images (a
+    seeded split of the images themselves, the same for every seed); None from all of them.
+    Returns the images ``(n, 64)`` and the index of each one's source image ``(n,)``.
+    """
     path = Path(__file__).resolve().parent.parent / "datasets" / "digits.npz"
     with np.load(path, allow_pickle=False) as f:
         images = f["images"].astype(np.float64)
-    picked = images[rng.integers(0, len(images), size=n)]
-    return ((picked + rng.uniform(size=picked.shape)) / 17.0 * 2.0 - 1.0).astype(np.float32)
+    order = np.random.default_rng(1797).permutation(len(images))
+    k = int(round(DIGITS_HELDOUT_SHARE * len(images)))
+    pool = {None: np.arange(len(images)), "heldout": order[:k], "train": order[k:]}[part]
+    source = pool[rng.integers(0, len(pool), size=n)]
+    picked = images[source]
+    return ((picked + rng.uniform(size=picked.shape)) / 17.0 * 2.0 - 1.0).astype(np.float32), source
 
 
 BUILTIN_NAMES: tuple[str, ...] = (*_POINT_SETS, "markov", "labelled_blobs", "digits")
@@ -186,6 +199,7 @@ def builtin(
     *,
     shape_hint: Sequence[int] | None = None,
     variable: str = "x",
+    part: str | None = None,
 ) -> Dataset:
     """Draw ``n`` examples of a built-in data set.
 
@@ -203,6 +217,9 @@ def builtin(
         sets it must be ``(2,)`` or None.
     variable:
         The key of the array in :attr:`Dataset.arrays`.
+    part:
+        ``digits`` only: ``"train"`` or ``"heldout"`` draws from disjoint fixed shares of the
+        images (None: all; the returned ``groups`` then let a split keep images apart).
 
     Returns
     -------
@@ -234,7 +251,10 @@ def builtin(
         if shape_hint is not None and tuple(shape_hint) != (64,):
             raise GenDataError(f"builtin:digits gives 8x8 images as real[64], but the model's data variable "
                                f"'{variable}' has shape {tuple(shape_hint)}")
-        return Dataset(name, {variable: _digits(int(n), rng)})
+        if part not in (None, "train", "heldout"):
+            raise GenDataError(f"builtin:digits part must be 'train', 'heldout' or None, got {part!r}")
+        images, source = _digits(int(n), rng, part)
+        return Dataset(name, {variable: images}, groups=source)
     if shape_hint is not None and tuple(shape_hint) != (2,):
         raise GenDataError(
             f"builtin:{name} gives 2-D points (shape (2,)), but the model's data variable "

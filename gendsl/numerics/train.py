@@ -27,7 +27,7 @@ from gendsl.errors import GenRuntimeError
 from gendsl.numerics.devices import check_divisible, replicated, shard_leading
 
 __all__ = ["TrainState", "build_trainer", "batch_indices", "epoch_permutation", "FitResult", "NonFiniteLoss",
-           "chunk_size", "build_chunk", "run"]
+           "Validation", "ValidationCurve", "chunk_size", "build_chunk", "run"]
 
 
 class TrainState(NamedTuple):
@@ -54,12 +54,56 @@ class FitResult:
         The final :class:`TrainState` (raw parameters, optimiser and node states).
     train_seconds:
         Wall time of the loop, compilation included.
+    validation:
+        With a validation set: the :class:`ValidationCurve` (``.params`` are then those of its
+        best evaluation); else None.
     """
 
     params: Any
     losses: np.ndarray
     state: TrainState
     train_seconds: float
+    validation: "ValidationCurve | None" = None
+
+
+class Validation(NamedTuple):
+    """Held-out evaluation during training.
+
+    Attributes
+    ----------
+    evaluate:
+        ``evaluate(state) -> scalar``: the held-out loss of a training state (compiled by the caller).
+    every:
+        Steps between evaluations (training runs in compiled chunks of this many steps).
+    patience:
+        Stop after this many evaluations without a new best; None: run every step.
+    """
+
+    evaluate: Callable[[TrainState], jax.Array]
+    every: int
+    patience: int | None = None
+
+
+class ValidationCurve(NamedTuple):
+    """What the held-out evaluations saw.
+
+    Attributes
+    ----------
+    steps, losses:
+        ``(k,)`` the step after which each evaluation ran, and its held-out loss.
+    best_step:
+        Step of the lowest finite held-out loss (0 when none was finite).
+    best_state:
+        The training state at ``best_step``.
+    stopped_early:
+        Whether training stopped for lack of improvement before its last step.
+    """
+
+    steps: np.ndarray
+    losses: np.ndarray
+    best_step: int
+    best_state: TrainState
+    stopped_early: bool
 
 
 def batch_indices(key: jax.Array, step: jax.Array, n: int, batch_size: int) -> jax.Array:
@@ -168,11 +212,23 @@ def build_chunk(step_fn: Callable, n: int, batch_size: int, chunk: int, mesh=Non
     return run_chunk
 
 
+def _summary(done: int, seconds: float, history: list, curve: ValidationCurve | None) -> str:
+    """The line printed when a run with a progress bar ends."""
+    recent = np.concatenate(history)[-50:] if history else np.zeros(0)
+    line = f"fit: {done} steps in {seconds:.1f} s, training loss {float(np.mean(recent)):.4g}" if len(recent) else \
+        f"fit: {done} steps in {seconds:.1f} s"
+    if curve is not None and np.isfinite(curve.losses).any():
+        line += (f"; best validation loss {float(np.nanmin(curve.losses)):.4g} at step {curve.best_step}"
+                 + (" (stopped early)" if curve.stopped_early else ""))
+    return line
+
+
 def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int, key: jax.Array,
         batch_size: int, losses: np.ndarray | None = None, progress: bool = True,
         checkpoint: Callable[[TrainState, np.ndarray], None] | None = None, checkpoint_every: int | None = None,
         max_retries: int = 3, lr_backoff: float = 0.5, mesh=None,
-        chunks: dict | None = None) -> tuple[TrainState, np.ndarray, float]:
+        chunks: dict | None = None, validation: Validation | None = None,
+        tracking: dict | None = None) -> tuple[TrainState, np.ndarray, float, ValidationCurve | None]:
     """Run ``step_fn`` from ``state`` until ``state.step == steps``, in jitted scan chunks.
 
     Parameters
@@ -180,21 +236,28 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
     chunks:
         A cache of compiled chunks (:func:`build_chunk`) kept by the caller across runs of the
         same ``step_fn``: a later run with the same shapes compiles nothing. None: compile anew.
+    validation:
+        Evaluate the held-out loss every ``validation.every`` steps (at the ends of compiled
+        chunks of that length), keep the best state, and stop after ``validation.patience``
+        evaluations without improvement.
     losses:
         Losses of the steps already taken (when resuming), kept in front of the new ones.
     checkpoint, checkpoint_every:
-        ``checkpoint(state, losses)`` is called at the first chunk end after every
-        ``checkpoint_every`` steps, and at the end.
+        ``checkpoint(state, losses, tracking)`` is called at the first chunk end after every
+        ``checkpoint_every`` steps, and at the end; ``tracking`` is what the validation has seen
+        (None without validation: ``best_state``, ``best_loss``, ``best_step``, ``since``,
+        ``steps``, ``losses``), handed back as ``tracking`` to resume it.
     max_retries, lr_backoff:
         A chunk with a non-finite loss is undone and retried with the learning rate times
         ``lr_backoff``; after ``max_retries`` failures in a row :class:`NonFiniteLoss` is raised.
 
-    Returns ``(state, losses, seconds)`` with ``losses`` of shape ``(steps,)``.
+    Returns ``(state, losses, seconds, curve)``: ``losses`` of shape ``(steps taken,)`` and the
+    :class:`ValidationCurve` (None without validation).
     """
 
     data_key, loss_key = jax.random.split(key)
     total = steps
-    chunk = chunk_size(total)
+    chunk = validation.every if validation is not None else chunk_size(total)
     bs = min(batch_size, n)
     check_divisible(bs, mesh, "the batch size")
     if mesh is not None:
@@ -216,6 +279,12 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
         bar = tqdm(total=total, initial=done, desc="fit", unit="step", dynamic_ncols=True, leave=True)
     t0 = time.perf_counter()
     failures, last_saved = 0, done
+    curve_steps, curve_losses, best, since, stopped = [], [], None, 0, False
+    if tracking is not None:  # a resumed run: what the validation saw before the interruption
+        curve_steps, curve_losses = list(tracking["steps"]), list(tracking["losses"])
+        since = int(tracking["since"])
+        if tracking["best_step"]:
+            best = (float(tracking["best_loss"]), tracking["best_state"], int(tracking["best_step"]))
     while done < total:
         new_state, chunk_losses = run_chunk(state, data, data_key, loss_key, total)
         chunk_losses = np.asarray(chunk_losses)[: total - done]
@@ -241,10 +310,37 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
         if bar is not None:
             bar.update(len(chunk_losses))
             bar.set_postfix(loss=f"{float(np.mean(chunk_losses[-50:])):.4f}")
-        if checkpoint is not None and (done >= total or (checkpoint_every and done - last_saved >= checkpoint_every)):
-            checkpoint(state, np.concatenate(history))
+        stop = False
+        if validation is not None:
+            value = float(validation.evaluate(state))
+            curve_steps.append(done)
+            curve_losses.append(value)
+            if np.isfinite(value) and (best is None or value < best[0]):
+                best, since = (value, state, done), 0
+            else:
+                since += 1
+            stop = validation.patience is not None and since >= validation.patience and done < total
+            if bar is not None:
+                bar.set_postfix(loss=f"{float(np.mean(chunk_losses[-50:])):.4f}", val=f"{value:.4f}")
+        if checkpoint is not None and (stop or done >= total or
+                                       (checkpoint_every and done - last_saved >= checkpoint_every)):
+            seen = None
+            if validation is not None:
+                seen = {"best_state": best[1] if best is not None else state,
+                        "best_loss": best[0] if best is not None else None, "best_step": best[2] if best is not None else 0,
+                        "since": since, "steps": [int(s) for s in curve_steps], "losses": [float(v) for v in curve_losses]}
+            checkpoint(state, np.concatenate(history), seen)
             last_saved = done
+        if stop:
+            stopped = True
+            break
+    seconds = time.perf_counter() - t0
+    curve = None
+    if validation is not None:
+        _, best_state, best_step = best if best is not None else (np.nan, state, 0)
+        curve = ValidationCurve(np.asarray(curve_steps, np.int64), np.asarray(curve_losses, np.float64), best_step,
+                                best_state, stopped)
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t0
-    return state, (np.concatenate(history) if history else np.zeros(0, np.float32)), seconds
+        bar.write(_summary(done, seconds, history, curve))
+    return state, (np.concatenate(history) if history else np.zeros(0, np.float32)), seconds, curve

@@ -16,7 +16,6 @@ DISTRIBUTIONS = [row.signature for row in _DISTRIBUTIONS.values()]
 by_category = CATALOG.by_category
 from gendsl.lang.parser import MAX_DIMENSION
 
-
 # --------------------------------------------------------------------------- generating models
 
 NAME_RE = r"[A-Za-z_][A-Za-z0-9_]{0,7}"

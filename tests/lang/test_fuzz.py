@@ -19,13 +19,13 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import GOLDEN
+from fuzz_strategies import models, mutate
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import gendsl
-from conftest import GOLDEN
 from gendsl.cli import main
-from fuzz_strategies import models, mutate
 from gendsl.lang.parser import MAX_DIMENSION, MAX_NESTING
 from gendsl.registry import MECHANISMS
 

@@ -7,8 +7,8 @@ Regenerate after an intended message change with: GENDSL_UPDATE_GOLDEN=1 pytest 
 import os
 
 import pytest
-
 from conftest import GOLDEN
+
 from gendsl.cli import main
 
 BAD = sorted((GOLDEN / "bad").glob("*.gen"))

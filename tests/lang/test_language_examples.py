@@ -1,10 +1,10 @@
 """Every LANGUAGE.md example parses and checks, and its builder twin gives the same model."""
 
 import pytest
-
-import gendsl
 from builder_twins import TWINS
 from conftest import GOLDEN
+
+import gendsl
 from gendsl.compiler.lower import lower
 
 TEXT = (GOLDEN / "good" / "language_examples.gen").read_text()

@@ -18,7 +18,7 @@ from jax.scipy.stats import multivariate_normal as mvn
 import gendsl
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms.evolve import likelihood, losses, samplers
-from gendsl.mechanisms.evolve.processes import VE, VP, FlowMatching, SubVP, FromScore, FromVelocity
+from gendsl.mechanisms.evolve.processes import VE, VP, FlowMatching, FromScore, FromVelocity, SubVP
 
 MU = jnp.array([0.3, -0.2])
 COV = jnp.array([[1.0, 0.6], [0.6, 0.9]])

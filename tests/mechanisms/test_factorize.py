@@ -6,7 +6,6 @@ import functools
 import itertools
 import re
 
-import gendsl
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,12 +13,13 @@ import optax
 import pytest
 from scipy import stats
 
-from gendsl.errors import GenSemanticError
+import gendsl
 from gendsl.core.signatures import Spec
 from gendsl.core.types import VarType
+from gendsl.errors import GenSemanticError
 from gendsl.mechanisms.base import NodeContext
-from gendsl.registry import MECHANISMS
 from gendsl.mechanisms.factorize import Factorize
+from gendsl.registry import MECHANISMS
 
 NETS = {
     "transformer": Spec("transformer", "network", {"layers": 1, "width": 16, "heads": 2, "components": 3}),

@@ -11,14 +11,14 @@ import numpyro.distributions as dist
 import pytest
 
 import gendsl
+from gendsl.core.signatures import Spec
 from gendsl.data import builtin
 from gendsl.errors import GenError, GenSemanticError
-from gendsl.core.signatures import Spec
-from gendsl.registry import SIGNATURES
 from gendsl.mechanisms.base import split_module
 from gendsl.mechanisms.pushforward.bijections import BIJECTIONS
 from gendsl.mechanisms.pushforward.flow import build_flow
 from gendsl.mechanisms.pushforward.node import initialise, static_part
+from gendsl.registry import SIGNATURES
 
 SMALL = {"layers": 2, "hidden": (16,), "bins": 6, "bound": 2.0}
 

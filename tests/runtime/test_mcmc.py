@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.linalg import solve_discrete_lyapunov
 
-from gendsl.numerics.diagnostics import summarize
 from gendsl.errors import GenDataError
 from gendsl.numerics import mcmc, warmup
+from gendsl.numerics.diagnostics import summarize
 
 MEAN = np.array([1.0, -2.0])
 COV = np.array([[1.0, 1.8], [1.8, 4.0]])  # correlation 0.9, scales 1 and 2

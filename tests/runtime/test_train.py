@@ -61,8 +61,8 @@ def test_resume_after_interruption_is_bitwise_equal(prog, x, tmp_path, monkeypat
         pass
 
     def dying_run(*args, checkpoint=None, **kwargs):
-        def save_then_die(state, losses):
-            checkpoint(state, losses)
+        def save_then_die(state, losses, tracking):
+            checkpoint(state, losses, tracking)
             if int(state.step) >= 20:
                 raise Killed
 
