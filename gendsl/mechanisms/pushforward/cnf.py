@@ -28,7 +28,6 @@ one has run (recorded from diffrax's statistics), the configured maximum ``6 * m
 
 from __future__ import annotations
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -37,8 +36,9 @@ from gendsl.core.signatures import Param, Signature
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
 from gendsl.nn.mlp import mlp
+from gendsl.numerics.ode import integrate_divergence, rademacher_probes, solve
 
-__all__ = ["CNFPushforward", "solve", "velocity_network", "EVALS_PER_STEP", "LOG_PROB_PROBE_SEED"]
+__all__ = ["CNFPushforward", "velocity_network", "EVALS_PER_STEP", "LOG_PROB_PROBE_SEED"]
 
 #: ``cnf(...)`` in the language
 CNF_SIGNATURE = Signature("cnf", "map", (
@@ -52,32 +52,6 @@ CNF_SIGNATURE = Signature("cnf", "map", (
 EVALS_PER_STEP = 6
 #: key of the Hutchinson probes used by ``log_prob``
 LOG_PROB_PROBE_SEED = 0
-
-
-def solve(field, y0, t0: float, t1: float, args, *, steps, rtol: float, atol: float, max_steps: int):
-    """Solve ``dy/dt = field(t, y, args)`` from ``t0`` to ``t1`` with Tsit5.
-
-    Parameters
-    ----------
-    field:
-        ``(t, y, args) -> dy/dt`` on PyTrees.
-    y0:
-        Initial state (a PyTree of arrays).
-    steps:
-        ``"adaptive"`` (PID step-size control with ``rtol`` / ``atol``) or a number of fixed steps.
-
-    Returns
-    -------
-    ``(y1, num_steps)``: the state at ``t1`` and the number of steps taken (a scalar array).
-    """
-    if steps == "adaptive":
-        controller, dt0 = diffrax.PIDController(rtol=rtol, atol=atol), None
-    else:
-        controller, dt0 = diffrax.ConstantStepSize(), (t1 - t0) / int(steps)
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), t0, t1, dt0, y0, args=args,
-                              stepsize_controller=controller, adjoint=diffrax.RecursiveCheckpointAdjoint(),
-                              max_steps=max_steps, saveat=diffrax.SaveAt(t1=True))
-    return jax.tree_util.tree_map(lambda a: a[-1], sol.ys), sol.stats["num_steps"]
 
 
 def velocity_network(in_size: int, out_size: int, spec, *, key: jax.Array):
@@ -124,31 +98,14 @@ class CNFPushforward(PushforwardNode):
         return jax.vmap(self._velocity, (None, None, 0, 0))(net, t, y, context)
 
     # -- the density ---------------------------------------------------------------------------
-    def _augmented(self, t, state, args):
-        """``(y, a)`` with ``da/dt = tr(dv/dy)`` (exact, or Hutchinson with the probes in ``args``)."""
-        y, _ = state
-        params, context, probes = args
-        net = eqx.combine(params, self._static)
-
-        def one(yi, ci, ei):
-            f = lambda v: self._velocity(net, t, v, ci)  # noqa: E731
-            if ei is None:
-                return f(yi), jnp.trace(jax.jacfwd(f)(yi))
-            out, jvp = jax.jvp(f, (yi,), (ei,))
-            return out, jnp.dot(ei, jvp)
-
-        return jax.vmap(one)(y, context, probes)
-
     def log_det_inverse(self, params, y, context, key):
         """``z = T^{-1}(y)`` ``(n, D)`` and ``log|det dz/dy|`` ``(n,)`` by the backward solve.
 
         ``key`` draws the Hutchinson probes (unused with the exact trace).
         """
-        probes = None
-        if self.trace == "hutchinson":
-            probes = jax.random.rademacher(key, y.shape, dtype=y.dtype)
-        state = (y, jnp.zeros(y.shape[0], y.dtype))
-        (z, log_det), _ = solve(self._augmented, state, 1.0, 0.0, (params, context, probes), **self._solve_options())
+        probes = rademacher_probes(key, *y.shape, dtype=y.dtype) if self.trace == "hutchinson" else None
+        field = jax.tree_util.Partial(self._velocity, eqx.combine(params, self._static))
+        z, log_det, _ = integrate_divergence(field, y, 1.0, 0.0, context, probes, **self._solve_options())
         return z, log_det
 
     def _log_prob(self, params, x, given, key):
