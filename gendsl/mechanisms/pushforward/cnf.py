@@ -36,6 +36,7 @@ from gendsl.core.signatures import Param, Signature
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
 from gendsl.nn.mlp import mlp
+from gendsl.numerics.flow_matching import flow_matching_loss
 from gendsl.numerics.ode import integrate_divergence, rademacher_probes, solve
 
 __all__ = ["CNFPushforward", "velocity_network", "EVALS_PER_STEP", "LOG_PROB_PROBE_SEED"]
@@ -146,16 +147,17 @@ class CNFPushforward(PushforwardNode):
 
     # -- training ------------------------------------------------------------------------------
     def flow_matching_loss(self, params, x, given, key):
-        """Mean squared error of the velocity against ``x - z`` on the straight path (scalar)."""
+        """Mean squared error of the velocity against ``x - z`` on the straight path from the base
+        draw ``z`` to ``x`` (:func:`gendsl.numerics.flow_matching.flow_matching_loss`; scalar)."""
         t_key, z_key = jax.random.split(key)
         y, _ = self.from_data(x)
         n = y.shape[0]
         z = self.base_sample(z_key, n, given)
         t = jax.random.uniform(t_key, (n,), y.dtype)
-        y_t = (1.0 - t[:, None]) * z + t[:, None] * y
         net = eqx.combine(params, self._static)
-        v = jax.vmap(self._velocity, (None, 0, 0, 0))(net, t, y_t, self.context(given))
-        return jnp.mean(jnp.sum((v - (y - z)) ** 2, axis=-1))
+        context = self.context(given)
+        return flow_matching_loss(lambda t, y_t: jax.vmap(self._velocity, (None, 0, 0, 0))(net, t, y_t, context),
+                                  z, y, t)
 
     def loss(self, params, x, given, key):
         if self.train == "flow_matching":
