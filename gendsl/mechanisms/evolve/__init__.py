@@ -26,6 +26,7 @@ from gendsl.mechanisms.evolve.losses import denoising_loss, velocity_loss
 from gendsl.mechanisms.evolve.node import EvolveNode
 from gendsl.mechanisms.evolve.processes import FlowMatching
 from gendsl.mechanisms.evolve.samplers import ODE_SIGNATURE, ode_path, sampler_evaluations, solve_ode, solve_sde
+from gendsl.numerics.ema import ema_init, ema_update
 
 __all__ = ["EXACT_TRACE_MAX_SIZE", "Evolve"]
 
@@ -119,7 +120,7 @@ class Evolve(EvolveNode):
     def init_train_state(self, key, params):
         mean, second = self.moments(jnp.zeros((1, *self.ctx.shape)))
         affine = {k: v for k, v in params.items() if k != "net"}
-        return {"ema": params["net"], "step": jnp.zeros((), jnp.int32), "count": jnp.zeros(()),
+        return {"ema": ema_init(params["net"]), "step": jnp.zeros((), jnp.int32), "count": jnp.zeros(()),
                 "mean": mean, "second": second, "affine": affine}
 
     def train_loss(self, params, state, x, given, key, group="main"):
@@ -134,9 +135,7 @@ class Evolve(EvolveNode):
         second = state["second"] + w * (batch_second - state["second"])
         affine = self.affine(mean, second)
         loss = self._objective(params["net"], self.standardise(affine, x), given, key)
-        decay = jnp.minimum(self.ema, (1.0 + state["step"]) / (10.0 + state["step"]))
-        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * jax.lax.stop_gradient(p),
-                                     state["ema"], params["net"])
+        ema = ema_update(state["ema"], params["net"], state["step"], self.ema)
         new = {"ema": ema, "step": state["step"] + 1, "count": count, "mean": mean, "second": second,
                "affine": affine}
         return loss, new

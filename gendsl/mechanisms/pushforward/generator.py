@@ -28,6 +28,7 @@ from gendsl.core.signatures import Param, Signature
 from gendsl.errors import GenRuntimeError, GenSemanticError
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
 from gendsl.nn.mlp import mlp
+from gendsl.numerics.ema import ema_init, ema_update
 
 __all__ = ["GeneratorPushforward", "networks"]
 
@@ -133,14 +134,13 @@ class GeneratorPushforward(PushforwardNode):
 
     def init_train_state(self, key, params):
         """The moving average of the generator's parameters."""
-        return params["generator"]
+        return ema_init(params["generator"])
 
     def train_loss(self, params, state, x, given, key, group="main"):
         if group == "critic":
             return self.critic_loss(params, x, given, key), state
         if group == "main":
-            current = jax.lax.stop_gradient(params["generator"])
-            state = jax.tree_util.tree_map(lambda e, p: self.ema * e + (1.0 - self.ema) * p, state, current)
+            state = ema_update(state, params["generator"], None, self.ema)
             return self.generator_loss(params, x, given, key), state
         return jnp.zeros(()), state
 
