@@ -1,6 +1,6 @@
 """``evolve``: a learned time evolution from noise to data (diffusion, score SDEs, flow matching).
 
-``x ~ evolve(PROCESS, net=mlp(...), sampler=ode(...) | sde(...), given=..., guidance=w)``:
+``x ~ evolve(PROCESS, net=NETWORK, sampler=ode(...) | sde(...), given=..., guidance=w)``:
 
 - training: denoising score matching (vp, subvp, ve; standard or likelihood weighting) or
   velocity regression (flow_matching), with low-variance time sampling
@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from gendsl.core.signatures import Param, Signature, Spec, default_spec
 from gendsl.errors import GenSemanticError
+from gendsl.mechanisms.base import check_vector_network
 from gendsl.mechanisms.evolve import likelihood
 from gendsl.mechanisms.evolve.losses import denoising_loss, velocity_loss
 from gendsl.mechanisms.evolve.node import EvolveNode
@@ -58,11 +59,9 @@ class Evolve(EvolveNode):
 
     @classmethod
     def check_spec(cls, name, spec, vtype, typing) -> None:
-        """The network is an mlp; sampler steps, weighting, ``ema`` and ``dropout`` in range."""
+        """The network is a vector network; sampler steps, weighting, ``ema`` and ``dropout`` in range."""
         where = typing.call.span
-        net = spec["net"]
-        if net is not None and net.name != "mlp":
-            raise GenSemanticError(f"evolve() takes net=mlp(...), got {net.name}(...) for '{name}'", where)
+        check_vector_network(spec["net"], f"the network of evolve() for '{name}'", where, option="net")
         sampler = cls._sampler_spec(spec)
         steps = sampler["steps"]
         if steps != "adaptive" and (not isinstance(steps, int) or steps < 1):

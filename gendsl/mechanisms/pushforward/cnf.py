@@ -34,8 +34,8 @@ import jax.numpy as jnp
 
 from gendsl.core.signatures import Param, Signature
 from gendsl.errors import GenSemanticError
+from gendsl.mechanisms.base import build_network, check_vector_network, vector_network
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
-from gendsl.nn.mlp import mlp
 from gendsl.numerics.flow_matching import flow_matching_loss
 from gendsl.numerics.ode import integrate_divergence, rademacher_probes, solve
 
@@ -56,8 +56,9 @@ LOG_PROB_PROBE_SEED = 0
 
 
 def velocity_network(in_size: int, out_size: int, spec, *, key: jax.Array):
-    """The velocity MLP, its last layer at zero (the flow starts as the identity)."""
-    return mlp(in_size, out_size, spec, key=key, zero_last=True)
+    """The velocity network (a resolved vector network spec), its output at zero (the flow starts
+    as the identity)."""
+    return build_network(spec, in_size, out_size, key=key, zero_last=True)
 
 
 class CNFPushforward(PushforwardNode):
@@ -74,7 +75,7 @@ class CNFPushforward(PushforwardNode):
         self.kind = self.map_kind(ctx.spec)
         self.loss_name = "nll (ode)" if self.train == "likelihood" else "flow matching"
         self.sampler_name = "ode (tsit5)" if self.steps == "adaptive" else f"ode (tsit5, {self.steps} steps)"
-        self._recipe = (self.dim + 1 + self.cond_dim, self.dim, self.map_spec["net"])
+        self._recipe = (self.dim + 1 + self.cond_dim, self.dim, vector_network(self.map_spec["net"]))
         self._static = static_part(velocity_network, self._recipe)
 
     def _solve_options(self) -> dict:
@@ -133,6 +134,11 @@ class CNFPushforward(PushforwardNode):
     def cost(self) -> int:
         """Evaluations per sample: fixed steps, or the most an adaptive solve may take."""
         return self.map_cost(self.ctx.spec, self.ctx.type)
+
+    @classmethod
+    def check_map(cls, name: str, map_spec, span) -> None:
+        """The velocity field is a vector network."""
+        check_vector_network(map_spec["net"], f"the network of cnf() for '{name}'", span, option="net")
 
     @classmethod
     def map_kind(cls, spec) -> str:
