@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions.constraints as constraints
 
-from gendsl.core.signatures import Signature, Spec
+from gendsl.core.signatures import Signature, Spec, default_spec
 from gendsl.core.types import VarType
-from gendsl.errors import Span
+from gendsl.errors import GenSemanticError, Span
+from gendsl.nn import DEFAULT_VECTOR_NETWORK, NETWORKS
 
 __all__ = [
     "KINDS",
@@ -30,6 +31,9 @@ __all__ = [
     "context_size",
     "context_vector",
     "split_module",
+    "vector_network",
+    "check_vector_network",
+    "build_network",
     "Choice",
     "type_size",
 ]
@@ -311,6 +315,39 @@ def context_vector(given: dict, parents: dict[str, VarType], names) -> jax.Array
             v = jax.nn.one_hot(v, int(t.vocab)).reshape(v.shape[0], -1)
         parts.append(v.astype(jnp.float32))
     return jnp.concatenate(parts, axis=-1)
+
+
+def vector_network(spec: Spec | None, **defaults) -> Spec:
+    """The network of a ``net=`` option: ``spec``, or (None) the default vector network with its
+    signature's defaults, ``defaults`` overriding them."""
+    if spec is not None:
+        return spec
+    default = default_spec(NETWORKS[DEFAULT_VECTOR_NETWORK].signature)
+    return Spec(default.name, default.category, {**default.options, **defaults})
+
+
+def check_vector_network(spec, role: str, span: Span | None, option: str | None = None) -> None:
+    """Refuse a network spec that is not of kind ``vector``.
+
+    ``role`` says whose network it is ("the network of evolve() for 'x'"), ``option`` the option
+    it is given as (``net``; None for a positional one), for the message. Anything but a network
+    spec (None: the default; an expression) passes.
+    """
+    if not isinstance(spec, Spec) or spec.category != "network":
+        return
+    entry = NETWORKS.lookup(spec.name, span)
+    if entry.kind != "vector" or entry.build is None:
+        usable = " or ".join(f"{option + '=' if option else ''}{n}(...)" for n, e in NETWORKS.items()
+                             if e.kind == "vector")
+        article = "an" if entry.kind[0] in "aeiou" else "a"
+        raise GenSemanticError(f"{role} must be a vector network, such as {usable}; got {spec.name}(...), "
+                               f"{article} {entry.kind} network", span)
+
+
+def build_network(spec: Spec, in_size: int, out_size: int, *, key: jax.Array, zero_last: bool = False,
+                  input_gain: jax.Array | None = None) -> eqx.Module:
+    """``NETWORKS[spec.name].build(...)``: a per-example ``(in_size,) -> (out_size,)`` module."""
+    return NETWORKS[spec.name].build(spec, in_size, out_size, key=key, zero_last=zero_last, input_gain=input_gain)
 
 
 def split_module(module) -> tuple[Any, Any]:

@@ -1,14 +1,15 @@
 """Networks (equinox modules), and the network table: one line each.
 
 A new network is one file (the module, its ``*_SIGNATURE`` and ``NETWORK`` entry) plus one line
-here; every mechanism that accepts its kind (:data:`gendsl.nn.base.KINDS`) can then use it.
+here; every mechanism that accepts its kind (:data:`gendsl.nn.base.KINDS`) can then use it. A
+``vector`` network's entry has a ``build``: mechanisms make it through ``NETWORKS[name].build``.
 """
 
 from gendsl.core.catalog import Table
 from gendsl.nn import made, mlp, transformer
 from gendsl.nn.base import KINDS, Network
 
-__all__ = ["NETWORKS", "Network", "KINDS"]
+__all__ = ["NETWORKS", "Network", "KINDS", "DEFAULT_VECTOR_NETWORK"]
 
 #: network name -> :class:`~gendsl.nn.base.Network`
 NETWORKS = Table("network", {
@@ -16,3 +17,6 @@ NETWORKS = Table("network", {
     "made": made.NETWORK,
     "transformer": transformer.NETWORK,
 })
+
+#: the vector network a mechanism uses when its ``net=`` is not given
+DEFAULT_VECTOR_NETWORK = "mlp"

@@ -1,8 +1,9 @@
-"""What the network table holds for each network: its signature and the shapes it maps."""
+"""What the network table holds for each network: its signature, the shapes it maps and, for a
+vector network, how to build it."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from gendsl.core.signatures import Signature
 
@@ -15,7 +16,24 @@ KINDS = ("vector", "autoregressive")
 
 
 class Network(NamedTuple):
-    """An entry of :data:`gendsl.nn.NETWORKS`."""
+    """An entry of :data:`gendsl.nn.NETWORKS`.
+
+    Attributes
+    ----------
+    signature:
+        The network's call in the language (``mlp(hidden=..., ...)``).
+    kind:
+        One of :data:`KINDS`.
+    build:
+        For a ``vector`` network: ``build(spec, in_size, out_size, *, key, zero_last=False,
+        input_gain=None)`` makes an equinox module mapping one example ``(in_size,)`` to
+        ``(out_size,)`` (mechanisms ``vmap`` it) from a resolved spec of :attr:`signature`.
+        ``zero_last`` starts its output at zero (identity-at-init flows, residual energies);
+        ``input_gain`` (``(in_size,)``, optional) scales how strongly each input moves the
+        initial network (for an MLP: the first layer's weight columns). None for the other kinds,
+        whose mechanisms build them with their own shapes.
+    """
 
     signature: Signature
     kind: str
+    build: Callable | None = None

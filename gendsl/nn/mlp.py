@@ -12,7 +12,7 @@ from gendsl.core.signatures import ACTIVATION, Param, Signature
 from gendsl.nn.activations import ACTIVATIONS
 from gendsl.nn.base import Network
 
-__all__ = ["MLP", "mlp"]
+__all__ = ["MLP", "build"]
 
 #: ``mlp(...)`` in the language
 MLP_SIGNATURE = Signature("mlp", "network", (
@@ -50,12 +50,16 @@ class MLP(eqx.Module):
         return self.layers[-1](x)
 
 
-def mlp(in_size: int, out_size: int, spec, *, key: jax.Array, zero_last: bool = False) -> MLP:
-    """Build an :class:`MLP` from a resolved ``mlp(...)`` spec (or None for the defaults)."""
-    hidden = spec.get("hidden", (64, 64)) if spec is not None else (64, 64)
-    activation = spec.get("activation", "silu") if spec is not None else "silu"
-    return MLP(in_size, out_size, hidden, activation, key=key, zero_last=zero_last)
+def build(spec, in_size: int, out_size: int, *, key: jax.Array, zero_last: bool = False,
+          input_gain: jax.Array | None = None) -> MLP:
+    """An :class:`MLP` from a resolved ``mlp(...)`` spec; ``input_gain`` ``(in_size,)`` multiplies the
+    first layer's weight columns (each input's initial scale)."""
+    net = MLP(in_size, out_size, spec["hidden"], spec["activation"], key=key, zero_last=zero_last)
+    if input_gain is not None:
+        net = eqx.tree_at(lambda m: m.layers[0].weight, net, net.layers[0].weight * input_gain)
+    return net
 
 
 #: the ``mlp`` entry of the network table
-NETWORK = Network(MLP_SIGNATURE, "vector")
+NETWORK = Network(MLP_SIGNATURE, "vector", build)
+

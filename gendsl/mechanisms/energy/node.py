@@ -1,7 +1,7 @@
 """The registered ``energy`` mechanism: p(x) proportional to exp(-E(x)), times a base density.
 
 ``E`` is an expression of the language in the variable (and its parents), a Python function of
-the variable (builder API), or a network (``mlp(...)``) fed the variable and the ``given=``
+the variable (builder API), or a vector network (``mlp(...)``) fed the variable and the ``given=``
 context. With ``base=`` the density is tilted: ``base(x) * exp(-E(x))`` for a distribution or a
 mechanism (built as a nested node through the registry); ``base=NAME`` starts the chains at the
 value of the variable ``NAME`` (whose density belongs to its own node).
@@ -36,9 +36,9 @@ from gendsl.core.ast import Opaque
 from gendsl.core.signatures import Param, Signature, Spec, default_spec
 from gendsl.core.types import shape_str
 from gendsl.errors import GenSemanticError
-from gendsl.mechanisms.base import AbstractMechanism, NodeContext, context_size, context_vector, split_module
+from gendsl.mechanisms.base import (AbstractMechanism, NodeContext, build_network, check_vector_network, context_size,
+                                    context_vector, split_module)
 from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, dsm_loss, ssm_loss
-from gendsl.nn.mlp import mlp
 from gendsl.numerics import mcmc
 
 __all__ = ["CONFINE", "AUTO_CHAINS", "Energy"]
@@ -82,11 +82,10 @@ class Energy(AbstractMechanism):
 
     @classmethod
     def check_spec(cls, name, spec, vtype, typing) -> None:
-        """An energy expression is a scalar; an energy network is an mlp."""
+        """An energy expression is a scalar; an energy network is a vector network."""
         E = spec["E"]
         if isinstance(E, Spec):
-            if E.name != "mlp":
-                raise GenSemanticError(f"an energy network is an mlp(...), got {E.name}(...)", typing.call.span)
+            check_vector_network(E, f"the energy network of '{name}'", typing.call.span)
             return
         if isinstance(E, Opaque):
             return
@@ -156,7 +155,7 @@ class Energy(AbstractMechanism):
 
     # -- parameters ------------------------------------------------------------------------------
     def _build(self, key: jax.Array):
-        return mlp(self.dim + self.context, 1, self.E, key=key, zero_last=True)
+        return build_network(self.E, self.dim + self.context, 1, key=key, zero_last=True)
 
     @functools.cached_property
     def _static(self):

@@ -1,6 +1,6 @@
 """``evolve``: a learned time evolution from noise to data (diffusion, score SDEs, flow matching).
 
-``x ~ evolve(PROCESS, net=mlp(...), sampler=ode(...) | sde(...), given=..., guidance=w)``:
+``x ~ evolve(PROCESS, net=NETWORK, sampler=ode(...) | sde(...), given=..., guidance=w)``:
 
 - training: denoising score matching (vp, subvp, ve; standard or likelihood weighting) or
   velocity regression (flow_matching), with low-variance time sampling
@@ -21,11 +21,13 @@ import jax.numpy as jnp
 
 from gendsl.core.signatures import Param, Signature, Spec, default_spec
 from gendsl.errors import GenSemanticError
+from gendsl.mechanisms.base import check_vector_network
 from gendsl.mechanisms.evolve import likelihood
 from gendsl.mechanisms.evolve.losses import denoising_loss, velocity_loss
 from gendsl.mechanisms.evolve.node import EvolveNode
 from gendsl.mechanisms.evolve.processes import FlowMatching
 from gendsl.mechanisms.evolve.samplers import ODE_SIGNATURE, ode_path, sampler_evaluations, solve_ode, solve_sde
+from gendsl.numerics.ema import ema_init, ema_update
 
 __all__ = ["EXACT_TRACE_MAX_SIZE", "Evolve"]
 
@@ -57,11 +59,9 @@ class Evolve(EvolveNode):
 
     @classmethod
     def check_spec(cls, name, spec, vtype, typing) -> None:
-        """The network is an mlp; sampler steps, weighting, ``ema`` and ``dropout`` in range."""
+        """The network is a vector network; sampler steps, weighting, ``ema`` and ``dropout`` in range."""
         where = typing.call.span
-        net = spec["net"]
-        if net is not None and net.name != "mlp":
-            raise GenSemanticError(f"evolve() takes net=mlp(...), got {net.name}(...) for '{name}'", where)
+        check_vector_network(spec["net"], f"the network of evolve() for '{name}'", where, option="net")
         sampler = cls._sampler_spec(spec)
         steps = sampler["steps"]
         if steps != "adaptive" and (not isinstance(steps, int) or steps < 1):
@@ -119,7 +119,7 @@ class Evolve(EvolveNode):
     def init_train_state(self, key, params):
         mean, second = self.moments(jnp.zeros((1, *self.ctx.shape)))
         affine = {k: v for k, v in params.items() if k != "net"}
-        return {"ema": params["net"], "step": jnp.zeros((), jnp.int32), "count": jnp.zeros(()),
+        return {"ema": ema_init(params["net"]), "step": jnp.zeros((), jnp.int32), "count": jnp.zeros(()),
                 "mean": mean, "second": second, "affine": affine}
 
     def train_loss(self, params, state, x, given, key, group="main"):
@@ -134,9 +134,7 @@ class Evolve(EvolveNode):
         second = state["second"] + w * (batch_second - state["second"])
         affine = self.affine(mean, second)
         loss = self._objective(params["net"], self.standardise(affine, x), given, key)
-        decay = jnp.minimum(self.ema, (1.0 + state["step"]) / (10.0 + state["step"]))
-        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1 - decay) * jax.lax.stop_gradient(p),
-                                     state["ema"], params["net"])
+        ema = ema_update(state["ema"], params["net"], state["step"], self.ema)
         new = {"ema": ema, "step": state["step"] + 1, "count": count, "mean": mean, "second": second,
                "affine": affine}
         return loss, new

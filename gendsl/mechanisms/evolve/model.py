@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 
 from gendsl.mechanisms.evolve.processes import AbstractProcess
-from gendsl.nn.mlp import MLP
 
 __all__ = ["TIME_FEATURES", "time_features", "Denoiser", "Guided", "with_context"]
 
@@ -54,14 +53,14 @@ class Denoiser(eqx.Module):
     Attributes
     ----------
     net:
-        MLP from ``size + TIME_FEATURES + context`` to ``size`` inputs.
+        A per-example vector network from ``size + TIME_FEATURES + context`` inputs to ``size``.
     process:
         The process whose ``alpha(t), sigma(t)`` precondition the network.
     shape:
         The event shape of ``x`` (the network sees it flattened).
     """
 
-    net: MLP
+    net: eqx.Module
     process: AbstractProcess
     shape: tuple[int, ...] = eqx.field(static=True)
 

@@ -1,6 +1,6 @@
 """What every evolve-derived node shares: its options, parameters, standardisation and model.
 
-A node's parameters are ``{"net": MLP arrays, "shift": (*shape), "scale": (*shape)}``: the
+A node's parameters are ``{"net": network arrays, "shift": (*shape), "scale": (*shape)}``: the
 process runs on the standardised variable ``y = (x - shift) / scale`` (the data's mean and
 standard deviation per element, estimated during training), so the process's unit-variance
 prior and the network's preconditioning fit any data scale. Densities pick up the Jacobian
@@ -16,17 +16,17 @@ import jax
 import jax.numpy as jnp
 
 from gendsl.core.signatures import Spec
-from gendsl.mechanisms.base import AbstractMechanism, NodeContext, context_size, context_vector, split_module
+from gendsl.mechanisms.base import (AbstractMechanism, NodeContext, build_network, context_size, context_vector,
+                                    split_module, vector_network)
 from gendsl.mechanisms.evolve.model import TIME_FEATURES, Denoiser, Guided, with_context
 from gendsl.mechanisms.evolve.processes import build_process
-from gendsl.nn.mlp import MLP
 
 __all__ = ["DEFAULT_HIDDEN", "INPUT_GAIN", "EvolveNode"]
 
 
-#: hidden widths when ``net=`` is not given
+#: hidden widths of the default network when ``net=`` is not given
 DEFAULT_HIDDEN = (128, 128, 128)
-#: initial scale of the first layer's weights on the (standardised) point, relative to LeCun's
+#: initial scale of the network's sensitivity to the (standardised) point, relative to LeCun's
 INPUT_GAIN = 4.0
 #: variance added to the data's, relative to its mean (constant elements stay finite)
 _RIDGE = 1e-6
@@ -39,35 +39,36 @@ class EvolveNode(AbstractMechanism):
         super().__init__(ctx)
         spec = ctx.spec if spec is None else spec
         self.process = build_process(spec["process"])
-        net = spec["net"]
-        self.hidden = tuple(net["hidden"]) if net is not None else DEFAULT_HIDDEN
-        self.activation = net["activation"] if net is not None else "silu"
+        #: the network's resolved spec (``net=``, or the default vector network)
+        self.net_spec = vector_network(spec["net"], hidden=DEFAULT_HIDDEN)
         self.context_width = context_size(ctx.parents, ctx.given) + 1 if ctx.given else 0
         self.guidance = float(spec["guidance"]) if ctx.given else 0.0
-        in_size = ctx.size + TIME_FEATURES + self.context_width
         # the network's structure from shapes alone: building it eagerly would run (and compile)
         # every random initialiser at each lowering
-        skeleton = eqx.filter_eval_shape(
-            lambda key: MLP(in_size, ctx.size, self.hidden, self.activation, key=key), jax.random.key(0))
+        skeleton = eqx.filter_eval_shape(self._build, jax.random.key(0))
         self._net_static = eqx.partition(skeleton, lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct))[1]
 
     # -- parameters -----------------------------------------------------------------------------
-    def init(self, key):
-        """Network with a zero output layer (the prediction starts at the data's Gaussian model).
+    def _build(self, key: jax.Array) -> eqx.Module:
+        """The network ``(point, time features, context) -> size`` with a zero output layer.
 
-        The first layer sees three input groups (point, time features, context); each is
-        initialised as if it were the layer's only input, the point's with gain
+        Its inputs come in three groups (point, time features, context); each is initialised as
+        if it were the network's only input (``input_gain`` of the build), the point's with gain
         :data:`INPUT_GAIN`, so the point is not drowned by the wider time embedding and the first
         features are non-linear in it (at unit gain the network sits near the Gaussian solution
         and learns the data's structure slowly).
         """
         ctx = self.ctx
         widths = [ctx.size, TIME_FEATURES] + ([self.context_width] if self.context_width else [])
-        net = MLP(sum(widths), ctx.size, self.hidden, self.activation, key=key, zero_last=True)
         gains = [INPUT_GAIN * (sum(widths) / widths[0]) ** 0.5] + [(sum(widths) / w) ** 0.5 for w in widths[1:]]
         column = jnp.concatenate([jnp.full(w, g) for w, g in zip(widths, gains)])
-        net = eqx.tree_at(lambda m: m.layers[0].weight, net, net.layers[0].weight * column)
-        return {"net": split_module(net)[0], "shift": jnp.zeros(ctx.shape), "scale": jnp.ones(ctx.shape)}
+        return build_network(self.net_spec, sum(widths), ctx.size, key=key, zero_last=True, input_gain=column)
+
+    def init(self, key):
+        """Network with a zero output layer (the prediction starts at the data's Gaussian model)
+        and the identity standardisation."""
+        ctx = self.ctx
+        return {"net": split_module(self._build(key))[0], "shift": jnp.zeros(ctx.shape), "scale": jnp.ones(ctx.shape)}
 
     def model(self, net_params, guided: bool = False) -> eqx.Module:
         """The per-example ``(t, y, c) -> (y0_hat, eps_hat)`` of these network parameters."""

@@ -28,17 +28,18 @@ one has run (recorded from diffrax's statistics), the configured maximum ``6 * m
 
 from __future__ import annotations
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from gendsl.core.signatures import Param, Signature
 from gendsl.errors import GenSemanticError
+from gendsl.mechanisms.base import build_network, check_vector_network, vector_network
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
-from gendsl.nn.mlp import mlp
+from gendsl.numerics.flow_matching import flow_matching_loss
+from gendsl.numerics.ode import integrate_divergence, rademacher_probes, solve
 
-__all__ = ["CNFPushforward", "solve", "velocity_network", "EVALS_PER_STEP", "LOG_PROB_PROBE_SEED"]
+__all__ = ["CNFPushforward", "velocity_network", "EVALS_PER_STEP", "LOG_PROB_PROBE_SEED"]
 
 #: ``cnf(...)`` in the language
 CNF_SIGNATURE = Signature("cnf", "map", (
@@ -54,35 +55,10 @@ EVALS_PER_STEP = 6
 LOG_PROB_PROBE_SEED = 0
 
 
-def solve(field, y0, t0: float, t1: float, args, *, steps, rtol: float, atol: float, max_steps: int):
-    """Solve ``dy/dt = field(t, y, args)`` from ``t0`` to ``t1`` with Tsit5.
-
-    Parameters
-    ----------
-    field:
-        ``(t, y, args) -> dy/dt`` on PyTrees.
-    y0:
-        Initial state (a PyTree of arrays).
-    steps:
-        ``"adaptive"`` (PID step-size control with ``rtol`` / ``atol``) or a number of fixed steps.
-
-    Returns
-    -------
-    ``(y1, num_steps)``: the state at ``t1`` and the number of steps taken (a scalar array).
-    """
-    if steps == "adaptive":
-        controller, dt0 = diffrax.PIDController(rtol=rtol, atol=atol), None
-    else:
-        controller, dt0 = diffrax.ConstantStepSize(), (t1 - t0) / int(steps)
-    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), t0, t1, dt0, y0, args=args,
-                              stepsize_controller=controller, adjoint=diffrax.RecursiveCheckpointAdjoint(),
-                              max_steps=max_steps, saveat=diffrax.SaveAt(t1=True))
-    return jax.tree_util.tree_map(lambda a: a[-1], sol.ys), sol.stats["num_steps"]
-
-
 def velocity_network(in_size: int, out_size: int, spec, *, key: jax.Array):
-    """The velocity MLP, its last layer at zero (the flow starts as the identity)."""
-    return mlp(in_size, out_size, spec, key=key, zero_last=True)
+    """The velocity network (a resolved vector network spec), its output at zero (the flow starts
+    as the identity)."""
+    return build_network(spec, in_size, out_size, key=key, zero_last=True)
 
 
 class CNFPushforward(PushforwardNode):
@@ -99,7 +75,7 @@ class CNFPushforward(PushforwardNode):
         self.kind = self.map_kind(ctx.spec)
         self.loss_name = "nll (ode)" if self.train == "likelihood" else "flow matching"
         self.sampler_name = "ode (tsit5)" if self.steps == "adaptive" else f"ode (tsit5, {self.steps} steps)"
-        self._recipe = (self.dim + 1 + self.cond_dim, self.dim, self.map_spec["net"])
+        self._recipe = (self.dim + 1 + self.cond_dim, self.dim, vector_network(self.map_spec["net"]))
         self._static = static_part(velocity_network, self._recipe)
 
     def _solve_options(self) -> dict:
@@ -124,31 +100,14 @@ class CNFPushforward(PushforwardNode):
         return jax.vmap(self._velocity, (None, None, 0, 0))(net, t, y, context)
 
     # -- the density ---------------------------------------------------------------------------
-    def _augmented(self, t, state, args):
-        """``(y, a)`` with ``da/dt = tr(dv/dy)`` (exact, or Hutchinson with the probes in ``args``)."""
-        y, _ = state
-        params, context, probes = args
-        net = eqx.combine(params, self._static)
-
-        def one(yi, ci, ei):
-            f = lambda v: self._velocity(net, t, v, ci)  # noqa: E731
-            if ei is None:
-                return f(yi), jnp.trace(jax.jacfwd(f)(yi))
-            out, jvp = jax.jvp(f, (yi,), (ei,))
-            return out, jnp.dot(ei, jvp)
-
-        return jax.vmap(one)(y, context, probes)
-
     def log_det_inverse(self, params, y, context, key):
         """``z = T^{-1}(y)`` ``(n, D)`` and ``log|det dz/dy|`` ``(n,)`` by the backward solve.
 
         ``key`` draws the Hutchinson probes (unused with the exact trace).
         """
-        probes = None
-        if self.trace == "hutchinson":
-            probes = jax.random.rademacher(key, y.shape, dtype=y.dtype)
-        state = (y, jnp.zeros(y.shape[0], y.dtype))
-        (z, log_det), _ = solve(self._augmented, state, 1.0, 0.0, (params, context, probes), **self._solve_options())
+        probes = rademacher_probes(key, *y.shape, dtype=y.dtype) if self.trace == "hutchinson" else None
+        field = jax.tree_util.Partial(self._velocity, eqx.combine(params, self._static))
+        z, log_det, _ = integrate_divergence(field, y, 1.0, 0.0, context, probes, **self._solve_options())
         return z, log_det
 
     def _log_prob(self, params, x, given, key):
@@ -177,6 +136,11 @@ class CNFPushforward(PushforwardNode):
         return self.map_cost(self.ctx.spec, self.ctx.type)
 
     @classmethod
+    def check_map(cls, name: str, map_spec, span) -> None:
+        """The velocity field is a vector network."""
+        check_vector_network(map_spec["net"], f"the network of cnf() for '{name}'", span, option="net")
+
+    @classmethod
     def map_kind(cls, spec) -> str:
         """``exact`` with the exact Jacobian trace, ``estimate`` with Hutchinson's."""
         return "exact" if spec["map"]["trace"] == "exact" else "estimate"
@@ -189,16 +153,17 @@ class CNFPushforward(PushforwardNode):
 
     # -- training ------------------------------------------------------------------------------
     def flow_matching_loss(self, params, x, given, key):
-        """Mean squared error of the velocity against ``x - z`` on the straight path (scalar)."""
+        """Mean squared error of the velocity against ``x - z`` on the straight path from the base
+        draw ``z`` to ``x`` (:func:`gendsl.numerics.flow_matching.flow_matching_loss`; scalar)."""
         t_key, z_key = jax.random.split(key)
         y, _ = self.from_data(x)
         n = y.shape[0]
         z = self.base_sample(z_key, n, given)
         t = jax.random.uniform(t_key, (n,), y.dtype)
-        y_t = (1.0 - t[:, None]) * z + t[:, None] * y
         net = eqx.combine(params, self._static)
-        v = jax.vmap(self._velocity, (None, 0, 0, 0))(net, t, y_t, self.context(given))
-        return jnp.mean(jnp.sum((v - (y - z)) ** 2, axis=-1))
+        context = self.context(given)
+        return flow_matching_loss(lambda t, y_t: jax.vmap(self._velocity, (None, 0, 0, 0))(net, t, y_t, context),
+                                  z, y, t)
 
     def loss(self, params, x, given, key):
         if self.train == "flow_matching":

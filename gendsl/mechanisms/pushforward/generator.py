@@ -26,8 +26,9 @@ import jax.numpy as jnp
 
 from gendsl.core.signatures import Param, Signature
 from gendsl.errors import GenRuntimeError, GenSemanticError
+from gendsl.mechanisms.base import build_network, check_vector_network, vector_network
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
-from gendsl.nn.mlp import mlp
+from gendsl.numerics.ema import ema_init, ema_update
 
 __all__ = ["GeneratorPushforward", "networks"]
 
@@ -41,9 +42,10 @@ GENERATOR_SIGNATURE = Signature("generator", "map", (
 
 
 def networks(in_size: int, dim: int, cond_dim: int, net, critic, *, key: jax.Array) -> dict:
-    """The generator ``(latent + C) -> D`` and the critic ``(D + C) -> 1``."""
+    """The generator ``(latent + C) -> D`` and the critic ``(D + C) -> 1`` (resolved vector network specs)."""
     g_key, c_key = jax.random.split(key)
-    return {"generator": mlp(in_size, dim, net, key=g_key), "critic": mlp(dim + cond_dim, 1, critic, key=c_key)}
+    return {"generator": build_network(net, in_size, dim, key=g_key),
+            "critic": build_network(critic, dim + cond_dim, 1, key=c_key)}
 
 
 class GeneratorPushforward(PushforwardNode):
@@ -67,7 +69,8 @@ class GeneratorPushforward(PushforwardNode):
                                    f"0 <= ema < 1", ctx.span)
         self.penalty, self.ema = float(spec["penalty"]), float(spec["ema"])
         self.groups = ("main",) + ("critic",) * int(spec["critic_steps"])
-        self._recipe = (self.base_size + self.cond_dim, self.dim, self.cond_dim, spec["net"], spec["critic"])
+        self._recipe = (self.base_size + self.cond_dim, self.dim, self.cond_dim, vector_network(spec["net"]),
+                        vector_network(spec["critic"]))
         self._static = static_part(networks, self._recipe)
 
     def init(self, key):
@@ -76,6 +79,13 @@ class GeneratorPushforward(PushforwardNode):
     def param_labels(self, params):
         return {g: jax.tree_util.tree_map(lambda _, g=g: "main" if g == "generator" else "critic", params[g])
                 for g in ("generator", "critic")}
+
+    @classmethod
+    def check_map(cls, name: str, map_spec, span) -> None:
+        """The generator and the critic are vector networks."""
+        for option in ("net", "critic"):
+            check_vector_network(map_spec[option], f"the {'critic' if option == 'critic' else 'network'} of "
+                                 f"generator() for '{name}'", span, option=option)
 
     @classmethod
     def map_cost(cls, spec, vtype) -> int:
@@ -133,14 +143,13 @@ class GeneratorPushforward(PushforwardNode):
 
     def init_train_state(self, key, params):
         """The moving average of the generator's parameters."""
-        return params["generator"]
+        return ema_init(params["generator"])
 
     def train_loss(self, params, state, x, given, key, group="main"):
         if group == "critic":
             return self.critic_loss(params, x, given, key), state
         if group == "main":
-            current = jax.lax.stop_gradient(params["generator"])
-            state = jax.tree_util.tree_map(lambda e, p: self.ema * e + (1.0 - self.ema) * p, state, current)
+            state = ema_update(state, params["generator"], None, self.ema)
             return self.generator_loss(params, x, given, key), state
         return jnp.zeros(()), state
 

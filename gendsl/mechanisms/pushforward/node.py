@@ -161,6 +161,11 @@ class PushforwardNode(AbstractMechanism):
 
     # -- declared properties of this family ----------------------------------------------------
     @classmethod
+    def check_map(cls, name: str, map_spec, span) -> None:
+        """Raise :class:`~gendsl.errors.GenSemanticError` if the map's options cannot model ``name``
+        (called by the declaration's ``check_spec``, so check and compile agree). Default: none."""
+
+    @classmethod
     def map_kind(cls, spec) -> str:
         """Likelihood kind of this family for ``spec``. Default: the class's :attr:`kind`."""
         return cls.kind
