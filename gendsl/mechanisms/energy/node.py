@@ -36,8 +36,15 @@ from gendsl.core.ast import Opaque
 from gendsl.core.signatures import Param, Signature, Spec, default_spec
 from gendsl.core.types import shape_str
 from gendsl.errors import GenSemanticError
-from gendsl.mechanisms.base import (AbstractMechanism, NodeContext, build_network, check_vector_network, context_size,
-                                    context_vector, split_module)
+from gendsl.mechanisms.base import (
+    AbstractMechanism,
+    NodeContext,
+    build_network,
+    check_vector_network,
+    context_size,
+    context_vector,
+    split_module,
+)
 from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, dsm_loss, ssm_loss
 from gendsl.numerics import mcmc
 

@@ -16,8 +16,15 @@ import jax
 import jax.numpy as jnp
 
 from gendsl.core.signatures import Spec
-from gendsl.mechanisms.base import (AbstractMechanism, NodeContext, build_network, context_size, context_vector,
-                                    split_module, vector_network)
+from gendsl.mechanisms.base import (
+    AbstractMechanism,
+    NodeContext,
+    build_network,
+    context_size,
+    context_vector,
+    split_module,
+    vector_network,
+)
 from gendsl.mechanisms.evolve.model import TIME_FEATURES, Denoiser, Guided, with_context
 from gendsl.mechanisms.evolve.processes import build_process
 
