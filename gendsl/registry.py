@@ -55,7 +55,8 @@ def _signatures() -> dict[str, Signature]:
         {name: row.signature for name, row in DISTRIBUTIONS.items()},
         {name: m.signature for name, m in MECHANISMS.items() if m.signature is not None},
         {name: n.signature for name, n in NETWORKS.items()},
-        dict(MAPS), dict(PROCESS_SIGNATURES), dict(SAMPLERS), dict(KERNELS), dict(OBJECTIVES),
+        dict(MAPS), dict(PROCESS_SIGNATURES), dict(SAMPLERS), {n: k.signature for n, k in KERNELS.items()},
+        dict(OBJECTIVES),
     ]
     out: dict[str, Signature] = {}
     for table in tables:

@@ -43,9 +43,9 @@ def test_every_entry_is_named_as_its_signature():
         assert mechanism.name == name and issubclass(mechanism, AbstractMechanism)
         assert mechanism.signature is None or mechanism.signature.name == name
         assert mechanism.kind in KINDS and mechanism.bases
-    for table in (NETWORKS, BIJECTIONS, DISTRIBUTIONS):
+    for table in (NETWORKS, BIJECTIONS, DISTRIBUTIONS, KERNELS):
         assert all(entry.signature.name == name for name, entry in table.items())
-    for table in (MAPS, SAMPLERS, KERNELS, OBJECTIVES):
+    for table in (MAPS, SAMPLERS, OBJECTIVES):
         assert all(signature.name == name for name, signature in table.items())
 
 

@@ -72,12 +72,8 @@ LANGEVIN_SIGNATURE = Signature("langevin", "kernel", (
         Param("chains", "int", 0, doc=CHAINS_DOC),
     ), "unadjusted Langevin algorithm")
 
-#: kernels by name (each entry its signature in the language); "auto" means NUTS
-KERNELS = Table("MCMC kernel", {s.name: s for s in (NUTS_SIGNATURE, HMC_SIGNATURE, MALA_SIGNATURE, LANGEVIN_SIGNATURE)})
 #: "auto" mass matrix: dense up to this many unconstrained dimensions, diagonal above
 DENSE_MAX_DIM = 12
-#: acceptance rates targeted by the step-size adaptation when none is given
-DEFAULT_TARGET = {"nuts": 0.95, "hmc": 0.9, "mala": 0.574, "langevin": 0.574}
 #: a NUTS transition is counted as this many gradient evaluations by ``describe``
 NUTS_TYPICAL_STEPS = 8
 
@@ -115,19 +111,20 @@ class KernelConfig:
         return self.mass == "dense" or (self.mass == "auto" and dim <= DENSE_MAX_DIM)
 
     @property
+    def kernel(self) -> "Kernel":
+        """The kernel's entry of :data:`KERNELS`."""
+        return KERNELS[self.name]
+
+    @property
     def adapts_mass(self) -> bool:
-        return self.name in ("nuts", "hmc")
+        return self.kernel.adapts_mass
 
     def gradient_steps(self) -> int:
         """Gradient evaluations of one transition (NUTS: a typical count)."""
-        return {"nuts": NUTS_TYPICAL_STEPS, "hmc": self.num_integration_steps}.get(self.name, 1)
+        return self.kernel.gradient_steps(self)
 
     def describe(self) -> str:
-        if self.name == "nuts":
-            return f"nuts(max_tree_depth={self.max_tree_depth}, target_accept={self.target_accept:g}, mass={self.mass})"
-        if self.name == "hmc":
-            return f"hmc(leapfrog={self.num_integration_steps}, mass={self.mass})"
-        return f"{self.name}(step_size={self.step_size:g})"
+        return self.kernel.describe(self)
 
 
 #: options of :func:`kernel_config` and how each is read
@@ -167,8 +164,8 @@ def kernel_config(kernel: str = "auto", **options) -> KernelConfig:
             raise GenDataError(f"unknown kernel option '{key}'{did_you_mean(key, KERNEL_OPTIONS)} "
                                f"(options: {', '.join(KERNEL_OPTIONS)})")
         values[key] = KERNEL_OPTIONS[key](value)
-    values.setdefault("target_accept", DEFAULT_TARGET[name])
-    values.setdefault("step_size", 1.0 if name in ("nuts", "hmc") else 0.01)
+    values.setdefault("target_accept", KERNELS[name].default_target)
+    values.setdefault("step_size", KERNELS[name].default_step_size)
     config = KernelConfig(name, **values)
     if config.mass not in ("auto", "dense", "diagonal"):
         raise GenDataError(f"mass must be 'auto', 'dense' or 'diagonal', got '{config.mass}'")
@@ -245,45 +242,113 @@ def _as_hmc(state):
     return blackjax.mcmc.hmc.HMCState(state.position, state.logdensity, state.logdensity_grad)
 
 
-def build_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
-    """One transition: ``step(key, state, tuning) -> (state, ChainStats)`` (all scalars per chain)."""
-    # blackjax is imported where it is used: importing it starts the XLA backend, and a multi-host
-    # run must call jax.distributed.initialize (the CLI's --coordinator) before that happens
+# blackjax is imported where it is used: importing it starts the XLA backend, and a multi-host run
+# must call jax.distributed.initialize (the CLI's --coordinator) before that happens
+
+
+def _nuts_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
     import blackjax
+
+    kernel = blackjax.nuts.build_kernel()
+
+    def step(key, state, tuning):
+        new, info = kernel(key, _as_hmc(state), logdensity_fn, tuning.step_size, tuning.inverse_mass_matrix,
+                           max_num_doublings=config.max_tree_depth)
+        return _State(*new), ChainStats(info.is_divergent, info.num_trajectory_expansions,
+                                        info.num_integration_steps, info.acceptance_rate)
+
+    return step
+
+
+def _hmc_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
+    import blackjax
+
+    kernel = blackjax.hmc.build_kernel()
+
+    def step(key, state, tuning):
+        new, info = kernel(key, _as_hmc(state), logdensity_fn, tuning.step_size, tuning.inverse_mass_matrix,
+                           config.num_integration_steps)
+        return _State(*new), ChainStats(info.is_divergent, jnp.zeros((), jnp.int32),
+                                        jnp.asarray(info.num_integration_steps, jnp.int32), info.acceptance_rate)
+
+    return step
+
+
+def _mala_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
+    import blackjax
+
+    kernel = blackjax.mala.build_kernel()
+
+    def step(key, state, tuning):
+        new, info = kernel(key, blackjax.mcmc.mala.MALAState(*state), logdensity_fn, tuning.step_size)
+        return _State(*new), ChainStats(~jnp.isfinite(new.logdensity), jnp.zeros((), jnp.int32),
+                                        jnp.ones((), jnp.int32), info.acceptance_rate)
+
+    return step
+
+
+def _langevin_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
     from blackjax.mcmc.diffusions import overdamped_langevin
 
-    name = config.name
-    if name == "nuts":
-        kernel = blackjax.nuts.build_kernel()
+    langevin = overdamped_langevin(jax.value_and_grad(logdensity_fn))
 
-        def step(key, state, tuning):
-            new, info = kernel(key, _as_hmc(state), logdensity_fn, tuning.step_size, tuning.inverse_mass_matrix,
-                               max_num_doublings=config.max_tree_depth)
-            return _State(*new), ChainStats(info.is_divergent, info.num_trajectory_expansions,
-                                            info.num_integration_steps, info.acceptance_rate)
-    elif name == "hmc":
-        kernel = blackjax.hmc.build_kernel()
+    def step(key, state, tuning):
+        new = _State(*langevin(key, state, tuning.step_size))
+        return new, ChainStats(~jnp.isfinite(new.logdensity), jnp.zeros((), jnp.int32),
+                               jnp.ones((), jnp.int32), jnp.ones(()))
 
-        def step(key, state, tuning):
-            new, info = kernel(key, _as_hmc(state), logdensity_fn, tuning.step_size, tuning.inverse_mass_matrix,
-                               config.num_integration_steps)
-            return _State(*new), ChainStats(info.is_divergent, jnp.zeros((), jnp.int32),
-                                            jnp.asarray(info.num_integration_steps, jnp.int32), info.acceptance_rate)
-    elif name == "mala":
-        kernel = blackjax.mala.build_kernel()
-
-        def step(key, state, tuning):
-            new, info = kernel(key, blackjax.mcmc.mala.MALAState(*state), logdensity_fn, tuning.step_size)
-            return _State(*new), ChainStats(~jnp.isfinite(new.logdensity), jnp.zeros((), jnp.int32),
-                                            jnp.ones((), jnp.int32), info.acceptance_rate)
-    else:
-        langevin = overdamped_langevin(jax.value_and_grad(logdensity_fn))
-
-        def step(key, state, tuning):
-            new = _State(*langevin(key, state, tuning.step_size))
-            return new, ChainStats(~jnp.isfinite(new.logdensity), jnp.zeros((), jnp.int32),
-                                   jnp.ones((), jnp.int32), jnp.ones(()))
     return step
+
+
+class Kernel(NamedTuple):
+    """An entry of the kernel table: everything the driver, the warm-up and ``describe`` need.
+
+    Attributes
+    ----------
+    signature:
+        Its name and options in the language (``sampler=nuts(...)``).
+    build:
+        ``build(config, logdensity_fn) -> step(key, state, tuning) -> (state, ChainStats)``.
+    default_target, default_step_size:
+        Acceptance rate the step size is adapted to, and the first step size, when none is given.
+    adapts_mass:
+        Whether warm-up also estimates the inverse mass matrix (Stan's windowed adaptation).
+    tunes_step_size:
+        Whether warm-up adapts the step size (dual averaging).
+    gradient_steps:
+        ``gradient_steps(config)``: gradient evaluations of one transition (for ``describe``).
+    describe:
+        ``describe(config)``: the kernel and its settings in a few words.
+    """
+
+    signature: Signature
+    build: Callable[[KernelConfig, Callable], Callable]
+    default_target: float
+    default_step_size: float
+    adapts_mass: bool
+    tunes_step_size: bool
+    gradient_steps: Callable[[KernelConfig], int]
+    describe: Callable[[KernelConfig], str]
+
+
+#: the kernels by name, one entry each; ``"auto"`` means NUTS
+KERNELS = Table("MCMC kernel", {
+    "nuts": Kernel(NUTS_SIGNATURE, _nuts_step, 0.95, 1.0, True, True, lambda c: NUTS_TYPICAL_STEPS,
+                   lambda c: f"nuts(max_tree_depth={c.max_tree_depth}, target_accept={c.target_accept:g}, mass={c.mass})"),
+    "hmc": Kernel(HMC_SIGNATURE, _hmc_step, 0.9, 1.0, True, True, lambda c: c.num_integration_steps,
+                  lambda c: f"hmc(leapfrog={c.num_integration_steps}, mass={c.mass})"),
+    "mala": Kernel(MALA_SIGNATURE, _mala_step, 0.574, 0.01, False, True, lambda c: 1,
+                   lambda c: f"mala(step_size={c.step_size:g})"),
+    "langevin": Kernel(LANGEVIN_SIGNATURE, _langevin_step, 0.574, 0.01, False, False, lambda c: 1,
+                       lambda c: f"langevin(step_size={c.step_size:g})"),
+})
+#: acceptance rates targeted by the step-size adaptation when none is given
+DEFAULT_TARGET = {name: k.default_target for name, k in KERNELS.items()}
+
+
+def build_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
+    """One transition: ``step(key, state, tuning) -> (state, ChainStats)`` (all scalars per chain)."""
+    return config.kernel.build(config, logdensity_fn)
 
 
 # -- the driver --------------------------------------------------------------------------------------
@@ -296,7 +361,7 @@ def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_w
     transition index, so it costs nothing after warm-up, and the kernel is traced once."""
     step = build_step(config, logdensity_fn)
     adapt_init, adapt_update, adapt_final = adaptation(config, dim, dtype)
-    tunes = config.name != "langevin" and num_warmup > 0
+    tunes = config.kernel.tunes_step_size and num_warmup > 0
 
     def init(position):
         draws = None

@@ -179,3 +179,39 @@ def test_kernel_config_choices_and_errors():
         mcmc.kernel_config("nuts", target_accept=1.5)
     with pytest.raises(GenDataError, match="mass"):
         mcmc.kernel_config("nuts", mass="full")
+
+
+def test_a_new_kernel_is_one_table_entry(monkeypatch):
+    """A random-walk Metropolis kernel (blackjax's) added as one entry of the table: the driver,
+    the step-size warm-up and ``describe`` use it with no other change, and it samples N(1, 2^2)."""
+    import blackjax
+
+    from gendsl.core.catalog import Table
+    from gendsl.core.signatures import Param, Signature
+
+    def rwm_step(config, logdensity_fn):
+        def step(key, state, tuning):
+            kernel = blackjax.additive_step_random_walk.build_kernel()
+            proposal = blackjax.mcmc.random_walk.normal(tuning.step_size * jnp.ones_like(state.position))
+            new, info = kernel(key, blackjax.mcmc.random_walk.RWState(state.position, state.logdensity),
+                               logdensity_fn, proposal)
+            grad = jax.grad(logdensity_fn)(new.position)
+            return mcmc._State(new.position, new.logdensity, grad), mcmc.ChainStats(
+                jnp.zeros((), bool), jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32), info.acceptance_rate)
+        return step
+
+    entry = mcmc.Kernel(Signature("rwm", "kernel", (Param("step_size", "number", 1.0),)), rwm_step, 0.3, 1.0,
+                        False, True, lambda c: 0, lambda c: f"rwm(step_size={c.step_size:g})")
+    monkeypatch.setattr(mcmc, "KERNELS", Table("MCMC kernel", {**mcmc.KERNELS, "rwm": entry}))
+    config = mcmc.kernel_config("rwm")
+    assert config.describe() == "rwm(step_size=1)" and config.target_accept == 0.3
+
+    def target(z):
+        return -0.5 * jnp.sum(((z - 1.0) / 2.0) ** 2)
+
+    draws, stats, tuning = jax.jit(lambda k, z: mcmc.run_chains(config, target, k, z, 500, 4000))(
+        jax.random.key(0), jnp.zeros((4, 1)))
+    x = np.asarray(draws).reshape(-1)
+    se = 2.0 / np.sqrt(len(x) / 30)  # draws are correlated: about 30 per effective draw, generously
+    assert abs(x.mean() - 1.0) < 4 * se and abs(x.std() - 2.0) < 0.3
+    assert 0.15 < float(np.mean(stats.acceptance_rate)) < 0.5  # the warm-up tuned it towards 0.3
