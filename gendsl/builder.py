@@ -121,7 +121,7 @@ def _energy_function(fn: Callable) -> Ref:
         out = fn(placeholder)
         if isinstance(out, Ref):
             return out
-    except Exception:  # noqa: BLE001 - not symbolic (e.g. calls jax.numpy): keep it as a function
+    except (TypeError, AttributeError, ValueError):  # not symbolic (calls jax.numpy, numpy...): a function
         pass
     return Ref(Opaque(fn, getattr(fn, "__name__", "function")))
 

@@ -240,10 +240,10 @@ class Program:
                                                 max_retries=max_retries, lr_backoff=lr_backoff, mesh=mesh,
                                                 chunks=chunks, validation=monitor, tracking=tracking)
         except NonFiniteLoss as err:
-            err.params = self.finalize(err.state.params, err.state.node_state)
+            err.params = self.finalize(err.state.params, err.state.node_state, lowered)
             raise
         best = curve.best_state if curve is not None else state
-        return FitResult(self.finalize(best.params, best.node_state), losses, state, seconds, curve)
+        return FitResult(self.finalize(best.params, best.node_state, lowered), losses, state, seconds, curve)
 
     def _validation_split(self, lowered: Lowered, arrays: dict, n: int, validation, key):
         """``(train arrays, n_train, validation arrays or None)`` for ``fit(validation=...)``."""
@@ -312,9 +312,10 @@ class Program:
                       for node, k in zip(lowered.stochastic, keys)}
         return tuple(groups), labels, node_state
 
-    def finalize(self, params: dict, node_state: dict) -> dict:
-        """Parameters to use after training (each node's ``finalize``, e.g. an EMA)."""
-        lowered = self.plan
+    def finalize(self, params: dict, node_state: dict, lowered: Lowered | None = None) -> dict:
+        """Parameters to use after training (each node's ``finalize``, e.g. an EMA), for the graph
+        ``lowered`` (default: the plan's)."""
+        lowered = self.plan if lowered is None else lowered
         return {n.name: n.mechanism.finalize(params.get(n.name, {}), node_state[n.name]) for n in lowered.stochastic}
 
     def sample(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None,

@@ -62,3 +62,17 @@ def test_sample_and_log_prob_trace_once_per_shape():
     assert (len(sampled), len(scored)) == (1, 1)
     prog.sample(params, jax.random.key(0), 50)
     assert len(sampled) == 2
+
+
+def test_infer_with_new_data_of_the_same_shapes_compiles_nothing():
+    prog = gendsl.compile(gendsl.parse("model m {\n  data n: int\n  data y: real[n]\n  mu ~ normal(0, 5)\n"
+                                       "  y ~ normal(mu, 1)\n}\n"))
+    y = np.random.default_rng(0).normal(1.0, 1.0, size=8)
+    node = prog.lowered({"n": 8, "y": y}).node("mu").mechanism
+    calls = _counted(node, "log_prob")
+    first = prog.infer({"n": 8, "y": y}, key=jax.random.key(0), num_chains=2, num_samples=50, num_warmup=50)
+    traced = len(calls)
+    assert traced >= 1
+    second = prog.infer({"n": 8, "y": y + 3.0}, key=jax.random.key(1), num_chains=2, num_samples=50, num_warmup=50)
+    assert len(calls) == traced, "new data values of the same shapes traced the log density again"
+    assert float(second.samples["mu"].mean()) > float(first.samples["mu"].mean()) + 2.0  # and it used them

@@ -93,3 +93,26 @@ def test_broadcasting_over_a_declared_shape_sums_event_dims():
     prog = gendsl.compile(gendsl.parse("model t {\n  data x: real[3]\n  x ~ normal([0, 1, 2], 2)\n}\n"))
     x = np.array([[0.5, 0.0, 1.0]])
     np.testing.assert_allclose(prog.log_prob({}, {"x": x}), st.norm([0, 1, 2], 2).logpdf(x[0]).sum(), rtol=1e-5)
+
+
+def test_a_new_distribution_is_one_row(monkeypatch):
+    """A Gumbel row added to the table (as one line in gendsl/mechanisms/distributions.py would):
+    the check, the lowering and the leaf use it, and its log-density is scipy's."""
+    import numpyro.distributions as dist
+
+    import gendsl.mechanisms.leaf as leaf_module
+    from gendsl import lang
+    from gendsl.core.catalog import Catalog, Table
+    from gendsl.core.signatures import Param, Signature
+    from gendsl.mechanisms.distributions import Distribution
+    from gendsl.program import Program
+    from gendsl.registry import CATALOG
+
+    row = Distribution(Signature("gumbel", "distribution", (Param("loc", "expr"), Param("scale", "expr")), "", "real"),
+                       dist.Gumbel)
+    monkeypatch.setattr(leaf_module, "DISTRIBUTIONS", Table("distribution", {**DISTRIBUTIONS, "gumbel": row}))
+    catalog = Catalog({**CATALOG.signatures, "gumbel": row.signature}, CATALOG.mechanisms)
+    model = lang.parse("model g {\n  data x: real\n  x ~ gumbel(1, 2)\n}\n", catalog)
+    xs = np.array([-1.0, 0.5, 3.0], np.float32)
+    lp = Program(model).log_prob({}, {"x": xs})
+    np.testing.assert_allclose(lp, st.gumbel_r(1, 2).logpdf(xs), rtol=1e-5)
