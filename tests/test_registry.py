@@ -68,3 +68,27 @@ def test_check_runs_the_mechanism_option_rules(rhs, words):
     with pytest.raises(GenSemanticError, match=words) as info:
         gendsl.parse(text, file="m.gen")
     assert (info.value.line, info.value.column) == (3, 7)
+
+
+NETWORK_SLOTS = [
+    "factorize({net})",
+    "evolve(flow_matching(), net={net}, sampler=ode(steps=2))",
+    "energy({net})",
+    "pushforward(normal(0, 1), cnf(net={net}, steps=2))",
+    "pushforward(normal(0, 1), generator(net={net}, critic={net}))",
+]
+
+
+@pytest.mark.parametrize("slot", NETWORK_SLOTS)
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_check_and_compile_agree_on_every_network_in_every_slot(slot, network):
+    """Whatever the check accepts compiles and describes itself; what it refuses, it refuses at
+    the right-hand side (so check, describe and fit cannot disagree)."""
+    text = f"model m {{\n  data x: real[2]\n  x ~ {slot.format(net=network + '()')}\n}}\n"
+    try:
+        model = gendsl.parse(text, file="m.gen")
+    except GenSemanticError as err:
+        assert (err.line, err.column) == (3, 7) and network in err.message
+        return
+    row = gendsl.compile(model).lowered().node("x").mechanism.describe()
+    assert row["likelihood"] in KINDS
