@@ -217,7 +217,7 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     if not main:
         return None
     program.save(result.params, out / "params")
-    metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed))
+    metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed, train if groups is not None else None))
     draws = metrics.pop("_draws")
     tail = result.losses[-max(1, min(50, len(result.losses))):] if len(result.losses) else np.zeros(1)
     metrics.update(final_loss=float(np.mean(tail)), steps=steps, steps_taken=int(len(result.losses)),
@@ -243,11 +243,19 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     return metrics
 
 
-def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int) -> dict | None:
-    """An independent draw the size of the held-out set, for the noise floor (built-in sets only)."""
+def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int, train: dict | None = None) -> dict | None:
+    """An independent draw the size of the held-out set, for the noise floor (built-in sets only).
+
+    With ``train`` (a set whose held-out examples are whole groups, the digits' images) the draw
+    is training rows: the held-out images are none of them, and a model that knows the training
+    images exactly scores this floor.
+    """
     if not data_src.startswith("builtin:"):
         return None
     n_test = len(next(v for v in heldout.values() if np.ndim(v) > 0))
+    if train is not None:
+        rows = np.random.default_rng(seed + 7919).permutation(len(next(iter(train.values()))))[:n_test]
+        return {k: (v[rows] if np.ndim(v) else v) for k, v in train.items()}
     return load_source(data_src, variables, n_default=n_test, seed=seed + 7919,
                        shape_hint=_shape_hint(model, variables)).arrays
 
