@@ -135,14 +135,15 @@ def summary_line(metrics: dict) -> str:
         if metrics.get("energy_distance_over_floor") is not None:
             ed += f" ({metrics['energy_distance_over_floor']:.2f} x noise floor)"
         parts.append(ed)
-    steps = f"{metrics.get('steps_taken', metrics.get('steps'))} steps"
+    extras = []
     if metrics.get("stopped_early"):
-        steps += f" (stopped early; kept step {metrics['best_step']})"
-    elif metrics.get("best_step") is not None:
-        steps += f" (kept step {metrics['best_step']})"
+        extras.append("stopped early")
+    if metrics.get("best_step") is not None:
+        extras.append(f"kept step {metrics['best_step']}")
     if metrics.get("loss_spikes"):
-        steps += f", {metrics['loss_spikes']} loss spike(s), the first at step {metrics['loss_spike_steps'][0]}"
-    parts.append(f"{steps} in {metrics.get('train_seconds', 0.0):.1f} s")
+        extras.append(f"{metrics['loss_spikes']} loss spike(s), the first at step {metrics['loss_spike_steps'][0]}")
+    steps = f"{metrics.get('steps_taken', metrics.get('steps'))} steps in {metrics.get('train_seconds', 0.0):.1f} s"
+    parts.append(steps + (f" ({'; '.join(extras)})" if extras else ""))
     return "; ".join(parts)
 
 

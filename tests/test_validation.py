@@ -71,7 +71,7 @@ def test_heldout_statistics_count_what_the_mean_hides():
     stats = heldout_nll_stats(np.array([-1.0, -2.0, -np.inf]))
     assert stats["heldout_nll_nonfinite"] == 1 and stats["heldout_nll"] == np.inf
     line = summary_line({**heldout_nll_stats(lp), "steps": 10, "train_seconds": 1.0})
-    assert "1 extreme of 1000" in line and "10 steps" in line
+    assert "1 extreme of 1000" in line and "10 steps in 1.0 s" in line
 
 
 def test_digits_hold_out_whole_images():
