@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from gendsl import api
@@ -123,7 +124,27 @@ def _cmd_distill(args) -> int:
 
 
 def _devices(text: str):
-    return text if text == "all" else int(text)
+    """``--devices``: a positive number of devices, or ``all``."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of devices or 'all', got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (steps, draws, chains...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _add_scaling(c) -> None:
@@ -136,6 +157,7 @@ def _add_scaling(c) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gendsl", description="Compile and run generative models written in .gen files.")
+    p.add_argument("--version", action="version", version=f"gendsl {version('gendsl')}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("check", help="parse and check a .gen file; print the plan")
@@ -150,13 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("fit", help="train a model on data; write parameters, metrics and pictures")
     c.add_argument("file")
     c.add_argument("--data", required=True, help="builtin:NAME, a .npy, .npz or .json file")
-    c.add_argument("--steps", type=int, required=True)
+    c.add_argument("--steps", type=_positive, required=True, help="optimiser steps (at most: validation may stop earlier)")
     c.add_argument("--out", required=True)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--model", default=None)
     c.add_argument("--batch-size", type=int, default=256)
     c.add_argument("--lr", type=float, default=1e-3)
-    c.add_argument("--n", type=int, default=20000, help="examples drawn from a builtin data set")
+    c.add_argument("--n", type=_positive, default=20000, help="examples drawn from a builtin data set (default 20000)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     c.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: steps/10)")
@@ -172,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("sample", help="draw samples from a fitted run")
     c.add_argument("run")
-    c.add_argument("--n", type=int, required=True)
+    c.add_argument("--n", type=_positive, required=True, help="number of draws")
     c.add_argument("--out", required=True)
     c.add_argument("--seed", type=int, default=0)
     _add_scaling(c)
@@ -182,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("--data", required=True)
     c.add_argument("--out", required=True)
-    c.add_argument("--chains", type=int, default=4)
-    c.add_argument("--samples", type=int, default=1000)
+    c.add_argument("--chains", type=_positive, default=4, help="independent chains (default 4)")
+    c.add_argument("--samples", type=_positive, default=1000, help="kept draws per chain (default 1000)")
     c.add_argument("--warmup", type=int, default=1000)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--model", default=None)
@@ -208,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("distill", help="distil a fitted evolve model into a K-step sampler")
     c.add_argument("run")
-    c.add_argument("--steps", type=int, required=True)
+    c.add_argument("--steps", type=_positive, required=True, help="network evaluations of the student per sample")
     c.add_argument("--out", required=True)
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=_cmd_distill)

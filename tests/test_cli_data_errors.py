@@ -208,3 +208,38 @@ def test_infer_rejects_bad_data(case, files):
     code, err = run_cli(["infer", str(files / "schools.gen"), "--data", data, "--out", str(out),
                          "--chains", "1", "--samples", "10", "--warmup", "10"])
     _assert_rejected(code, err, names, out)
+
+
+def test_version_and_bad_counts_are_clean_messages(capsys):
+    """--version prints the version; a count that is not a positive whole number (or devices that
+    are neither a number nor 'all') is refused by the parser with a message, exit status 2."""
+    from importlib.metadata import version
+
+    from gendsl.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and f"gendsl {version('gendsl')}" in capsys.readouterr().out
+    for argv, words in [(["fit", "m.gen", "--data", "builtin:moons", "--steps", "0", "--out", "o"], "--steps"),
+                        (["sample", "run", "--n", "-3", "--out", "s.npy"], "--n"),
+                        (["sample", "run", "--n", "5", "--out", "s.npy", "--devices", "gpu"], "--devices")]:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and words in err and "Traceback" not in err, err
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from gendsl.numerics.params_io import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "b.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o600
