@@ -123,19 +123,6 @@ def _cmd_distill(args) -> int:
     return 0
 
 
-def _devices(text: str):
-    """``--devices``: a positive number of devices, or ``all``."""
-    if text == "all":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of devices or 'all', got {text!r}")
-    return value
-
-
 def _positive(text: str) -> int:
     """A whole number of at least 1 (steps, draws, chains...)."""
     try:
@@ -145,6 +132,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
+
+
+def _devices(text: str):
+    """``--devices``: a positive number of devices, or ``all``."""
+    if text == "all":
+        return text
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of devices or 'all', got {text!r}") from None
 
 
 def _add_scaling(c) -> None:
