@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ from numpyro.infer import MCMC, NUTS
 
 import gendsl
 from gendsl.numerics.diagnostics import ess_bulk, summarize
-from gendsl.numerics.mcmc import DEFAULT_TARGET, DENSE_MAX_DIM
+from gendsl.numerics.kernels import DEFAULT_TARGET, DENSE_MAX_DIM
 
 #: the posteriordb data sets (GENDSL_POSTERIORS overrides): ../shared/data/posteriors beside the checkout
 DATA = Path(os.environ.get("GENDSL_POSTERIORS", Path(__file__).resolve().parents[2] / "shared" / "data" / "posteriors"))

@@ -4,7 +4,7 @@ distribution the language names, gathered in one place.
 Each table is written once, beside what it lists, one line an entry: the mechanisms here; the
 networks in :mod:`gendsl.nn`; the bijective maps in :mod:`gendsl.mechanisms.pushforward.bijections`;
 the processes and samplers of ``evolve`` in its ``processes`` and ``samplers`` modules; the
-kernels in :mod:`gendsl.numerics.mcmc`; the objectives of ``energy`` in its ``objectives``; the
+kernels in :mod:`gendsl.numerics.kernels`; the objectives of ``energy`` in its ``objectives``; the
 distributions in :mod:`gendsl.mechanisms.distributions`. Nothing registers itself: this module
 imports the tables and makes the language's signature table and the :class:`Catalog` the
 semantic check is handed. The compiler finds mechanisms only through :data:`MECHANISMS`.
@@ -29,7 +29,7 @@ from gendsl.mechanisms.pushforward.bijections import BIJECTIONS
 from gendsl.mechanisms.pushforward.cnf import CNF_SIGNATURE
 from gendsl.mechanisms.pushforward.generator import GENERATOR_SIGNATURE
 from gendsl.nn import NETWORKS
-from gendsl.numerics.mcmc import KERNELS
+from gendsl.numerics.kernels import KERNELS
 
 __all__ = ["MECHANISMS", "NETWORKS", "BIJECTIONS", "MAPS", "FAMILIES", "PROCESSES", "SAMPLERS", "KERNELS",
            "OBJECTIVES", "DISTRIBUTIONS", "SIGNATURES", "CATALOG"]

@@ -27,7 +27,7 @@ from gendsl.compiler.bind import prepare
 from gendsl.errors import GenDataError, did_you_mean
 from gendsl.inference.joint import LogJoint
 from gendsl.inference.posterior import Posterior
-from gendsl.numerics import mcmc
+from gendsl.numerics import kernels, mcmc
 from gendsl.numerics.devices import AXIS, check_divisible, make_mesh, replicated, sharded
 
 __all__ = ["OPTIONS", "infer", "log_joint"]
@@ -258,7 +258,7 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         Parameters of trained nodes (``fit.params``), needed when the model has any.
     **options:
         ``target_accept`` (0.95 for NUTS, 0.9 for HMC, 0.574 for MALA), ``max_tree_depth`` (10), ``mass`` (``"auto"``:
-        dense up to :data:`~gendsl.numerics.mcmc.DENSE_MAX_DIM` unconstrained dimensions, else
+        dense up to :data:`~gendsl.numerics.kernels.DENSE_MAX_DIM` unconstrained dimensions, else
         ``"dense"`` or ``"diagonal"``), ``step_size`` (the initial one; fixed for Langevin),
         ``num_integration_steps`` (HMC, 16), ``thin`` (1), ``init`` (name -> starting value, in
         the variable's space), ``init_tries`` (random starts tried per chain, 100),
@@ -293,7 +293,7 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
     """
     opts = _options(options)
     _check_counts(num_chains, num_samples, num_warmup, opts["thin"], opts["init_tries"])
-    config = mcmc.kernel_config(kernel, **{k: opts.get(k) for k in mcmc.KERNEL_OPTIONS})
+    config = kernels.kernel_config(kernel, **{k: opts.get(k) for k in kernels.KERNEL_OPTIONS})
     mesh = _mesh(opts, num_chains)  # before any work: a bad device count fails at once
     with jax.enable_x64(opts["precision"] == "double"):
         lowered, arrays, node_params, conditioned = _prepare(program, data, params)

@@ -11,7 +11,7 @@ import pytest
 from scipy.linalg import solve_discrete_lyapunov
 
 from gendsl.errors import GenDataError
-from gendsl.numerics import mcmc, warmup
+from gendsl.numerics import kernels, mcmc, warmup
 from gendsl.numerics.diagnostics import summarize
 
 MEAN = np.array([1.0, -2.0])
@@ -45,7 +45,7 @@ def check_gaussian(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> None
 
 
 def run(kernel, target, num_warmup, num_samples, thin=1, chains=4, seed=0, **options):
-    config = mcmc.kernel_config(kernel, **options)
+    config = kernels.kernel_config(kernel, **options)
     with jax.enable_x64(True):
         starts = jax.random.uniform(jax.random.key(seed), (chains, 2), jnp.float64, -2.0, 2.0)
         fn = jax.jit(lambda k, z: mcmc.run_chains(config, target, k, z, num_warmup, num_samples, thin))
@@ -107,7 +107,7 @@ def test_unadjusted_langevin_matches_its_own_stationary_law():
 
 def test_final_positions_and_short_run():
     """One chain per draw: each final state is an independent draw."""
-    config = mcmc.kernel_config("mala", step_size=0.1)
+    config = kernels.kernel_config("mala", step_size=0.1)
     target = lambda z: -0.5 * jnp.sum((z - 3.0) ** 2)  # noqa: E731
     with jax.enable_x64(True):
         starts = jnp.zeros((2000, 1))
@@ -131,7 +131,7 @@ def test_logdensity_is_traced_a_fixed_number_of_times():
     counts = []
     for warmup, samples in ((0, 10), (50, 50), (300, 500)):
         count["n"] = 0
-        config = mcmc.kernel_config("nuts")
+        config = kernels.kernel_config("nuts")
         with jax.enable_x64(True):
             jax.jit(lambda k, z: mcmc.run_chains(config, target, k, z, warmup, samples)).lower(
                 jax.random.key(0), jnp.zeros((2, 2)))
@@ -165,20 +165,20 @@ def test_scaled_welford_core_preconditions_badly_scaled_posteriors():
 
 
 def test_kernel_config_choices_and_errors():
-    assert mcmc.kernel_config("auto").name == "nuts"
-    assert mcmc.kernel_config("nuts").dense(mcmc.DENSE_MAX_DIM)
-    assert not mcmc.kernel_config("nuts").dense(mcmc.DENSE_MAX_DIM + 1)
-    assert mcmc.kernel_config("nuts", mass="dense").dense(500)
-    assert not mcmc.kernel_config("nuts", mass="diagonal").dense(2)
-    assert mcmc.kernel_config("mala").target_accept == pytest.approx(0.574)
+    assert kernels.kernel_config("auto").name == "nuts"
+    assert kernels.kernel_config("nuts").dense(kernels.DENSE_MAX_DIM)
+    assert not kernels.kernel_config("nuts").dense(kernels.DENSE_MAX_DIM + 1)
+    assert kernels.kernel_config("nuts", mass="dense").dense(500)
+    assert not kernels.kernel_config("nuts", mass="diagonal").dense(2)
+    assert kernels.kernel_config("mala").target_accept == pytest.approx(0.574)
     with pytest.raises(GenDataError, match="did you mean 'nuts'"):
-        mcmc.kernel_config("nut")
+        kernels.kernel_config("nut")
     with pytest.raises(GenDataError, match="did you mean 'target_accept'"):
-        mcmc.kernel_config("nuts", target_acept=0.9)
+        kernels.kernel_config("nuts", target_acept=0.9)
     with pytest.raises(GenDataError, match="target_accept"):
-        mcmc.kernel_config("nuts", target_accept=1.5)
+        kernels.kernel_config("nuts", target_accept=1.5)
     with pytest.raises(GenDataError, match="mass"):
-        mcmc.kernel_config("nuts", mass="full")
+        kernels.kernel_config("nuts", mass="full")
 
 
 def test_a_new_kernel_is_one_table_entry(monkeypatch):
@@ -196,14 +196,14 @@ def test_a_new_kernel_is_one_table_entry(monkeypatch):
             new, info = kernel(key, blackjax.mcmc.random_walk.RWState(state.position, state.logdensity),
                                logdensity_fn, proposal)
             grad = jax.grad(logdensity_fn)(new.position)
-            return mcmc._State(new.position, new.logdensity, grad), mcmc.ChainStats(
+            return kernels.State(new.position, new.logdensity, grad), kernels.ChainStats(
                 jnp.zeros((), bool), jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32), info.acceptance_rate)
         return step
 
-    entry = mcmc.Kernel(Signature("rwm", "kernel", (Param("step_size", "number", 1.0),)), rwm_step, 0.3, 1.0,
+    entry = kernels.Kernel(Signature("rwm", "kernel", (Param("step_size", "number", 1.0),)), rwm_step, 0.3, 1.0,
                         False, True, lambda c: 0, lambda c: f"rwm(step_size={c.step_size:g})")
-    monkeypatch.setattr(mcmc, "KERNELS", Table("MCMC kernel", {**mcmc.KERNELS, "rwm": entry}))
-    config = mcmc.kernel_config("rwm")
+    monkeypatch.setattr(kernels, "KERNELS", Table("MCMC kernel", {**kernels.KERNELS, "rwm": entry}))
+    config = kernels.kernel_config("rwm")
     assert config.describe() == "rwm(step_size=1)" and config.target_accept == 0.3
 
     def target(z):

@@ -46,7 +46,7 @@ from gendsl.mechanisms.base import (
     split_module,
 )
 from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, dsm_loss, ssm_loss
-from gendsl.numerics import mcmc
+from gendsl.numerics import kernels, mcmc
 
 __all__ = ["CONFINE", "AUTO_CHAINS", "Energy"]
 
@@ -145,7 +145,7 @@ class Energy(AbstractMechanism):
 
     def _set_sampler(self, sampler: Spec) -> None:
         """The kernel, its warm-up and steps, and how draws are spread over chains."""
-        self.config = mcmc.config_from_spec(sampler)
+        self.config = kernels.config_from_spec(sampler)
         self.num_warmup, self.num_steps, chains = sampler["warmup"], sampler["steps"], sampler["chains"]
         conditioned = [p for p in self.ctx.parents if p != self.base_name]
         if chains and conditioned:
@@ -354,13 +354,13 @@ class Energy(AbstractMechanism):
     @staticmethod
     def _sampler_spec(spec: Spec) -> Spec:
         """The kernel given by ``sampler=``, else MALA for a network energy and NUTS for an expression."""
-        return spec.get("sampler") or default_spec(mcmc.MALA_SIGNATURE if isinstance(spec["E"], Spec) else mcmc.NUTS_SIGNATURE)
+        return spec.get("sampler") or default_spec(kernels.MALA_SIGNATURE if isinstance(spec["E"], Spec) else kernels.NUTS_SIGNATURE)
 
     @classmethod
     def _chain_cost(cls, spec: Spec) -> int:
         """Transitions (warm-up and kept) times gradient evaluations per transition."""
         sampler = cls._sampler_spec(spec)
-        return (sampler["warmup"] + sampler["steps"]) * mcmc.config_from_spec(sampler).gradient_steps()
+        return (sampler["warmup"] + sampler["steps"]) * kernels.config_from_spec(sampler).gradient_steps()
 
     @classmethod
     def static_cost(cls, spec: Spec, vtype, mechanisms) -> int:
