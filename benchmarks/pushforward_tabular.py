@@ -22,7 +22,9 @@ gendsl trains with ``Program.fit(..., validation={"x": val}, eval_every=<one epo
 the validation NLL after every epoch, the best parameters kept, the same patience rule.
 
 Reported per run (sides alternate which one goes first): held-out NLL in nats per example (mean,
-standard error, median, worst point, count of non-finite points), the epoch of the best validation
+standard error, median, worst point, count of non-finite points), the NLL off the data (median and
+worst over 500 held-out rows with one coordinate moved 1-2 standard deviations beyond the training
+range), the epoch of the best validation
 loss, and training wall time (compilation included). Then, per data set and map, the mean gap
 over seeds.
 """
@@ -79,10 +81,23 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
     return ((train - mu) / sd).astype(np.float32), ((test - mu) / sd).astype(np.float32)
 
 
-def summary(nll: np.ndarray) -> dict:
+def outside(x: np.ndarray, held_out: np.ndarray, n: int = 500) -> np.ndarray:
+    """``n`` held-out rows, each with one coordinate moved 1-2 standard deviations beyond the
+    training range (below its minimum or above its maximum): points somewhat off the data."""
+    rng = np.random.default_rng(1)
+    sd, lo, hi = x.std(0), x.min(0), x.max(0)
+    points = held_out[rng.integers(0, len(held_out), n)].copy()
+    d = rng.integers(0, x.shape[1], n)
+    off = rng.uniform(1.0, 2.0, n) * sd[d]
+    points[np.arange(n), d] = np.where(rng.random(n) < 0.5, hi[d] + off, lo[d] - off)
+    return points.astype(np.float32)
+
+
+def summary(nll: np.ndarray, off_nll: np.ndarray) -> dict:
     finite = np.isfinite(nll)
     return {"mean": float(np.mean(nll)), "se": float(np.std(nll) / np.sqrt(len(nll))),
-            "median": float(np.median(nll)), "worst": float(np.max(nll)), "nonfinite": int((~finite).sum())}
+            "median": float(np.median(nll)), "worst": float(np.max(nll)), "nonfinite": int((~finite).sum()),
+            "off_median": float(np.median(off_nll)), "off_worst": float(np.max(off_nll))}
 
 
 def split(x: np.ndarray, key: jax.Array):
@@ -105,7 +120,8 @@ def run_flowjax(map_name: str, x: np.ndarray, held_out: np.ndarray, seed: int, p
                                show_progress=False)
     seconds = time.perf_counter() - t0
     nll = -np.asarray(flow.log_prob(jnp.asarray(held_out)))
-    return {**summary(nll), "best_epoch": int(np.argmin(losses["val"])), "epochs": len(losses["val"]),
+    off_nll = -np.asarray(flow.log_prob(jnp.asarray(outside(x, held_out))))
+    return {**summary(nll, off_nll), "best_epoch": int(np.argmin(losses["val"])), "epochs": len(losses["val"]),
             "train_s": seconds}
 
 
@@ -124,8 +140,9 @@ def run_gendsl(map_name: str, x: np.ndarray, held_out: np.ndarray, seed: int, pa
     jax.block_until_ready(fit.params)
     seconds = time.perf_counter() - t0
     nll = -np.asarray(prog.log_prob(fit.params, {"x": held_out}))
+    off_nll = -np.asarray(prog.log_prob(fit.params, {"x": outside(x, held_out)}))
     curve = fit.validation
-    return {**summary(nll), "best_epoch": int(curve.best_step // per_epoch) - 1, "epochs": len(curve.losses),
+    return {**summary(nll, off_nll), "best_epoch": int(curve.best_step // per_epoch) - 1, "epochs": len(curve.losses),
             "train_s": seconds}
 
 
@@ -141,7 +158,7 @@ def main() -> None:
     sides = {"gendsl": run_gendsl, "flowjax": run_flowjax}
     rows, turn = [], 0
     print(f"{'data':8s} {'map':8s} seed side     {'mean':>9s} {'se':>7s} {'median':>7s} {'worst':>9s} "
-          f"nonfin best/ep  train_s", flush=True)
+          f"nonfin best/ep  train_s  off-median  off-worst", flush=True)
     for data_name in args.sets:
         x, held_out = load(data_name)
         for map_name in args.maps:
@@ -154,11 +171,12 @@ def main() -> None:
                     row[side] = r
                     print(f"{data_name:8s} {map_name:8s} {seed:4d} {side:8s} {r['mean']:9.3f} {r['se']:7.3f} "
                           f"{r['median']:7.3f} {r['worst']:9.3f} {r['nonfinite']:6d} "
-                          f"{r['best_epoch']:4d}/{r['epochs']:<4d} {r['train_s']:7.1f}", flush=True)
+                          f"{r['best_epoch']:4d}/{r['epochs']:<4d} {r['train_s']:7.1f} {r['off_median']:10.3g} "
+                          f"{r['off_worst']:10.3g}", flush=True)
                 rows.append(row)
     print("\n| data | map | held-out NLL gendsl | flowjax | gap (se over seeds) | worst gendsl | worst flowjax "
-          "| train s gendsl | flowjax |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| train s gendsl | flowjax | off-data worst gendsl | flowjax |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for data_name in args.sets:
         for map_name in args.maps:
             rs = [r for r in rows if r["data"] == data_name and r["map"] == map_name]
@@ -170,7 +188,9 @@ def main() -> None:
                   f"| {gap.mean():+.3f} ({se:.3f}) | {max(r['gendsl']['worst'] for r in rs):.1f} "
                   f"| {max(r['flowjax']['worst'] for r in rs):.1f} "
                   f"| {np.mean([r['gendsl']['train_s'] for r in rs]):.1f} "
-                  f"| {np.mean([r['flowjax']['train_s'] for r in rs]):.1f} |")
+                  f"| {np.mean([r['flowjax']['train_s'] for r in rs]):.1f} "
+                  f"| {max(r['gendsl']['off_worst'] for r in rs):.3g} "
+                  f"| {max(r['flowjax']['off_worst'] for r in rs):.3g} |")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(rows, fh, indent=1)

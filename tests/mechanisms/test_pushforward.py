@@ -18,6 +18,7 @@ from gendsl.mechanisms.base import split_module
 from gendsl.mechanisms.pushforward.bijections import BIJECTIONS
 from gendsl.mechanisms.pushforward.flow import build_flow
 from gendsl.mechanisms.pushforward.node import initialise, static_part
+from gendsl.numerics.standardise import identity_affine
 from gendsl.registry import SIGNATURES
 
 SMALL = {"layers": 2, "hidden": (16,), "bins": 6, "bound": 2.0}
@@ -183,7 +184,7 @@ def test_variable_base_is_a_reparametrisation():
     composed = compile_text(f"z: real[2] ~ normal(0, 1)\nx ~ pushforward(z, {spline})")
     direct = compile_text(f"data x: real[2]\nx ~ pushforward(normal(0, 1), {spline})")
     flow = random_flow("spline", 2, 0, seed=3)
-    params = {"z": {}, "x": split_module(flow)[0]}
+    params = {"z": {}, "x": {"flow": split_module(flow)[0], **identity_affine((2,))}}
     draws = composed.sample(params, jax.random.key(4), 400)
     expected_x = jax.jit(jax.vmap(flow.transform_and_log_det))(draws["z"])[0]
     np.testing.assert_allclose(draws["x"], expected_x, atol=1e-5)

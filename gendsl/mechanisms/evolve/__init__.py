@@ -28,6 +28,14 @@ from gendsl.mechanisms.evolve.node import EvolveNode
 from gendsl.mechanisms.evolve.processes import FlowMatching
 from gendsl.mechanisms.evolve.samplers import ODE_SIGNATURE, ode_path, sampler_evaluations, solve_ode, solve_sde
 from gendsl.numerics.ema import ema_init, ema_update
+from gendsl.numerics.standardise import (
+    affine_of,
+    init_moments,
+    log_jacobian,
+    standardise,
+    unstandardise,
+    update_moments,
+)
 
 __all__ = ["EXACT_TRACE_MAX_SIZE", "Evolve"]
 
@@ -114,30 +122,22 @@ class Evolve(EvolveNode):
                               time_sampling=self.time_sampling)
 
     def loss(self, params, x, given, key):
-        return self._objective(params["net"], self.standardise(params, x), given, key)
+        return self._objective(params["net"], standardise(params, x), given, key)
 
     def init_train_state(self, key, params):
-        mean, second = self.moments(jnp.zeros((1, *self.ctx.shape)))
         affine = {k: v for k, v in params.items() if k != "net"}
-        return {"ema": ema_init(params["net"]), "step": jnp.zeros((), jnp.int32), "count": jnp.zeros(()),
-                "mean": mean, "second": second, "affine": affine}
+        return {"ema": ema_init(params["net"]), "step": jnp.zeros((), jnp.int32),
+                "moments": init_moments(self.ctx.shape), "affine": affine}
 
     def train_loss(self, params, state, x, given, key, group="main"):
         """The objective under the running standardisation; updates the moments and the EMA."""
         if group != "main":
             return jnp.zeros(()), state
-        x = jax.lax.stop_gradient(x)
-        count = state["count"] + x.shape[0]
-        w = x.shape[0] / count
-        batch_mean, batch_second = self.moments(x)
-        mean = state["mean"] + w * (batch_mean - state["mean"])
-        second = state["second"] + w * (batch_second - state["second"])
-        affine = self.affine(mean, second)
-        loss = self._objective(params["net"], self.standardise(affine, x), given, key)
+        moments = update_moments(state["moments"], x)
+        affine = affine_of(moments)
+        loss = self._objective(params["net"], standardise(affine, x), given, key)
         ema = ema_update(state["ema"], params["net"], state["step"], self.ema)
-        new = {"ema": ema, "step": state["step"] + 1, "count": count, "mean": mean, "second": second,
-               "affine": affine}
-        return loss, new
+        return loss, {"ema": ema, "step": state["step"] + 1, "moments": moments, "affine": affine}
 
     def finalize(self, params, state):
         """The EMA network (or the raw one when ``ema=0``) with the data's standardisation."""
@@ -157,16 +157,16 @@ class Evolve(EvolveNode):
         else:
             y, nfe = solve_sde(model, self.process, y1, k_noise, context, steps=s["steps"],
                                corrector=s["corrector"], snr=s["snr"])
-        return self.unstandardise(params, y), {"nfe": nfe * (2 if self.guidance else 1)}
+        return unstandardise(params, y), {"nfe": nfe * (2 if self.guidance else 1)}
 
     def sample(self, params, key, n, given):
         return self.sample_with_info(params, key, n, given)[0]
 
     def log_prob(self, params, x, given):
         key = jax.random.key(_PROBE_KEY) if self.trace == "hutchinson" else None
-        lp = likelihood.log_prob(self.model(params["net"]), self.process, self.standardise(params, x),
+        lp = likelihood.log_prob(self.model(params["net"]), self.process, standardise(params, x),
                                  self.context(given), trace=self.trace, key=key)
-        return lp + self.log_jacobian(params)
+        return lp + log_jacobian(params)
 
     @staticmethod
     def _sampler_spec(spec):

@@ -20,6 +20,7 @@ from gendsl.core.signatures import Spec
 from gendsl.errors import GenRuntimeError
 from gendsl.mechanisms.base import Choice
 from gendsl.mechanisms.evolve.node import EvolveNode
+from gendsl.numerics.standardise import unstandardise
 
 __all__ = ["Distilled"]
 
@@ -71,7 +72,7 @@ class Distilled(EvolveNode):
         context = self.context(given)
         for i in range(self.steps):
             y = self.jump(params, y, context, i)
-        return self.unstandardise(params, y)
+        return unstandardise(params, y)
 
     def log_prob(self, params, x, given):
         raise GenRuntimeError(f"'{self.ctx.name}' is a distilled {self.steps}-step map and has no likelihood; "

@@ -4,7 +4,7 @@ A node's parameters are ``{"net": network arrays, "shift": (*shape), "scale": (*
 process runs on the standardised variable ``y = (x - shift) / scale`` (the data's mean and
 standard deviation per element, estimated during training), so the process's unit-variance
 prior and the network's preconditioning fit any data scale. Densities pick up the Jacobian
-``-sum(log scale)``. (A full whitening was tried: it makes the data's Gaussian part exact at
+``-sum(log scale)`` (:mod:`gendsl.numerics.standardise`). (A full whitening was tried: it makes the data's Gaussian part exact at
 initialisation, but a zero-initialised network then sits near a saddle and learns the
 non-Gaussian part very slowly, so the per-element scaling is used.)
 """
@@ -27,6 +27,7 @@ from gendsl.mechanisms.base import (
 )
 from gendsl.mechanisms.evolve.model import TIME_FEATURES, Denoiser, Guided, with_context
 from gendsl.mechanisms.evolve.processes import build_process
+from gendsl.numerics.standardise import identity_affine
 
 __all__ = ["DEFAULT_HIDDEN", "INPUT_GAIN", "EvolveNode"]
 
@@ -35,8 +36,6 @@ __all__ = ["DEFAULT_HIDDEN", "INPUT_GAIN", "EvolveNode"]
 DEFAULT_HIDDEN = (128, 128, 128)
 #: initial scale of the network's sensitivity to the (standardised) point, relative to LeCun's
 INPUT_GAIN = 4.0
-#: variance added to the data's, relative to its mean (constant elements stay finite)
-_RIDGE = 1e-6
 
 
 class EvolveNode(AbstractMechanism):
@@ -75,7 +74,7 @@ class EvolveNode(AbstractMechanism):
         """Network with a zero output layer (the prediction starts at the data's Gaussian model)
         and the identity standardisation."""
         ctx = self.ctx
-        return {"net": split_module(self._build(key))[0], "shift": jnp.zeros(ctx.shape), "scale": jnp.ones(ctx.shape)}
+        return {"net": split_module(self._build(key))[0], **identity_affine(ctx.shape)}
 
     def model(self, net_params, guided: bool = False) -> eqx.Module:
         """The per-example ``(t, y, c) -> (y0_hat, eps_hat)`` of these network parameters."""
@@ -85,33 +84,6 @@ class EvolveNode(AbstractMechanism):
     def context(self, given: dict, keep: jax.Array | None = None) -> jax.Array | None:
         """The ``(n, C + 1)`` conditioning rows (context and "present" flag), or None."""
         return with_context(context_vector(given, self.ctx.parents, self.ctx.given), keep)
-
-    # -- standardisation ------------------------------------------------------------------------
-    @staticmethod
-    def moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Mean and mean square of a batch ``(n, *shape)``, each ``(*shape)``."""
-        return jnp.mean(x, axis=0), jnp.mean(x**2, axis=0)
-
-    @staticmethod
-    def affine(mean: jax.Array, square: jax.Array) -> dict:
-        """The standardisation ``{"shift", "scale"}`` of data with this mean and mean square."""
-        var = jnp.maximum(square - mean**2, 0.0)
-        return {"shift": mean, "scale": jnp.sqrt(var + _RIDGE * jnp.mean(var) + 1e-12)}
-
-    @staticmethod
-    def standardise(params, x: jax.Array) -> jax.Array:
-        """``(n, *shape)`` data -> standardised values."""
-        return (x - params["shift"]) / params["scale"]
-
-    @staticmethod
-    def unstandardise(params, y: jax.Array) -> jax.Array:
-        """Inverse of :meth:`standardise`."""
-        return params["shift"] + params["scale"] * y
-
-    @staticmethod
-    def log_jacobian(params) -> jax.Array:
-        """``log |dy/dx|`` of the standardisation (a scalar)."""
-        return -jnp.sum(jnp.log(params["scale"]))
 
     def prior_draws(self, key: jax.Array, n: int) -> jax.Array:
         """``(n, *shape)`` draws of the process's prior (standardised space)."""

@@ -29,6 +29,7 @@ __all__ = [
     "Bijection",
     "layer_permutations",
     "positive_scale",
+    "squash",
 ]
 
 
@@ -142,6 +143,20 @@ def positive_scale(raw: jax.Array) -> jax.Array:
     pass: dividing by the floor on the density pass amplifies 100x per layer off the data.
     """
     return jax.nn.softplus(raw + _SCALE_OFFSET) + _MIN_SCALE
+
+
+#: conditioner inputs are squashed into ``(-SQUASH_BOUND, SQUASH_BOUND)``
+SQUASH_BOUND = 3.0
+
+
+def squash(h: jax.Array) -> jax.Array:
+    """``SQUASH_BOUND * tanh(h / SQUASH_BOUND)`` elementwise: near the identity on ``|h| <~ 1``.
+
+    Conditioners see their inputs through it, so their outputs (shifts, scales, knots) are
+    bounded functions of ``x``: off the training data a layer acts as it does at the data's edge
+    instead of as the linear extrapolation of a network, which compounds over layers.
+    """
+    return SQUASH_BOUND * jnp.tanh(h / SQUASH_BOUND)
 
 
 class Bijection(NamedTuple):

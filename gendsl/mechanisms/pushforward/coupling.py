@@ -28,6 +28,7 @@ from gendsl.mechanisms.pushforward.bijection import (
     Scan,
     layer_permutations,
     positive_scale,
+    squash,
 )
 from gendsl.nn.mlp import MLP
 
@@ -95,7 +96,7 @@ class Coupling(AbstractBijection):
         self.conditioner = MLP(in_size, out_size, hidden, activation, key=key, zero_last=True)
 
     def _theta(self, kept: jax.Array, context: jax.Array | None) -> jax.Array:
-        parts = [kept] if context is None else [kept, context]
+        parts = [squash(kept)] if context is None else [squash(kept), context]
         h = jnp.concatenate(parts)
         if h.shape[0] == 0:  # dim 1 without context: a learned constant
             h = jnp.ones((1,), kept.dtype)

@@ -1,7 +1,16 @@
 """Pushforward through a bijective flow (``coupling``, ``spline``, ``maf``): exact likelihood.
 
-``log p(x) = log p_base(z) + log|det dz/dy| + log|det dy/dx|`` with ``z = T^{-1}(y | context)``,
-``y = link^{-1}(x)``: one inverse pass per example. Trained by maximum likelihood.
+``x = link(shift + scale * T(z | context))``: the flow ``T`` works in standardised coordinates,
+and ``shift`` / ``scale`` are the training data's mean and standard deviation per element (in the
+unconstrained space of the link), kept as running moments during training
+(:mod:`gendsl.numerics.standardise`). So the flow starts at a Gaussian with the data's scale
+whatever units the data come in, and its conditioners, which see their inputs squashed to a few
+standard deviations (:func:`~.bijection.squash`), act off the data as they do at its edge.
+
+``log p(x) = log p_base(z) + log|det dz/du| - sum(log scale) + log|det dy/dx|`` with
+``u = (y - shift) / scale``, ``y = link^{-1}(x)``, ``z = T^{-1}(u | context)``: one inverse pass per
+example. Trained by maximum likelihood. Parameters: ``{"flow": the flow's arrays, "shift": (D,),
+"scale": (D,)}``.
 """
 
 from __future__ import annotations
@@ -17,6 +26,15 @@ from gendsl.mechanisms.base import type_size
 from gendsl.mechanisms.pushforward.bijection import AbstractBijection
 from gendsl.mechanisms.pushforward.bijections import BIJECTIONS
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
+from gendsl.numerics.standardise import (
+    affine_of,
+    identity_affine,
+    init_moments,
+    log_jacobian,
+    standardise,
+    unstandardise,
+    update_moments,
+)
 
 __all__ = ["FlowPushforward", "build_flow"]
 
@@ -50,11 +68,12 @@ class FlowPushforward(PushforwardNode):
         self.sampler_name = "flow x 1" if passes == 1 else f"flow x {passes} (autoregressive)"
 
     def bijection(self, params) -> AbstractBijection:
-        """The flow with ``params`` (acting on one flat example)."""
-        return eqx.combine(params, self._static)
+        """The flow of ``params`` (acting on one flat standardised example)."""
+        return eqx.combine(params["flow"], self._static)
 
     def init(self, key):
-        return initialise(build_flow, self._recipe, key)
+        """The flow's initial arrays (the identity map) and the identity standardisation."""
+        return {"flow": initialise(build_flow, self._recipe, key), **identity_affine((self.dim,))}
 
     def cost(self) -> int:
         """Passes of the flow per sample (the bijection's own count): 1, or ``dim`` for ``maf``."""
@@ -68,14 +87,29 @@ class FlowPushforward(PushforwardNode):
     def log_prob(self, params, x, given):
         y, log_det_link = self.from_data(x)
         flow = self.bijection(params)
-        context = self.context(given)
-        z, log_det = jax.vmap(flow.inverse_and_log_det)(y, context)
-        return self.base_log_prob(z, given) + log_det + log_det_link
+        z, log_det = jax.vmap(flow.inverse_and_log_det)(standardise(params, y), self.context(given))
+        return self.base_log_prob(z, given) + log_det + log_jacobian(params) + log_det_link
 
     def sample(self, params, key, n, given):
         z = self.base_sample(key, n, given)
-        y, _ = jax.vmap(self.bijection(params).transform_and_log_det)(z, self.context(given))
-        return self.to_data(y)[0]
+        u, _ = jax.vmap(self.bijection(params).transform_and_log_det)(z, self.context(given))
+        return self.to_data(unstandardise(params, u))[0]
+
+    # -- training: maximum likelihood under the running standardisation --------------------------
+    def init_train_state(self, key, params):
+        return {"moments": init_moments((self.dim,)), "affine": {k: params[k] for k in ("shift", "scale")}}
+
+    def train_loss(self, params, state, x, given, key, group="main"):
+        """The NLL with the standardisation of every row seen so far; updates the moments."""
+        if group != "main":
+            return jnp.zeros(()), state
+        moments = update_moments(state["moments"], self.from_data(x)[0])
+        affine = affine_of(moments)
+        return self.loss({**params, **affine}, x, given, key), {"moments": moments, "affine": affine}
+
+    def finalize(self, params, state):
+        """The trained flow with the data's standardisation."""
+        return {**params, **state["affine"]}
 
     def loss(self, params, x, given, key):
         if self.base_name is not None:

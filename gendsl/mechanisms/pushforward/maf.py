@@ -22,6 +22,7 @@ from gendsl.mechanisms.pushforward.bijection import (
     Scan,
     layer_permutations,
     positive_scale,
+    squash,
 )
 from gendsl.nn.made import MADE
 
@@ -50,7 +51,7 @@ class MaskedAffine(AbstractBijection):
         self.dim, self.cond_dim = dim, cond_dim
 
     def _shift_scale(self, x, context):
-        theta = self.made(x, context)
+        theta = self.made(squash(x), context)
         return theta[:, 0], positive_scale(theta[:, 1])
 
     def inverse_and_log_det(self, x, context=None):
