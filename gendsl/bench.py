@@ -24,6 +24,7 @@ import numpy as np
 from gendsl import api
 from gendsl.data import builtin
 from gendsl.distill import distill
+from gendsl.numerics.confined import atomic_write_text, output_root
 from gendsl.plots import grid_2d
 from gendsl.runs import evaluate_fit
 
@@ -134,8 +135,7 @@ def run_bench(out: str | Path, quick: bool = False, seed: int = 0, datasets=None
 
     budget = budget or (QUICK if quick else FULL)
     datasets = DATASETS if datasets is None else tuple(datasets)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_root(out)
     results, panels, digit_panels, seconds = {}, {}, {}, {}
     t_start = time.perf_counter()
     for ds in datasets:
@@ -194,10 +194,10 @@ def run_bench(out: str | Path, quick: bool = False, seed: int = 0, datasets=None
     if digit_panels:
         _digits_picture(digit_panels, out / "digits.png")
         lines.append("![digits](digits.png)")
-    (out / "benchmark.md").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps({"budget": asdict(budget), "seconds": total,
-                                                  "seconds_per_dataset": seconds, "results": results},
-                                                 indent=2, default=float))
+    atomic_write_text(out / "benchmark.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "results.json", json.dumps({"budget": asdict(budget), "seconds": total,
+                                                        "seconds_per_dataset": seconds, "results": results},
+                                                       indent=2, default=float))
     return out / "benchmark.md"
 
 

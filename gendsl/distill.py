@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from gendsl.errors import GenDataError, GenRuntimeError
-from gendsl.numerics.params_io import atomic_write_bytes, atomic_write_text
+from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, output_root
 from gendsl.numerics.train import build_trainer, run
 from gendsl.program import Program
 from gendsl.registry import MECHANISMS
@@ -155,7 +155,7 @@ def distill_run(run_dir: str | Path, steps: int, out: str | Path, seed: int = 0,
     student, student_params = distill(teacher.program, teacher.params, steps=steps, key=jax.random.key(seed),
                                       **options)
     seconds = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_root(out)
     atomic_write_bytes(out / "model.gen", (run_dir / "model.gen").read_bytes())
     nodes = [v.name for v in student.model.variables() if v.stochastic and v.mechanism == "distilled"]
     info = {**read_record(run_dir), "distilled_steps": int(steps), "distilled_nodes": nodes,

@@ -8,6 +8,7 @@ sizes, tree depths, acceptance, timings), ``draws.npz`` (every variable, shape
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 from gendsl import api
 from gendsl.errors import GenDataError
+from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, output_root
 from gendsl.plots import trace_plot
 
 __all__ = ["read_data", "write_posterior", "infer_run"]
@@ -54,13 +56,14 @@ def _jsonable(value):
 
 def write_posterior(post, out_dir: str | Path) -> Path:
     """Write ``summary.json``, ``sampler.json``, ``draws.npz`` and ``trace.png`` of ``post`` into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_root(out_dir)
     summary = {name: {k: _jsonable(v) for k, v in stats.items()} for name, stats in post.summary().items()}
     summary["divergences"] = {"total": int(post.divergences), "per_chain": post.divergences.per_chain.tolist()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "sampler.json").write_text(json.dumps(post.sampler_stats(), indent=2))
-    np.savez(out / "draws.npz", **post.samples)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "sampler.json", json.dumps(post.sampler_stats(), indent=2))
+    buf = io.BytesIO()
+    np.savez(buf, **post.samples)
+    atomic_write_bytes(out / "draws.npz", buf.getvalue())
     trace_plot(post.samples, out / "trace.png")
     return out
 

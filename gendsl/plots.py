@@ -1,20 +1,22 @@
 """Pictures: training loss, 2-D samples, MCMC traces, and a benchmark grid.
 
 Figures are built on matplotlib's Agg canvas (no pyplot state, never a window) and written
-atomically: to a temporary file in the target folder, then moved over the target with
-``os.replace``, so a reader never sees a half-written file. Each function returns the path.
+atomically inside their folder (:func:`gendsl.numerics.confined.atomic_write_bytes`), so a reader
+never sees a half-written file and no link is written through. Each function returns the path.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from gendsl.numerics.confined import atomic_write_bytes
 
 __all__ = ["loss_curve", "samples_2d", "trace_plot", "grid_2d"]
 
@@ -25,17 +27,11 @@ _BINS = 100
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` to ``path`` atomically (format from the suffix, PNG by default)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -232,7 +232,7 @@ def test_version_and_bad_counts_are_clean_messages(capsys):
 def test_written_files_follow_the_umask(tmp_path):
     import os
 
-    from gendsl.numerics.params_io import atomic_write_bytes
+    from gendsl.numerics.confined import atomic_write_bytes
 
     old = os.umask(0o022)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -22,9 +23,35 @@ def dtype_for(base: str):
     return jnp.int32 if base in ("int", "token") else jnp.result_type(float)
 
 
+def _first(mask: np.ndarray) -> list[int]:
+    """The index of the first True element of ``mask``."""
+    return [int(i) for i in np.argwhere(mask)[0]]
+
+
+def _check_representable(name: str, vtype, arr: np.ndarray, span) -> None:
+    """Refuse values the computation's dtype would change: complex numbers, integers beyond
+    int32 (they would wrap), reals beyond the float range (they would become inf)."""
+    if np.iscomplexobj(arr):
+        where = _first(np.imag(arr) != 0) if np.any(np.imag(arr)) else [0] * arr.ndim
+        raise GenDataError(f"'{name}' holds complex numbers ({arr[tuple(where)].item()!r} at index {where}); "
+                           "the model computes with real numbers", span)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        return
+    target = np.dtype(jax.dtypes.canonicalize_dtype(dtype_for(vtype.base)))
+    info = np.iinfo(target) if np.issubdtype(target, np.integer) else np.finfo(target)
+    values = arr.astype(np.float64) if np.issubdtype(arr.dtype, np.floating) else arr
+    finite = np.isfinite(values) if np.issubdtype(values.dtype, np.floating) else np.ones(arr.shape, bool)
+    outside = finite & ((values < info.min) | (values > info.max))
+    if outside.any():
+        where = _first(outside)
+        raise GenDataError(f"'{name}' holds {arr[tuple(where)].item()!r} at index {where}, outside the range of the "
+                           f"{target.name} values the model computes with ({info.min} to {info.max})", span)
+
+
 def _check_values(name: str, vtype, arr: np.ndarray, span) -> None:
     if arr.size == 0:
         raise GenDataError(f"'{name}' is empty", span)
+    _check_representable(name, vtype, arr, span)
     if vtype.base in ("int", "token"):
         if not np.issubdtype(arr.dtype, np.integer):
             if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):

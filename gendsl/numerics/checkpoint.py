@@ -4,6 +4,7 @@ killed at any moment resumes from the last complete checkpoint. No pickle."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -14,15 +15,34 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendsl.errors import GenDataError
-from gendsl.numerics.params_io import atomic_write_bytes
+from gendsl.numerics.confined import atomic_write_bytes, output_root
 
-__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "has_checkpoint"]
+__all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "has_checkpoint", "data_digest", "differences"]
 
 CHECKPOINT = "checkpoint.npz"
 
 
 def _is_key(x) -> bool:
     return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def data_digest(arrays: dict) -> str:
+    """A SHA-256 of named arrays (names, dtypes, shapes and bytes): equal data, equal digest."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        value = np.ascontiguousarray(np.asarray(arrays[name]))
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def differences(saved: dict, record: dict) -> list[str]:
+    """What differs between a checkpoint's record and this run's, as ``"name: saved -> now"``."""
+    def shown(value):
+        text = json.dumps(value, sort_keys=True)
+        return text if len(text) <= 40 else text[:16] + "..."
+
+    return [f"{k}: {shown(saved.get(k))} -> {shown(v)}" for k, v in record.items() if saved.get(k) != v]
 
 
 def has_checkpoint(folder: str | Path) -> bool:
@@ -37,7 +57,7 @@ def save_checkpoint(folder: str | Path, state: Any, losses: np.ndarray, record: 
     arrays["__record__"] = np.frombuffer(json.dumps(record, sort_keys=True).encode(), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    path = Path(folder) / CHECKPOINT
+    path = output_root(folder, "the checkpoint folder") / CHECKPOINT
     atomic_write_bytes(path, buf.getvalue())
     return path
 

@@ -1,11 +1,11 @@
 """Parameters on disk without pickle: one ``.npz`` of arrays keyed by their PyTree path, plus a
-``meta.json``; written atomically (temporary file, then rename)."""
+``meta.json``; written atomically and only inside the given folder (:mod:`.confined`)."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,39 +13,11 @@ import jax
 import numpy as np
 
 from gendsl.errors import GenDataError
+from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, output_root
 
-__all__ = ["save", "load", "read_meta", "params_folder", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["save", "load", "read_meta", "params_folder"]
 
 _ARRAYS, _META = "params.npz", "meta.json"
-
-
-def _umask() -> int:
-    """The process's file-creation mask (read by setting it, then restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _flat(tree) -> dict[str, np.ndarray]:
@@ -63,11 +35,8 @@ def params_folder(path: str | Path) -> Path:
 
 
 def save(params: Any, path: str | Path, meta: dict) -> Path:
-    """Write ``params`` under the folder ``path``; returns the folder."""
-    import io
-
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``params`` under the folder ``path`` (made if missing, links in it refused); returns it."""
+    folder = output_root(path, "the parameter folder")
     buf = io.BytesIO()
     np.savez(buf, **_flat(params))
     atomic_write_bytes(folder / _ARRAYS, buf.getvalue())
@@ -83,22 +52,41 @@ def read_meta(path: str | Path) -> dict:
         return {}
 
 
-def load(path: str | Path, template: Any) -> Any:
-    """Read parameters into the structure of ``template`` (checking every name and shape)."""
+def load(path: str | Path, template: Any, other_nodes: bool = False) -> Any:
+    """Read parameters into the structure of ``template`` (a dict by node name), checking every
+    name and shape; with ``other_nodes`` the file may also hold nodes ``template`` lacks."""
     folder = params_folder(path)
-    with np.load(folder / _ARRAYS, allow_pickle=False) as f:
-        stored = {k: f[k] for k in f.files}
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    out = []
-    for p, leaf in leaves:
-        k = jax.tree_util.keystr(p)
-        if k not in stored:
-            raise GenDataError(f"{folder / _ARRAYS} has no parameter {k}: it was written for another model")
-        if stored[k].shape != np.shape(leaf):
-            raise GenDataError(f"parameter {k} in {folder / _ARRAYS} has shape {list(stored[k].shape)}, "
-                               f"the model expects {list(np.shape(leaf))}")
-        out.append(jax.numpy.asarray(stored[k], dtype=leaf.dtype))
-    extra = set(stored) - {jax.tree_util.keystr(p) for p, _ in leaves}
-    if extra:
-        raise GenDataError(f"{folder / _ARRAYS} holds parameters this model does not have ({sorted(extra)[0]}, ...)")
+    wanted = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
+    try:
+        with np.load(folder / _ARRAYS, allow_pickle=False) as f:
+            names = list(f.files)
+            if other_nodes:
+                prefixes = tuple(jax.tree_util.keystr((jax.tree_util.DictKey(name),)) for name in template)
+                names = [k for k in names if k.startswith(prefixes)]
+            extra = set(names) - set(wanted)
+            if extra:
+                raise GenDataError(f"{folder / _ARRAYS} holds parameters this model does not have "
+                                   f"({sorted(extra)[0]}, ...)")
+            stored = {}
+            for k, leaf in wanted.items():  # names and shapes from the headers, before any member is read
+                if k not in names:
+                    raise GenDataError(f"{folder / _ARRAYS} has no parameter {k}: it was written for another model")
+                shape = _member_shape(f, k)
+                if shape != np.shape(leaf):
+                    raise GenDataError(f"parameter {k} in {folder / _ARRAYS} has shape {list(shape)}, "
+                                       f"the model expects {list(np.shape(leaf))}")
+                stored[k] = f[k]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise GenDataError(f"cannot read the parameters {folder / _ARRAYS}: {err}") from None
+    out = [jax.numpy.asarray(stored[jax.tree_util.keystr(p)], dtype=leaf.dtype) for p, leaf in leaves]
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def _member_shape(archive, name: str) -> tuple[int, ...]:
+    """The shape an ``.npz`` member declares in its header (nothing is decompressed beyond it)."""
+    with archive.zip.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, _ = read_header(member)
+    return tuple(shape)
