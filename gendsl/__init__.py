@@ -7,6 +7,7 @@ from gendsl.builder import prior
 from gendsl.distill import distill
 from gendsl.errors import GenDataError, GenError, GenRuntimeError, GenSemanticError, GenSyntaxError
 from gendsl.program import Program
+from gendsl.sampling_options import with_sampling
 
 __all__ = [
     "advise",
@@ -17,6 +18,7 @@ __all__ = [
     "Program",
     "prior",
     "distill",
+    "with_sampling",
     "GenError",
     "GenSyntaxError",
     "GenSemanticError",

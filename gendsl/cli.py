@@ -7,6 +7,7 @@ one) to stderr and exits 1; no Python traceback (set ``GENDSL_DEBUG=1`` to see o
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from importlib.metadata import version
@@ -17,7 +18,7 @@ from gendsl.advisor import advise, render
 from gendsl.bench import run_bench
 from gendsl.distill import distill_run
 from gendsl.errors import GenError, GenSyntaxError, Span
-from gendsl.inference_run import infer_run
+from gendsl.inference_run import infer_run, read_data
 from gendsl.numerics.devices import initialize_distributed
 from gendsl.runs import PATIENCE, VALIDATION_SHARE, fit_run, sample_run, summary_line
 
@@ -64,7 +65,7 @@ def _cmd_fit(args) -> int:
                       batch_size=args.batch_size, learning_rate=args.lr, n_builtin=args.n,
                       progress=not args.quiet, resume=args.resume, checkpoint_every=args.checkpoint_every,
                       devices=args.devices, validation=args.validation or None, eval_every=args.eval_every,
-                      patience=args.patience or None)
+                      patience=args.patience or None, force=args.force)
     if metrics is None:  # not process 0 of a multi-host run
         return 0
     print(f"{Path(args.file).stem}: {summary_line(metrics)}")
@@ -74,7 +75,12 @@ def _cmd_fit(args) -> int:
 
 def _cmd_sample(args) -> int:
 
-    path = sample_run(args.run, args.n, args.out, seed=args.seed, devices=args.devices)
+    given = {}
+    for item in args.given or []:
+        given.update(item)
+    options = {k: v for k, v in (("steps", args.steps), ("solver", args.solver), ("guidance", args.guidance))
+               if v is not None}
+    path = sample_run(args.run, args.n, args.out, seed=args.seed, devices=args.devices, given=given, options=options)
     print(f"wrote {path}")
     return 0
 
@@ -134,6 +140,54 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """A PRNG seed: a whole number in [0, 2^32)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {2**32 - 1}, got {text!r}")
+    return value
+
+
+def _positive_number(text: str) -> float:
+    """A finite number above 0 (a learning rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def _out(text: str) -> str:
+    """An output path: not empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return text
+
+
+def _steps(text: str):
+    """``--steps`` of ``sample``: a positive count or ``adaptive``."""
+    return text if text == "adaptive" else _positive(text)
+
+
+def _given(text: str) -> dict:
+    """``--given NAME=VALUE`` (a number or a JSON list) or ``--given FILE`` (.npz / .json by name)."""
+    name, sep, value = text.partition("=")
+    if sep and name.isidentifier():
+        try:
+            return {name: json.loads(value)}
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"the value of {name} must be a number or a JSON list, got {value!r}") from None
+    try:
+        return read_data(text)
+    except GenError as err:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE or a .json / .npz file: {err.message}") from None
+
+
 def _devices(text: str):
     """``--devices``: a positive number of devices, or ``all``."""
     if text == "all":
@@ -170,11 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("--data", required=True, help="builtin:NAME, a .npy, .npz or .json file")
     c.add_argument("--steps", type=_positive, required=True, help="optimiser steps (at most: validation may stop earlier)")
-    c.add_argument("--out", required=True)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--model", default=None)
-    c.add_argument("--batch-size", type=int, default=256)
-    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--out", type=_out, required=True, help="the run folder to write (made if missing)")
+    c.add_argument("--force", action="store_true",
+                   help="replace the run already in --out (its files stay until the new run has succeeded)")
+    c.add_argument("--seed", type=_seed, default=0, help="seed of the data split, initialisation and batches (default 0)")
+    c.add_argument("--model", default=None, help="the model to train, when the file holds several (default: the first)")
+    c.add_argument("--batch-size", type=_positive, default=256, help="examples per optimiser step (default 256)")
+    c.add_argument("--lr", type=_positive_number, default=1e-3, help="Adam's learning rate (default 1e-3)")
     c.add_argument("--n", type=_positive, default=20000, help="examples drawn from a builtin data set (default 20000)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
@@ -192,20 +248,27 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("sample", help="draw samples from a fitted run")
     c.add_argument("run")
     c.add_argument("--n", type=_positive, required=True, help="number of draws")
-    c.add_argument("--out", required=True)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", type=_out, required=True, help="a .npy file (one variable) or .npz (every variable)")
+    c.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
+    c.add_argument("--given", type=_given, action="append", metavar="NAME=VALUE|FILE",
+                   help="clamp a variable (e.g. label=3, or x=[0.5, 1.0]; repeatable), or those in a .json / .npz "
+                        "file (one value for all draws or one per draw); the rest is drawn given them")
+    g = c.add_argument_group("sampling-time choices (default: those of the model)")
+    g.add_argument("--steps", type=_steps, default=None, help="solver steps of evolve samplers (or 'adaptive')")
+    g.add_argument("--solver", default=None, help="ODE solver of evolve samplers: euler, heun, midpoint or tsit5")
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale of evolve nodes")
     _add_scaling(c)
     c.set_defaults(func=_cmd_sample)
 
     c = sub.add_parser("infer", help="posterior inference with MCMC")
     c.add_argument("file")
-    c.add_argument("--data", required=True)
-    c.add_argument("--out", required=True)
+    c.add_argument("--data", required=True, help="a .json object (or .npz archive) keyed by variable name")
+    c.add_argument("--out", type=_out, required=True, help="the folder for summary.json, draws.npz and trace.png")
     c.add_argument("--chains", type=_positive, default=4, help="independent chains (default 4)")
     c.add_argument("--samples", type=_positive, default=1000, help="kept draws per chain (default 1000)")
-    c.add_argument("--warmup", type=int, default=1000)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--model", default=None)
+    c.add_argument("--warmup", type=_positive, default=1000, help="warm-up (adaptation) steps per chain (default 1000)")
+    c.add_argument("--seed", type=_seed, default=0, help="seed of the chains (default 0)")
+    c.add_argument("--model", default=None, help="the model, when the file holds several (default: the first)")
     _add_scaling(c)
     c.set_defaults(func=_cmd_infer)
 
@@ -221,15 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("bench", help="the four mechanisms side by side on the same data and budget")
     c.add_argument("--quick", action="store_true", help="a few-minute run")
-    c.add_argument("--out", default="runs/bench")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", type=_out, default="runs/bench", help="the folder for the report (default runs/bench)")
+    c.add_argument("--seed", type=_seed, default=0, help="seed of data and training (default 0)")
     c.set_defaults(func=_cmd_bench)
 
     c = sub.add_parser("distill", help="distil a fitted evolve model into a K-step sampler")
     c.add_argument("run")
     c.add_argument("--steps", type=_positive, required=True, help="network evaluations of the student per sample")
-    c.add_argument("--out", required=True)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", type=_out, required=True, help="the student's run folder (made if missing)")
+    c.add_argument("--seed", type=_seed, default=0, help="seed of the distillation (default 0)")
     c.set_defaults(func=_cmd_distill)
     return p
 

@@ -14,20 +14,22 @@ from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gendsl.compiler.bind import prepare
 from gendsl.compiler.describe import describe
 from gendsl.compiler.lower import Lowered, bind_dims, lower
 from gendsl.core.model import Model
+from gendsl.core.signatures import learned_spec
 from gendsl.errors import GenDataError, GenRuntimeError
 from gendsl.inference import infer
 from gendsl.mechanisms import weakest_kind
 from gendsl.numerics import params_io
-from gendsl.numerics.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from gendsl.numerics.checkpoint import data_digest, differences, has_checkpoint, load_checkpoint, save_checkpoint
 from gendsl.numerics.devices import check_divisible, globalize, make_mesh, replicated, sharded
 from gendsl.numerics.train import FitResult, NonFiniteLoss, Validation, build_trainer, run
-from gendsl.registry import MECHANISMS
+from gendsl.registry import MECHANISMS, SIGNATURES
 
 __all__ = ["Program"]
 
@@ -149,7 +151,8 @@ class Program:
             progress: bool = True, checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
             resume: bool = False, max_retries: int = 3, lr_backoff: float = 0.5,
             devices: int | str | None = None, validation: float | Mapping[str, Any] | None = None,
-            eval_every: int | None = None, patience: int | None = None) -> FitResult:
+            eval_every: int | None = None, patience: int | None = None,
+            fingerprint: Mapping[str, Any] | None = None) -> FitResult:
         """Train every node on ``data`` (arrays with a leading example axis).
 
         Parameters
@@ -183,6 +186,10 @@ class Program:
             likelihood models) is evaluated every ``eval_every`` steps (default: about 100 times
             a run, at least once an epoch), the parameters of the best evaluation are returned,
             and training stops after ``patience`` evaluations without improvement (None: never).
+        fingerprint:
+            What else identifies this run (JSON values: the model's text, the optimiser's
+            settings...). Checkpoints record it with the steps, batch size, data digest and key,
+            and a resume whose record differs in anything is refused, naming what differs.
 
         Returns
         -------
@@ -198,6 +205,7 @@ class Program:
         arrays, n = self._prepare_batched(data, lowered, "fit")
         key, val_key = jax.random.split(key) if validation is not None else (key, None)
         arrays, n, held = self._validation_split(lowered, arrays, n, validation, val_key)
+        digest = data_digest({**arrays, **({"validation " + k: v for k, v in held.items()} if held else {})})
         mesh = make_mesh(devices if jax.process_count() == 1 else "all")
         if jax.process_count() > 1:  # ``data`` is this process's shard: assemble the global arrays
             arrays, n = globalize(arrays, mesh), n * jax.process_count()
@@ -206,7 +214,8 @@ class Program:
         groups, labels, node_state = self._training_parts(lowered, params, state_key)
         init, step, chunks = self._trainer(lowered, optimizer, groups, labels)
         state, losses = init(params, node_state), None
-        record = {"steps": steps, "batch_size": batch_size, "n": n}
+        record = {"steps": steps, "batch_size": batch_size, "n": n, "data": digest,
+                  "key": np.asarray(jax.random.key_data(key)).tolist(), **(fingerprint or {})}
         monitor = None
         if held is not None:
             every = eval_every or max(1, min(200, max(n // min(batch_size, n), steps // 100)))
@@ -219,9 +228,10 @@ class Program:
         if resume and checkpoint_dir is not None and has_checkpoint(checkpoint_dir):
             template = (state, state) if monitor is not None else state
             stored, losses, saved = load_checkpoint(checkpoint_dir, template)
-            if {k: saved.get(k) for k in record} != record:
+            differ = differences(saved, record)
+            if differ:
                 raise GenDataError(f"the checkpoint in {checkpoint_dir} was written by a different run "
-                                   f"({saved}); resume with the same command, or start afresh")
+                                   f"({'; '.join(differ)}): resume with the same command and data, or start afresh")
             state = stored[0] if monitor is not None else stored
             if monitor is not None:
                 tracking = {**saved["validation"], "best_state": stored[1]}
@@ -319,17 +329,21 @@ class Program:
         return {n.name: n.mechanism.finalize(params.get(n.name, {}), node_state[n.name]) for n in lowered.stochastic}
 
     def sample(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None,
-               devices: int | str | None = None) -> dict:
+               devices: int | str | None = None, given: Mapping[str, Any] | None = None) -> dict:
         """``n`` joint draws by ancestral sampling.
 
-        ``data`` supplies inputs (and dimensions) the model needs; ``devices`` shards the draws
-        across that many devices (``n`` must be a multiple; the draws equal the 1-device ones).
-        Returns a dict from every modelled and deterministic variable to an array ``(n, *shape)``.
+        ``data`` supplies inputs (and dimensions) the model needs; ``given`` clamps modelled
+        variables to values (one value for every draw, or one per draw: ``{"label": 3}``), and the
+        others are drawn ancestrally given them, so a variable conditioned on ``label`` is drawn
+        for that class (its ancestors keep their own law: a posterior over them is ``infer``'s
+        job). ``devices`` shards the draws across that many devices (``n`` must be a multiple; the
+        draws equal the 1-device ones). Returns a dict from every modelled and deterministic
+        variable to an array ``(n, *shape)``.
         """
-        return self.sample_with_info(params, key, n, data, devices)[0]
+        return self.sample_with_info(params, key, n, data, devices, given)[0]
 
     def sample_with_info(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None,
-                         devices: int | str | None = None) -> tuple[dict, dict]:
+                         devices: int | str | None = None, given: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
         """:meth:`sample` and what each node measured while sampling: ``(draws, info)``, ``info``
         mapping node names to dicts of arrays (e.g. ``"nfe"`` of an adaptive ODE solve)."""
         mesh = make_mesh(devices)
@@ -338,20 +352,40 @@ class Program:
         lowered = self.lowered(data)
         inputs = [v.name for v in self.model.by_role("input") if v.name not in lowered.dim_values]
         arrays, m = prepare(lowered, data, inputs, batched=True, allowed=[*inputs, *lowered.dim_values])
-        if arrays and m not in (1, n):
-            raise GenDataError(f"the inputs hold {m} examples but {n} draws were asked for", self.model.span)
-        fn = self._sampler(lowered, n, mesh)
-        arrays = {k: jnp.broadcast_to(v, (n, *v.shape[1:])) for k, v in arrays.items()}
+        clamped, m_given = self._clamped(lowered, given or {})
+        for what, count in (("inputs", m), ("given values", m_given)):
+            if count not in (None, 1, n) and (arrays if what == "inputs" else clamped):
+                raise GenDataError(f"the {what} hold {count} examples but {n} draws were asked for", self.model.span)
+        fn = self._sampler(lowered, n, mesh, tuple(sorted(clamped)))
+        arrays = {k: jnp.broadcast_to(v, (n, *v.shape[1:])) for k, v in {**arrays, **clamped}.items()}
         out, info = fn(params, key, arrays)
         return {k: v for k, v in out.items() if self.model[k].role != "input"}, info
 
-    def _sampler(self, lowered: Lowered, n: int, mesh=None):
-        cache_key = ("sample", lowered.dims, n, mesh)
+    def _clamped(self, lowered: Lowered, given: Mapping[str, Any]) -> tuple[dict, int | None]:
+        """Checked ``(n or 1, *shape)`` arrays of the ``given=`` values of :meth:`sample`, and their count."""
+        modelled = [v.name for v in self.model.by_role("observed", "latent")]
+        unknown = sorted(set(given) - set(modelled))
+        if unknown:
+            raise GenDataError(f"given= names {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
+                               f"not a modelled variable of '{self.model.name}' (it has: {', '.join(modelled)})",
+                               self.model.span)
+        if not given:
+            return {}, None
+        values = {}
+        for name, value in given.items():  # one value for every draw may be written without its event axes
+            arr, shape = np.asarray(value), tuple(int(d) for d in lowered.node(name).type.shape)
+            values[name] = arr.reshape(shape) if arr.shape != shape and arr.size == int(np.prod(shape)) else arr
+        return prepare(lowered, values, list(values), batched=True, allowed=list(values))
+
+    def _sampler(self, lowered: Lowered, n: int, mesh=None, clamped: tuple[str, ...] = ()):
+        cache_key = ("sample", lowered.dims, n, mesh, clamped)
         if cache_key not in self._jitted:
             def draw(params, key, inputs):
                 values, info = dict(inputs), {}
                 keys = jax.random.split(key, max(1, len(lowered.nodes)))
                 for node, k in zip(lowered.nodes, keys):
+                    if node.name in clamped:
+                        continue
                     if node.var.role == "deterministic":
                         values[node.name] = self._deterministic(node, values, n)
                     elif node.mechanism is not None:
@@ -408,14 +442,33 @@ class Program:
         return describe(self.plan)
 
     # -- parameters on disk ------------------------------------------------------------------------
+    def fingerprints(self) -> dict[str, str]:
+        """Per modelled variable, what its parameters were trained for: its type and its resolved
+        right-hand side without sampling-time options (see :func:`~gendsl.core.signatures.learned_spec`)."""
+        return {v.name: f"{v.type} ~ {learned_spec(v.spec, SIGNATURES)!r}" for v in self.model.variables() if v.stochastic}
+
     def save(self, params: dict, path: str | Path) -> Path:
-        """Write ``params`` to ``path`` (a folder; no pickle). Returns the folder."""
-        return params_io.save(params, path, {"model": self.model.name, "dims": self.plan.dim_values if self.model.symbols <= set(self.dims) else self.dims})
+        """Write ``params`` to ``path`` (a folder; no pickle), with each node's fingerprint. Returns the folder."""
+        dims = self.plan.dim_values if self.model.symbols <= set(self.dims) else self.dims
+        return params_io.save(params, path, {"model": self.model.name, "dims": dims, "nodes": self.fingerprints()})
 
     def load_params(self, path: str | Path, data: Mapping[str, Any] | None = None) -> dict:
-        """Read parameters written by :meth:`save` or by ``gendsl fit`` (its output folder)."""
+        """Read parameters written by :meth:`save` or by ``gendsl fit`` (its output folder).
+
+        Each node's parameters are taken by name, so a model may reuse part of another's (a
+        conditional model the ``x`` of a joint run); a node whose stored fingerprint differs from
+        its own (another mechanism, network or option, even with equal shapes) is refused.
+        """
         meta = params_io.read_meta(path)
         dims = dict(meta.get("dims") or {})
         template = self.init(jax.random.key(0), {**dims, **(data or {})})
-        return params_io.load(path, template)
+        stored = meta.get("nodes")
+        if isinstance(stored, dict):
+            for name, mine in self.fingerprints().items():
+                if name in template and stored.get(name) != mine:
+                    found = "no parameters for it" if name not in stored else f"parameters for '{stored[name]}'"
+                    raise GenDataError(f"the parameters at {path} do not belong to '{name}' of model "
+                                       f"'{self.model.name}': the file has {found}, the model needs '{mine}'",
+                                       self.model[name].span)
+        return params_io.load(path, template, other_nodes=isinstance(stored, dict))
 

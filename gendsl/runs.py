@@ -8,6 +8,7 @@ source), ``params/`` (the parameters), ``metrics.json``, ``loss.png`` and, for 2
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -18,16 +19,18 @@ import jax
 import numpy as np
 import optax
 
-from gendsl.api import compile, load
+from gendsl.api import compile, parse
 from gendsl.compiler.lower import static_inputs
 from gendsl.data import load_source, split_heldout
 from gendsl.errors import GenDataError
+from gendsl.lang import read_text
 from gendsl.metrics import energy_distance, loss_spikes
+from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, confined_dir, output_root
 from gendsl.numerics.devices import is_main_process, local_rows
-from gendsl.numerics.params_io import atomic_write_bytes, atomic_write_text
 from gendsl.numerics.train import NonFiniteLoss
 from gendsl.plots import loss_curve, samples_2d
 from gendsl.runfolder import open_run
+from gendsl.sampling_options import with_sampling
 
 __all__ = ["fit_run", "sample_run", "model_data_variables", "evaluate_fit", "heldout_nll_stats", "summary_line",
            "VALIDATION_SHARE", "PATIENCE"]
@@ -164,20 +167,24 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
             n_builtin: int = 20000, progress: bool = True, resume: bool = False,
             checkpoint_every: int | None = None, devices: int | str | None = None,
             validation: float | None = VALIDATION_SHARE, eval_every: int | None = None,
-            patience: int | None = PATIENCE) -> dict | None:
+            patience: int | None = PATIENCE, force: bool = False) -> dict | None:
     """``gendsl fit``: train, hold out 10%, and write the run folder. Returns the metrics.
 
     The held-out 10% is only measured, never trained or selected on: the validation set that
     picks the kept parameters and stops training (``validation`` of the rest, evaluated every
     ``eval_every`` steps, ``patience`` evaluations without improvement) is cut from the training
     part. Validation is off for multi-device and multi-host runs. The data are checked before
-    anything is written. Checkpoints go to ``OUT/checkpoint`` every
-    ``checkpoint_every`` steps (default: about 10 per run); ``resume=True`` continues from there.
+    anything is written, and a folder holding another run is refused unless ``resume`` (continue
+    it: the checkpoint must come from the same model text, data, seed and settings) or ``force``
+    (replace it). During training only ``OUT/checkpoint`` is written (every ``checkpoint_every``
+    steps, default about 10 per run); the results replace the folder's files once training has
+    succeeded, so a failed or refused fit leaves a finished run as it was.
     In a multi-host run each process trains on its own rows of the data and only process 0
     writes the folder (it returns None on the other processes).
     """
     model_path = Path(model_path)
-    model = load(model_path, model=model_name)
+    source = read_text(model_path)  # read once: the trained text is the saved text, byte for byte
+    model = parse(source, model=model_name, file=str(model_path))
     variables = model_data_variables(model)
     dataset = load_source(data_src, variables, n_default=n_builtin, seed=seed,
                           shape_hint=_shape_hint(model, variables))
@@ -190,34 +197,36 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     train, heldout = split_heldout({k: np.asarray(v) for k, v in arrays.items()}, fraction=0.1, seed=seed,
                                    groups=groups)
     main = is_main_process()
-    out = Path(out)
+    out = output_root(out) if main else Path(out)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        _refuse_replacing(out, resume=resume, force=force)
     key = jax.random.key(seed)
     fit_key, eval_key = jax.random.split(key)
     dims = program.lowered(train).dim_values
-    if main:
-        atomic_write_text(out / "model.gen", model_path.read_text())
-        _write_json(out / "run.json", {"model": model.name, "dims": dims, "seed": seed, "steps": steps,
-                                       "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate,
-                                       "prior_dirs": [str(Path.cwd().resolve()), str(model_path.resolve().parent)]})
     if devices is not None or jax.process_count() > 1:
         validation = None
+    fingerprint = {"model_text": hashlib.sha256(source.encode("utf-8")).hexdigest(), "model_name": model.name,
+                   "seed": seed, "learning_rate": learning_rate, "validation_share": validation,
+                   "eval_every": eval_every, "patience": patience}
     try:
         result = program.fit(train, steps=steps, key=fit_key, batch_size=batch_size,
                              optimizer=optax.adam(learning_rate), progress=progress and main,
-                             checkpoint_dir=out / "checkpoint" if main else None,
+                             checkpoint_dir=confined_dir(out, "checkpoint") if main else None,
                              checkpoint_every=checkpoint_every or max(1, steps // 10),
                              resume=resume, devices=devices, validation=validation, eval_every=eval_every,
-                             patience=patience if validation is not None else None)
+                             patience=patience if validation is not None else None, fingerprint=fingerprint)
     except NonFiniteLoss as err:
         if main:
-            program.save(err.params, out / "params")
-            err.message += f"; the last good parameters are in {out / 'params'}"
+            kept = program.save(err.params, confined_dir(out, "checkpoint", "last_good"))
+            err.message += f"; the last good parameters are in {kept}"
         raise
     if not main:
         return None
-    program.save(result.params, out / "params")
+    atomic_write_text(out / "model.gen", source)
+    _write_json(out / "run.json", {"model": model.name, "dims": dims, "seed": seed, "steps": steps,
+                                   "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate,
+                                   "prior_dirs": [str(Path.cwd().resolve()), str(model_path.resolve().parent)]})
+    program.save(result.params, confined_dir(out, "params"))
     metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed, train if groups is not None else None))
     draws = metrics.pop("_draws")
     tail = result.losses[-max(1, min(50, len(result.losses))):] if len(result.losses) else np.zeros(1)
@@ -241,7 +250,27 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     real_test = _real_matrix(model, heldout)
     if real_draws is not None and real_draws.shape[1] == 2:
         samples_2d(real_draws, out / "samples.png", reference=real_test, title=f"{model.name}: samples vs held-out data")
+    elif (out / "samples.png").is_file():  # a replaced run's picture, not this one's
+        (out / "samples.png").unlink()
     return metrics
+
+
+def _refuse_replacing(out: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to train into ``out`` when it holds a run (finished, or a checkpoint) and the
+    command neither continues it (``resume``) nor replaces it (``force``)."""
+    if resume or force:
+        return
+    if (out / "run.json").exists() or (out / "params").exists():
+        try:
+            name = json.loads((out / "run.json").read_text(encoding="utf-8")).get("model")
+        except (OSError, ValueError, AttributeError):
+            name = None
+        what = f"a finished run of model '{name}'" if isinstance(name, str) else "a finished run"
+        raise GenDataError(f"{out} holds {what}: pass --resume to continue it, --force to replace it (its files "
+                           "stay until the new run has succeeded), or choose another --out")
+    if (out / "checkpoint").exists():
+        raise GenDataError(f"{out} holds the checkpoint of an unfinished run: pass --resume to continue it, --force "
+                           "to start afresh, or choose another --out")
 
 
 def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int, train: dict | None = None) -> dict | None:
@@ -261,17 +290,26 @@ def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int, train
                        shape_hint=_shape_hint(model, variables)).arrays
 
 
-def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devices: int | str | None = None) -> Path:
-    """``gendsl sample``: draw ``n`` samples from a run; ``.npy`` for one variable, ``.npz`` for all."""
+def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devices: int | str | None = None,
+               given: dict | None = None, options: dict | None = None) -> Path:
+    """``gendsl sample``: draw ``n`` samples from a run; ``.npy`` for one variable, ``.npz`` for all.
+
+    ``given`` clamps variables (name -> value, see :meth:`~gendsl.program.Program.sample`);
+    ``options`` are sampling-time choices (``steps``, ``solver``, ``guidance``: see
+    :func:`~gendsl.sampling_options.with_sampling`).
+    """
     run = open_run(run_dir)
-    draws = run.program.sample(run.params, jax.random.key(seed), n, run.record.get("dims") or {}, devices=devices)
+    program = with_sampling(run.program, **(options or {}))
+    draws = program.sample(run.params, jax.random.key(seed), n, run.record.get("dims") or {}, devices=devices,
+                               given=given)
     draws = {k: np.asarray(v) for k, v in draws.items()}
     out = Path(out)
+    output_root(out.parent if str(out.parent) else ".", "the folder of --out")
     buf = io.BytesIO()
     if out.suffix == ".npz":
         np.savez(buf, **draws)
     else:
-        observed = [v.name for v in run.program.model.by_role("observed")] or list(draws)
+        observed = [v.name for v in run.program.model.by_role("observed") if v.name not in (given or {})] or list(draws)
         if len(observed) != 1:
             raise GenDataError(f"the model has several variables ({', '.join(observed)}): write them to a .npz file")
         np.save(buf, draws[observed[0]], allow_pickle=False)

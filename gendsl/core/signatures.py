@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["REQUIRED", "Param", "Signature", "Spec", "ACTIVATION", "default_spec"]
+__all__ = ["REQUIRED", "Param", "Signature", "Spec", "ACTIVATION", "default_spec", "learned_spec"]
 
 
 class _Required:
@@ -38,6 +38,9 @@ class Param:
     default: Any = REQUIRED
     choices: tuple = ()
     doc: str = ""
+    #: the option only changes how draws are made (a sampler, a guidance scale), not what is
+    #: learned: it may change at sample time and is not part of the parameters' fingerprint
+    sampling: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,15 @@ class Spec:
 
 #: the ``activation=`` option every network and map takes
 ACTIVATION = ("silu", "relu", "tanh", "gelu", "elu", "softplus")
+
+
+def learned_spec(spec: Spec, signatures) -> Spec:
+    """``spec`` without its sampling-time options (:attr:`Param.sampling`), nested specs too:
+    what trained parameters were trained for. ``signatures`` maps names to :class:`Signature`."""
+    signature = signatures.get(spec.name)
+    sampling = {p.name for p in signature.params if p.sampling} if signature is not None else set()
+    return Spec(spec.name, spec.category, {k: learned_spec(v, signatures) if isinstance(v, Spec) else v
+                                           for k, v in spec.options.items() if k not in sampling})
 
 
 def default_spec(signature: Signature) -> Spec:

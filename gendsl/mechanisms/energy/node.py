@@ -52,7 +52,7 @@ __all__ = ["CONFINE", "AUTO_CHAINS", "Energy"]
 
 #: ``energy(...)`` in the language
 ENERGY_SIGNATURE = Signature("energy", "mechanism", (
-        Param("E", "expr|network"), Param("sampler", "kernel", None), Param("train", "objective", None),
+        Param("E", "expr|network"), Param("sampler", "kernel", None, sampling=True), Param("train", "objective", None),
         Param("base", "distribution|mechanism|name", None), Param("given", "names", ()),
     ), "p(x) proportional to exp(-E(x))")
 

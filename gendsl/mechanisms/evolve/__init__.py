@@ -47,8 +47,8 @@ _PROBE_KEY = 0
 
 #: ``evolve(...)`` in the language
 EVOLVE_SIGNATURE = Signature("evolve", "mechanism", (
-        Param("process", "process"), Param("net", "network", None), Param("sampler", "sampler", None),
-        Param("given", "names", ()), Param("guidance", "number", 0.0), Param("ema", "number", 0.999),
+        Param("process", "process"), Param("net", "network", None), Param("sampler", "sampler", None, sampling=True),
+        Param("given", "names", ()), Param("guidance", "number", 0.0, sampling=True), Param("ema", "number", 0.999),
         Param("weighting", "str", "standard", ("standard", "likelihood")),
         Param("trace", "str", "auto", ("auto", "exact", "hutchinson")),
         Param("dropout", "number", 0.1, doc="probability of dropping the given= context in training (guidance)"),
