@@ -28,6 +28,7 @@ from gendsl.mechanisms.pushforward import FAMILIES, Pushforward
 from gendsl.mechanisms.pushforward.bijections import BIJECTIONS
 from gendsl.mechanisms.pushforward.cnf import CNF_SIGNATURE
 from gendsl.mechanisms.pushforward.generator import GENERATOR_SIGNATURE
+from gendsl.mechanisms.truncated import Truncated
 from gendsl.nn import NETWORKS
 from gendsl.numerics.kernels import KERNELS
 
@@ -43,6 +44,7 @@ MECHANISMS = Table("mechanism", {
     "distilled": Distilled,
     "energy": Energy,
     "prior": Prior,
+    "truncated": Truncated,
 })
 
 #: the maps of ``pushforward``: the bijective ones and the two other families
