@@ -22,6 +22,7 @@ from gendsl.mechanisms.evolve.distilled import Distilled
 from gendsl.mechanisms.evolve.processes import PROCESS_SIGNATURES, PROCESSES
 from gendsl.mechanisms.evolve.samplers import SAMPLERS
 from gendsl.mechanisms.factorize import Factorize
+from gendsl.mechanisms.hmm import HMM
 from gendsl.mechanisms.leaf import Leaf
 from gendsl.mechanisms.prior import Prior
 from gendsl.mechanisms.pushforward import FAMILIES, Pushforward
@@ -45,6 +46,7 @@ MECHANISMS = Table("mechanism", {
     "energy": Energy,
     "prior": Prior,
     "truncated": Truncated,
+    "hmm": HMM,
 })
 
 #: the maps of ``pushforward``: the bijective ones and the two other families
