@@ -53,14 +53,15 @@ def _jsonable(value):
 
 
 def write_posterior(post, out_dir: str | Path) -> Path:
-    """Write ``summary.json``, ``sampler.json``, ``draws.npz`` and ``trace.png`` of ``post`` into ``out_dir``."""
+    """Write ``summary.json``, ``sampler.json``, ``draws.npz`` and ``trace.png`` of ``post`` into ``out_dir``
+    (``draws.npz`` holds every variable's draws, and ``NAME.probabilities`` for each discrete latent)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = {name: {k: _jsonable(v) for k, v in stats.items()} for name, stats in post.summary().items()}
     summary["divergences"] = {"total": int(post.divergences), "per_chain": post.divergences.per_chain.tolist()}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "sampler.json").write_text(json.dumps(post.sampler_stats(), indent=2))
-    np.savez(out / "draws.npz", **post.samples)
+    np.savez(out / "draws.npz", **post.samples, **{f"{name}.probabilities": p for name, p in post.probabilities.items()})
     trace_plot(post.samples, out / "trace.png")
     return out
 

@@ -14,6 +14,7 @@ from scipy.special import logsumexp
 import gendsl
 from gendsl.errors import GenDataError, GenSemanticError
 from gendsl.inference import log_joint
+from gendsl.inference_run import write_posterior
 
 MIXTURE = """
 model mixture {
@@ -117,6 +118,18 @@ def test_nuts_recovers_the_mixture_and_classifies_its_points(simulated):
     assert np.mean((probs[..., 1].mean(axis=(0, 1)) > 0.5) == labels) > threshold
     # the draws of z follow their conditional probabilities
     assert abs(z.mean() - probs[..., 1].mean()) < 4 * np.sqrt(0.25 / z.size) + 1e-3
+
+
+def test_the_draws_file_holds_the_conditional_probabilities(tmp_path):
+    """A scalar z: its draws and probabilities come back per draw and go into draws.npz."""
+    prog = compile_text("model m {\n  data y: real[4]\n  mu ~ normal(0, 0.5)\n  z ~ bernoulli(0.5)\n"
+                        "  y ~ normal(mu + 6 * z, 0.5)\n}\n")
+    post = prog.infer({"y": [6.1, 5.5, 6.6, 5.9]}, num_chains=1, num_warmup=50, num_samples=50)
+    probs = post.probabilities["z"]  # p(z = 0 | y) is about exp(-57)
+    assert probs.shape == (1, 50, 2) and np.allclose(probs.sum(-1), 1) and probs[..., 1].min() > 0.999
+    with np.load(write_posterior(post, tmp_path) / "draws.npz") as files:
+        np.testing.assert_array_equal(files["z.probabilities"], probs)
+        assert set(files["z"].reshape(-1)) == {1}
 
 
 @pytest.mark.parametrize("text, data, error, words", [

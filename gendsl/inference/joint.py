@@ -229,6 +229,8 @@ class LogJoint:
     def conditionals(self, z: jax.Array, data, params) -> dict[str, jax.Array]:
         """Each discrete latent's conditional log-probabilities given the continuous point ``z``:
         name -> shape ``(*S, K)`` (element ``[..., k]``: log p(element = k | z, data))."""
+        if not self.enumerated:
+            return {}
         values = self._walk(z, data, params)[0]
         out = {}
         for group in self.enumerated:
