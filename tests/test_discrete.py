@@ -91,6 +91,29 @@ model switch {
         np.testing.assert_allclose(float(total), prior + logsumexp(per_value), rtol=1e-10)
 
 
+def test_discrete_children_of_a_vector_of_discrete_latents():
+    """Counts and categories observed through z[i]: categorical(phi[z]) has an event axis more."""
+    text = """
+model m {
+  data N: int
+  data w: int[N]
+  data c: int[N]
+  phi: unit[2, 3] ~ dirichlet([[1, 1, 1], [1, 1, 1]])
+  lam: positive[2] ~ gamma(2, 1)
+  z: int[N] ~ bernoulli(0.3)
+  w ~ categorical(phi[z])
+  c ~ poisson(lam[z])
+}
+"""
+    w, c = np.array([0, 1, 2, 1, 0]), np.array([1, 4, 0, 2, 7])
+    joint, arrays, params = log_joint(compile_text(text), {"N": 5, "w": w, "c": c})
+    with jax.enable_x64(True):
+        terms, _, _, v = _point(joint, arrays, params)
+    phi, lam = np.asarray(v["phi"]), np.asarray(v["lam"])
+    per_point = np.log([0.7, 0.3]) + np.log(phi[:, w].T) + stats.poisson(lam).logpmf(c[:, None])
+    np.testing.assert_allclose(float(terms["z"]), logsumexp(per_point, axis=1).sum(), rtol=1e-10)
+
+
 def _bayes_accuracy() -> float:
     """P(the most probable component is the true one) for the simulated mixture (both means, one scale)."""
     (a, b), (w0, w1) = MEANS, WEIGHTS

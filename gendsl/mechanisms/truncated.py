@@ -16,8 +16,8 @@ import numpyro.distributions as dist
 
 from gendsl.core.signatures import Param, Signature, Spec
 from gendsl.core.types import VarType, broadcast_shapes, shape_str
-from gendsl.errors import GenSemanticError
-from gendsl.mechanisms.base import AbstractMechanism, Choice
+from gendsl.errors import GenRuntimeError, GenSemanticError
+from gendsl.mechanisms.base import AbstractMechanism
 from gendsl.mechanisms.leaf import Leaf
 
 __all__ = ["Truncated", "TRUNCATABLE", "TRUNCATED_SIGNATURE"]
@@ -88,14 +88,6 @@ class Truncated(AbstractMechanism):
         """No network: 0."""
         return 0
 
-    @classmethod
-    def choices(cls, vtype: VarType) -> list[Choice]:
-        """A truncated normal for a real variable."""
-        if vtype.base != "real":
-            return []
-        return [Choice("truncated(normal(0, 1), low=-10, high=10)", cls.kind, 0, conditional=False, learned=False,
-                       note="a fixed distribution restricted to an interval; nothing is learned")]
-
     # -- node -----------------------------------------------------------------------------------
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -117,7 +109,13 @@ class Truncated(AbstractMechanism):
         return jax.vmap(lambda xi, gi: jnp.sum(self.distribution(gi).log_prob(xi)))(x, given)
 
     def sample(self, params, key, n, given):
-        return jax.vmap(lambda k, gi: self.distribution(gi).sample(k))(jax.random.split(key, n), given)
+        try:
+            return jax.vmap(lambda k, gi: self.distribution(gi).sample(k))(jax.random.split(key, n), given)
+        except ImportError as err:  # numpyro's inverse cdf of Student's t needs tensorflow_probability
+            raise GenRuntimeError(f"drawing '{self.ctx.name}' from truncated({self.base.row.name}(...)) needs the "
+                                  f"inverse cdf of {self.base.row.name}, which numpyro takes from tensorflow_probability "
+                                  f"(pip install tensorflow-probability); its density (fit, infer) needs nothing more: "
+                                  f"{err}", self.ctx.span) from None
 
     def support(self, params, given_one):
         return self.distribution(given_one).support

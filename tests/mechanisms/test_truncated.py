@@ -9,7 +9,7 @@ import pytest
 import scipy.stats as st
 
 import gendsl
-from gendsl.errors import GenSemanticError
+from gendsl.errors import GenRuntimeError, GenSemanticError
 from gendsl.mechanisms.truncated import TRUNCATABLE
 
 
@@ -79,3 +79,18 @@ def test_a_latent_truncated_variable_has_the_truncated_posterior():
 def test_bad_truncations_are_refused_at_check(rhs, words):
     with pytest.raises(GenSemanticError, match=re.escape(words)):
         gendsl.parse(f"model t {{\n  x: real ~ {rhs}\n}}\n")
+
+
+@pytest.mark.parametrize("rhs", ["truncated(normal(0, 1), low=-10, high=10)", "truncated(student_t(3, 0, 1), high=9)"])
+def test_the_mechanism_contract(rhs):
+    """What tests/test_contract.py checks of every advisor choice: draws, per-example densities, a loss."""
+    prog = _program(rhs, "real[2]")
+    params = prog.init(jax.random.key(0))
+    try:
+        assert prog.sample(params, jax.random.key(1), 5)["x"].shape == (5, 2)
+    except GenRuntimeError as err:  # Student's t inverse cdf: numpyro takes it from tensorflow_probability
+        assert "student_t" in rhs and "pip install tensorflow-probability" in str(err)
+    data = {"x": np.random.default_rng(0).normal(size=(8, 2))}
+    lp = np.asarray(prog.log_prob(params, data))
+    assert lp.shape == (8,) and np.all(np.isfinite(lp)) and np.isfinite(float(prog.loss(params, data, jax.random.key(2))))
+    assert prog.lowered().node("x").mechanism.describe()["likelihood"] == "exact"
