@@ -226,16 +226,27 @@ class LogJoint:
         values = self._walk(z, data, params, drawn)[0]
         return {name: values[name] for name in (*self.latents, *self.discrete, *self.tracked)}
 
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """The nodes :meth:`conditionals` reports: the discrete latents, then every node with hidden
+        states (capability ``"hidden_states"``, as ``hmm(...)``)."""
+        hidden = tuple(n.name for n in self.lowered.stochastic if "hidden_states" in type(n.mechanism).capabilities)
+        return (*self.discrete, *hidden)
+
     def conditionals(self, z: jax.Array, data, params) -> dict[str, jax.Array]:
-        """Each discrete latent's conditional log-probabilities given the continuous point ``z``:
-        name -> shape ``(*S, K)`` (element ``[..., k]``: log p(element = k | z, data))."""
-        if not self.enumerated:
+        """Conditional log-probabilities given the continuous point ``z``, for each name in
+        :attr:`reported`: a discrete latent's, shape ``(*S, K)`` (``[..., k]``: log p(element = k |
+        z, data)); a node with hidden states, those states' (``hmm``: ``(T, K)``)."""
+        if not self.reported:
             return {}
         values = self._walk(z, data, params)[0]
         out = {}
         for group in self.enumerated:
             table = group.log_table(self.lowered, values, params)
             out[group.name] = jnp.moveaxis(table - jax.scipy.special.logsumexp(table, axis=0), 0, -1)
+        for name in self.reported[len(self.discrete):]:
+            node = self.lowered.node(name)
+            out[name] = node.mechanism.hidden_states(values[name], self._given(node, values))
         return out
 
     def unconstrain(self, init: Mapping[str, Any], z: jax.Array, data, params) -> jax.Array:

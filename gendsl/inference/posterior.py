@@ -59,7 +59,8 @@ class Posterior:
     probabilities:
         For each discrete latent (summed out of the log joint, then drawn per draw from its
         conditional distribution given the continuous ones): its conditional probabilities per
-        draw, shape ``(chains, draws, *shape, K)``.
+        draw, shape ``(chains, draws, *shape, K)``; for each ``hmm(...)`` variable, the posterior
+        probabilities of its hidden states per draw, ``(chains, draws, T, K)``.
     diverging:
         Whether each transition after warm-up diverged, shape ``(chains, draws)``.
     step_size:

@@ -19,10 +19,10 @@ from jax.scipy.special import logsumexp
 from gendsl.core.signatures import Param, Signature, Spec
 from gendsl.core.types import VarType, broadcast_shapes, shape_str
 from gendsl.errors import GenSemanticError
-from gendsl.mechanisms.base import AbstractMechanism, Choice
+from gendsl.mechanisms.base import AbstractMechanism
 from gendsl.mechanisms.leaf import Leaf
 
-__all__ = ["HMM", "HMM_SIGNATURE", "forward"]
+__all__ = ["HMM", "HMM_SIGNATURE", "forward", "smoothed"]
 
 HMM_SIGNATURE = Signature(
     "hmm", "mechanism",
@@ -30,6 +30,18 @@ HMM_SIGNATURE = Signature(
      Param("trans", "expr", doc="transition probabilities [K, K], row = the state left"),
      Param("emission", "distribution", doc="a leaf distribution whose arguments are [K] (one per state) or shared")),
     "a sequence [T] emitted by K hidden Markov states, summed out by the forward algorithm")
+
+
+def _filter(log_init: jax.Array, log_trans: jax.Array, log_emission: jax.Array) -> jax.Array:
+    """``(T, K)``: ``log p(y[0..t], s[t] = k)`` for every time and state (the forward pass)."""
+
+    def step(alpha, emission_t):
+        alpha = logsumexp(alpha[:, None] + log_trans, axis=0) + emission_t
+        return alpha, alpha
+
+    first = log_init + log_emission[0]
+    _, later = jax.lax.scan(step, first, log_emission[1:])
+    return jnp.concatenate([first[None], later])
 
 
 def forward(log_init: jax.Array, log_trans: jax.Array, log_emission: jax.Array) -> jax.Array:
@@ -48,12 +60,23 @@ def forward(log_init: jax.Array, log_trans: jax.Array, log_emission: jax.Array) 
     -------
     Scalar ``log sum over state paths of p(path) p(y | path)``.
     """
+    return logsumexp(_filter(log_init, log_trans, log_emission)[-1])
 
-    def step(alpha, emission_t):
-        return logsumexp(alpha[:, None] + log_trans, axis=0) + emission_t, None
 
-    alpha, _ = jax.lax.scan(step, log_init + log_emission[0], log_emission[1:])
-    return logsumexp(alpha)
+def smoothed(log_init: jax.Array, log_trans: jax.Array, log_emission: jax.Array) -> jax.Array:
+    """``(T, K)``: ``log p(s[t] = k | y)``, the posterior of each hidden state (forward-backward).
+
+    Arguments as :func:`forward`.
+    """
+    alpha = _filter(log_init, log_trans, log_emission)
+
+    def step(beta, emission_next):
+        beta = logsumexp(log_trans + (emission_next + beta)[None, :], axis=1)
+        return beta, beta
+
+    _, earlier = jax.lax.scan(step, jnp.zeros_like(alpha[-1]), log_emission[1:], reverse=True)
+    beta = jnp.concatenate([earlier, jnp.zeros_like(alpha[-1:])])
+    return alpha + beta - logsumexp(alpha[-1])
 
 
 def _refuse(message: str, typing) -> None:
@@ -70,6 +93,8 @@ class HMM(AbstractMechanism):
     loss_name = "nll"
     sampler_name = "ancestral (states, then emissions)"
     has_params = False
+    #: ``hidden_states(y, env)``: posterior inference reports the states' probabilities per draw
+    capabilities = frozenset({"hidden_states"})
 
     # -- declaration ----------------------------------------------------------------------------
     @classmethod
@@ -106,15 +131,6 @@ class HMM(AbstractMechanism):
         """No network: 0."""
         return 0
 
-    @classmethod
-    def choices(cls, vtype: VarType) -> list[Choice]:
-        """A two-state Gaussian HMM for a real sequence."""
-        if vtype.base != "real" or len(vtype.shape) != 1:
-            return []
-        return [Choice("hmm(init=[0.5, 0.5], trans=[[0.9, 0.1], [0.2, 0.8]], emission=normal([-1, 1], 1))",
-                       cls.kind, 0, conditional=False, learned=False,
-                       note="a fixed hidden Markov model; its arguments are expressions, nothing is learned")]
-
     # -- node -----------------------------------------------------------------------------------
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -127,13 +143,18 @@ class HMM(AbstractMechanism):
     def init(self, key):
         return {}
 
-    def log_prob(self, params, x, given):
-        def one(y, env):
-            log_init, log_trans = self._chain(env)
-            emission = self.emission.as_written(env).log_prob(y[:, None])
-            return forward(log_init, log_trans, jnp.broadcast_to(emission, (y.shape[0], log_init.shape[0])))
+    def _terms(self, y: jax.Array, env: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
+        log_init, log_trans = self._chain(env)
+        emission = self.emission.as_written(env).log_prob(y[:, None])
+        return log_init, log_trans, jnp.broadcast_to(emission, (y.shape[0], log_init.shape[0]))
 
-        return jax.vmap(one)(x, given)
+    def log_prob(self, params, x, given):
+        return jax.vmap(lambda y, env: forward(*self._terms(y, env)))(x, given)
+
+    def hidden_states(self, y: jax.Array, env: dict) -> jax.Array:
+        """``(T, K)``: the log posterior probability of each hidden state given one sequence ``y``
+        ``(T,)`` and its parents' values ``env`` (one example)."""
+        return smoothed(*self._terms(y, env))
 
     def sample(self, params, key, n, given):
         length = self.ctx.shape[0]

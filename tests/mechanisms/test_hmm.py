@@ -1,10 +1,12 @@
-"""hmm(...): the forward algorithm against brute-force enumeration of every state path, draws with
-the chain's moments, a posterior through it, and clear refusals at check."""
+"""hmm(...): the forward algorithm and the smoothed states against brute-force enumeration of every
+state path, draws with the chain's moments, a posterior through it (with its hidden states), and
+clear refusals at check."""
 
 import itertools
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats as st
@@ -12,6 +14,7 @@ from scipy.special import logsumexp
 
 import gendsl
 from gendsl.errors import GenSemanticError
+from gendsl.mechanisms.hmm import forward, smoothed
 
 INIT = np.array([0.5, 0.3, 0.2])
 TRANS = np.array([[0.8, 0.15, 0.05], [0.1, 0.7, 0.2], [0.25, 0.25, 0.5]])
@@ -45,6 +48,23 @@ def test_forward_algorithm_equals_brute_force_enumeration(emission, vtype, logpd
     prog = gendsl.compile(gendsl.parse(GAUSSIAN.format(vtype=vtype, emission=emission)))
     lp = np.asarray(prog.log_prob({}, {"y": np.array(ys)}))
     np.testing.assert_allclose(lp, [_brute_force(y, logpdf(y)) for y in ys], rtol=1e-5)
+
+
+def test_smoothed_states_equal_brute_force_posteriors():
+    """p(s[t] = k | y) by forward-backward against the sum over the paths through state k at time t."""
+    mu, sd = np.array([-1.0, 0.5, 2.0]), np.array([0.5, 1.0, 0.8])
+    y = np.array([-1.2, 0.3, 2.2, 1.9, -0.4])
+    paths = list(itertools.product(range(3), repeat=len(y)))
+    weights = np.array([np.log(INIT[p[0]]) + sum(np.log(TRANS[a, b]) for a, b in zip(p, p[1:]))
+                        + st.norm(mu[list(p)], sd[list(p)]).logpdf(y).sum() for p in paths])
+    weights = np.exp(weights - logsumexp(weights))
+    expected = np.zeros((len(y), 3))
+    for w, p in zip(weights, paths):
+        expected[np.arange(len(y)), list(p)] += w
+    got = np.exp(np.asarray(smoothed(jnp.log(INIT), jnp.log(TRANS), st.norm(mu, sd).logpdf(y[:, None]))))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(float(forward(jnp.log(INIT), jnp.log(TRANS), st.norm(mu, sd).logpdf(y[:, None]))),
+                               _brute_force(y, lambda t, s: st.norm(mu[s], sd[s]).logpdf(y[t])), rtol=1e-6)
 
 
 def test_draws_follow_the_chain():
@@ -81,6 +101,10 @@ model h {
     mu = post.samples["mu"].reshape(-1, 2)
     assert int(post.divergences) == 0
     assert np.all(np.abs(mu.mean(0) - means) < 4 * mu.std(0) + 0.02)
+    # the hidden states' posterior per draw: the means 6 emission sds apart, so almost every state is clear
+    probs = post.probabilities["y"]
+    assert probs.shape == (2, 300, T, 2) and np.allclose(probs.sum(-1), 1)
+    assert np.mean(probs.mean(axis=(0, 1)).argmax(-1) == np.array(states)) > 0.97
 
 
 @pytest.mark.parametrize("rhs, vtype, words", [
@@ -97,3 +121,14 @@ model h {
 def test_bad_hmms_are_refused_at_check(rhs, vtype, words):
     with pytest.raises(GenSemanticError, match=re.escape(words)):
         gendsl.parse(f"model h {{\n  data y: {vtype}\n  y ~ {rhs}\n}}\n")
+
+
+def test_the_mechanism_contract():
+    """What tests/test_contract.py checks of every advisor choice: draws, per-example densities, a loss."""
+    prog = gendsl.compile(gendsl.parse(GAUSSIAN.format(vtype="real[2]", emission="normal([-1, 0, 1], 1)")))
+    params = prog.init(jax.random.key(0))
+    assert prog.sample(params, jax.random.key(1), 5)["y"].shape == (5, 2)
+    data = {"y": np.random.default_rng(0).normal(size=(8, 2))}
+    lp = np.asarray(prog.log_prob(params, data))
+    assert lp.shape == (8,) and np.all(np.isfinite(lp)) and np.isfinite(float(prog.loss(params, data, jax.random.key(2))))
+    assert prog.lowered().node("y").mechanism.describe()["likelihood"] == "exact"
