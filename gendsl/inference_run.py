@@ -55,14 +55,15 @@ def _jsonable(value):
 
 
 def write_posterior(post, out_dir: str | Path) -> Path:
-    """Write ``summary.json``, ``sampler.json``, ``draws.npz`` and ``trace.png`` of ``post`` into ``out_dir``."""
+    """Write ``summary.json``, ``sampler.json``, ``draws.npz`` and ``trace.png`` of ``post`` into ``out_dir``
+    (``draws.npz`` holds every variable's draws, and ``NAME.probabilities`` for each discrete latent)."""
     out = output_root(out_dir)
     summary = {name: {k: _jsonable(v) for k, v in stats.items()} for name, stats in post.summary().items()}
     summary["divergences"] = {"total": int(post.divergences), "per_chain": post.divergences.per_chain.tolist()}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(out / "sampler.json", json.dumps(post.sampler_stats(), indent=2))
     buf = io.BytesIO()
-    np.savez(buf, **post.samples)
+    np.savez(buf, **post.samples, **{f"{name}.probabilities": p for name, p in post.probabilities.items()})
     atomic_write_bytes(out / "draws.npz", buf.getvalue())
     trace_plot(post.samples, out / "trace.png")
     return out

@@ -22,12 +22,14 @@ from gendsl.mechanisms.evolve.distilled import Distilled
 from gendsl.mechanisms.evolve.processes import PROCESS_SIGNATURES, PROCESSES
 from gendsl.mechanisms.evolve.samplers import SAMPLERS
 from gendsl.mechanisms.factorize import Factorize
+from gendsl.mechanisms.hmm import HMM
 from gendsl.mechanisms.leaf import Leaf
 from gendsl.mechanisms.prior import Prior
 from gendsl.mechanisms.pushforward import FAMILIES, Pushforward
 from gendsl.mechanisms.pushforward.bijections import BIJECTIONS
 from gendsl.mechanisms.pushforward.cnf import CNF_SIGNATURE
 from gendsl.mechanisms.pushforward.generator import GENERATOR_SIGNATURE
+from gendsl.mechanisms.truncated import Truncated
 from gendsl.nn import NETWORKS
 from gendsl.numerics.kernels import KERNELS
 
@@ -43,6 +45,8 @@ MECHANISMS = Table("mechanism", {
     "distilled": Distilled,
     "energy": Energy,
     "prior": Prior,
+    "truncated": Truncated,
+    "hmm": HMM,
 })
 
 #: the maps of ``pushforward``: the bijective ones and the two other families

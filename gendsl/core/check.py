@@ -166,12 +166,12 @@ def _distribution_shape(spec: Spec, call: Call, shapes: _Shapes) -> Shape:
             raise GenSemanticError(f"{spec.name}(): the covariance must be a matrix, got shape {shape_str(cov)}", call.span)
         return broadcast_shapes(loc, cov[:-1])
     if sig.event == "lkj":
-        d = spec["dim"]
+        d = spec[sig.params[0].name]
         if isinstance(d, Num) and isinstance(d.value, int):
             return (d.value, d.value)
         if isinstance(d, Name) and d.id in shapes.int_inputs:
             return (d.id, d.id)
-        raise GenSemanticError("lkj_cholesky(dim, ...) needs an integer dimension", call.span)
+        raise GenSemanticError(f"{spec.name}({sig.params[0].name}, ...) needs an integer dimension", call.span)
     raise AssertionError(sig.event)
 
 

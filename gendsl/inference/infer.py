@@ -222,8 +222,11 @@ def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmu
         keys = mcmc.transition_keys(key, num_chains, num_warmup + num_samples * thin)
         positions, stats, tuning = _chains(config, joint, keys, z0, arrays, params, num_warmup, num_samples, thin,
                                            chain_method, mesh)
-        draws = jax.vmap(jax.vmap(lambda z: joint.constrain(z, arrays, params)))(positions)
-        return draws, stats, tuning
+        keys = jax.random.split(jax.random.fold_in(key, 1), positions.shape[:2])
+        per_draw = jax.vmap(jax.vmap(lambda z, k: (joint.constrain(z, arrays, params, k),
+                                                   joint.conditionals(z, arrays, params))))
+        draws, conditionals = per_draw(positions, keys)
+        return {**draws, **{f"{name} probabilities": jnp.exp(lp) for name, lp in conditionals.items()}}, stats, tuning
 
     t0 = time.perf_counter()
     if mesh is None:
@@ -298,8 +301,13 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
     with jax.enable_x64(opts["precision"] == "double"):
         lowered, arrays, node_params, conditioned = _prepare(program, data, params)
         joint = _joint(program, lowered, conditioned, arrays, node_params)
-        if not joint.latents:
+        if not joint.latents and not joint.discrete:
             raise GenDataError(f"nothing to infer: every stochastic variable of '{lowered.model.name}' is in the data",
+                               lowered.model.span)
+        if not joint.latents:
+            raise GenDataError(f"the only latents of '{lowered.model.name}' are discrete ({', '.join(joint.discrete)}) "
+                               f"and summed out, so there is nothing for {kernel} to sample; their conditional "
+                               f"probabilities are joint.conditionals(...) of gendsl.inference.log_joint",
                                lowered.model.span)
         init_key, run_key = jax.random.split(key)
         z0 = _starts(program, joint, init_key, arrays, node_params, num_chains, opts["init_tries"], opts["init"])
@@ -316,8 +324,9 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         if _observe is not None:
             _observe(compiled, draws, stats, tuning)
         post = Posterior(
-            samples={k: np.asarray(draws[k]) for k in (*joint.latents, *joint.tracked)},
-            latents=joint.latents,
+            samples={k: np.asarray(draws[k]) for k in (*joint.latents, *joint.discrete, *joint.tracked)},
+            latents=(*joint.latents, *joint.discrete),
+            probabilities={k: np.asarray(draws[f"{k} probabilities"]) for k in joint.reported},
             deterministic=joint.tracked,
             diverging=np.asarray(stats.is_divergent),
             step_size=np.asarray(tuning.step_size),

@@ -24,6 +24,7 @@ from numpyro.distributions.transforms import biject_to
 
 from gendsl.compiler.bind import dtype_for
 from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError
+from gendsl.inference.discrete import deterministic_value, plan
 
 __all__ = ["Block", "LogJoint"]
 
@@ -40,6 +41,14 @@ class Block:
     @property
     def size(self) -> int:
         return math.prod(self.unconstrained_shape)
+
+
+def _support_size(d) -> int:
+    """The number of values of a distribution with an enumerable support (-1: not known before the data)."""
+    try:
+        return int(d.enumerate_support(expand=False).shape[0])
+    except (NotImplementedError, jax.errors.ConcretizationTypeError, TypeError):
+        return -1
 
 
 def _one(tree):
@@ -69,18 +78,18 @@ class LogJoint:
     def __init__(self, lowered, conditioned, data: Mapping[str, jax.Array], params: Mapping[str, Any]):
         self.lowered = lowered
         conditioned = set(conditioned)
-        self.latents = tuple(n.name for n in lowered.stochastic if n.name not in conditioned)
+        free = [n for n in lowered.stochastic if n.name not in conditioned]
+        #: the continuous latents, sampled in the flat unconstrained vector
+        self.latents = tuple(n.name for n in free if not n.type.discrete)
+        #: the discrete latents, summed out (their posterior is recovered per draw)
+        self.discrete = tuple(n.name for n in free if n.type.discrete)
         for node in lowered.stochastic:
             if node.mechanism.kind == "unavailable":
                 raise GenSemanticError(
                     f"'{node.name}' is made by {node.mechanism.describe()['mechanism']}, which has no likelihood, "
                     f"so it cannot enter a posterior; give it a mechanism with a density", node.var.span)
-            if node.name in self.latents and node.type.discrete:
-                raise GenSemanticError(
-                    f"'{node.name}' is a discrete latent variable ({node.type}); the gradient-based kernels need "
-                    f"continuous latents: pass '{node.name}' as data or marginalise it out of the model", node.var.span)
         self._warn_intractable(conditioned)
-        depends = set(self.latents)
+        depends = set(self.latents) | set(self.discrete)
         tracked = []
         for node in lowered.nodes:
             if node.var.role == "deterministic" and depends & set(node.var.parents):
@@ -89,7 +98,10 @@ class LogJoint:
         #: deterministic quantities that depend on a latent (returned beside the latents)
         self.tracked = tuple(tracked)
         #: where each latent lives in the flat unconstrained vector
-        self.blocks = self._layout(data, params)
+        self.blocks, probed = self._layout(data, params)
+        #: how each discrete latent is summed out
+        self.enumerated = plan(lowered, self.latents, self.discrete, *probed)
+        self._summed = {name for g in self.enumerated for name in g.terms}
 
     def _warn_intractable(self, conditioned):
         for node in self.lowered.stochastic:
@@ -103,24 +115,33 @@ class LogJoint:
                     f"over them is only right if that constant does not depend on them", stacklevel=3)
 
     # -- layout --------------------------------------------------------------------------------
-    def _layout(self, data: Mapping[str, jax.Array], params: Mapping[str, Any]) -> tuple[Block, ...]:
-        """The :class:`Block` of every latent.
+    def _layout(self, data: Mapping[str, jax.Array], params: Mapping[str, Any]) -> tuple[tuple[Block, ...], tuple]:
+        """The :class:`Block` of every latent, and what :func:`~gendsl.inference.discrete.plan` is
+        told: every value's shape and dtype, the number of values of each discrete latent and the
+        batch shape of each node that is a numpyro distribution.
 
         The supports are evaluated abstractly (``jax.eval_shape``) at the data's shapes, so a
         support that depends on other latents is sized without values.
         """
-        shapes = {}
+        shapes, structs, supports, batches = {}, {}, {}, {}
 
         def probe(data, params):
             values = dict(data)
             for node in self.lowered.nodes:
                 if node.var.role == "deterministic":
                     values[node.name] = self._compute(node, values)
-                elif node.name in self.latents:
-                    support = node.mechanism.support(params.get(node.name, {}), self._given(node, values))
+                elif node.mechanism is not None and node.name not in data:
                     shape = tuple(int(d) for d in node.type.shape)
-                    shapes[node.name] = tuple(biject_to(support).inverse_shape(shape))
+                    if node.name in self.latents:
+                        support = node.mechanism.support(params.get(node.name, {}), self._given(node, values))
+                        shapes[node.name] = tuple(biject_to(support).inverse_shape(shape))
                     values[node.name] = jnp.zeros(shape, dtype_for(node.type.base))
+                if node.mechanism is not None and "distribution" in type(node.mechanism).capabilities:
+                    d = node.mechanism.distribution(self._given(node, values))
+                    batches[node.name] = tuple(d.batch_shape)
+                    if node.name in self.discrete and d.has_enumerate_support:
+                        supports[node.name] = _support_size(d)
+            structs.update({k: jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for k, v in values.items()})
             return 0
 
         jax.eval_shape(probe, dict(data), dict(params))
@@ -130,7 +151,7 @@ class LogJoint:
             block = Block(name, tuple(int(d) for d in node.type.shape), shapes[name], offset)
             blocks.append(block)
             offset += block.size
-        return tuple(blocks)
+        return tuple(blocks), (structs, supports, batches)
 
     @property
     def dim(self) -> int:
@@ -142,15 +163,14 @@ class LogJoint:
     def _given(node, values) -> dict:
         return {p: values[p] for p in node.mechanism.ctx.parents}
 
-    @staticmethod
-    def _compute(node, values) -> jax.Array:
-        env = {p: values[p] for p in node.var.parents if p in values}
-        return jnp.broadcast_to(node.compute(env), tuple(int(d) for d in node.type.shape))
+    _compute = staticmethod(deterministic_value)
 
-    def _walk(self, z: jax.Array, data: Mapping[str, jax.Array], params: Mapping[str, Any]):
-        """values (every node, constrained) and terms (per stochastic node) at the point ``z``."""
+    def _walk(self, z: jax.Array, data: Mapping[str, jax.Array], params: Mapping[str, Any],
+              discrete: Mapping[str, jax.Array] | None = None):
+        """values (every node, constrained), log-densities and log-Jacobians (per stochastic node)
+        at the point ``z``. The discrete latents take their values in ``discrete`` (0 where not given)."""
         blocks = {b.name: b for b in self.blocks}
-        values, terms = dict(data), {}
+        values, terms, jacobians = dict(data), {}, {}
         for node in self.lowered.nodes:
             if node.var.role == "deterministic":
                 values[node.name] = self._compute(node, values)
@@ -159,31 +179,75 @@ class LogJoint:
                 continue
             node_params = params.get(node.name, {})
             given = self._given(node, values)
-            jacobian = 0.0
             if node.name in blocks:
                 b = blocks[node.name]
                 u = jax.lax.dynamic_slice_in_dim(z, b.offset, b.size).reshape(b.unconstrained_shape)
                 transform = biject_to(node.mechanism.support(node_params, given))
                 x = transform(u)
-                jacobian = jnp.sum(transform.log_abs_det_jacobian(u, x))
+                jacobians[node.name] = jnp.sum(transform.log_abs_det_jacobian(u, x))
                 values[node.name] = x
-            lp = node.mechanism.log_prob(node_params, _one(values[node.name]), _one(given))[0]
-            terms[node.name] = lp + jacobian
-        return values, terms
+            elif node.name in self.discrete:
+                zeros = jnp.zeros(tuple(int(d) for d in node.type.shape), jnp.int32)
+                values[node.name] = (discrete or {}).get(node.name, zeros)
+            terms[node.name] = node.mechanism.log_prob(node_params, _one(values[node.name]), _one(given))[0]
+        return values, terms, jacobians
 
     def logdensity(self, z: jax.Array, data: Mapping[str, jax.Array], params: Mapping[str, Any]) -> jax.Array:
-        """Log joint density at the unconstrained point ``z`` (shape ``(dim,)``), Jacobians included: scalar."""
-        _, terms = self._walk(z, data, params)
-        return sum(terms.values())
+        """Log joint density at the unconstrained point ``z`` (shape ``(dim,)``), Jacobians included
+        and discrete latents summed out: scalar."""
+        return sum(self.terms(z, data, params).values())
 
     def terms(self, z: jax.Array, data, params) -> dict[str, jax.Array]:
-        """Each stochastic node's contribution to :meth:`logdensity` (latents: with their Jacobian)."""
-        return self._walk(z, data, params)[1]
+        """Each stochastic node's contribution to :meth:`logdensity` (latents: with their Jacobian).
+        A discrete latent's term is its marginal: the log-sum-exp over its values of its own
+        log-probability and those of every node that depends on it (which then have no term of
+        their own beyond a latent's Jacobian)."""
+        values, terms, jacobians = self._walk(z, data, params)
+        out = {name: lp + jacobians.get(name, 0.0) for name, lp in terms.items() if name not in self._summed}
+        for group in self.enumerated:
+            marginal = jnp.sum(jax.scipy.special.logsumexp(group.log_table(self.lowered, values, params), axis=0))
+            out[group.name] = marginal + sum(jacobians.get(name, 0.0) for name in group.terms)
+        return out
 
-    def constrain(self, z: jax.Array, data, params) -> dict[str, jax.Array]:
-        """The latents and the tracked deterministic quantities at ``z``, in their own spaces."""
-        values, _ = self._walk(z, data, params)
-        return {name: values[name] for name in (*self.latents, *self.tracked)}
+    def constrain(self, z: jax.Array, data, params, key: jax.Array | None = None) -> dict[str, jax.Array]:
+        """The latents and the tracked deterministic quantities at ``z``, in their own spaces.
+
+        Each discrete latent is drawn from its conditional distribution given ``z`` (with ``key``;
+        without one, its most probable value), and the tracked quantities use that draw.
+        """
+        if not self.enumerated:
+            values = self._walk(z, data, params)[0]
+            return {name: values[name] for name in (*self.latents, *self.tracked)}
+        values, drawn = self._walk(z, data, params)[0], {}
+        keys = jax.random.split(jax.random.key(0) if key is None else key, len(self.enumerated))
+        for k, (name, logits) in zip(keys, self.conditionals(z, data, params).items()):
+            logits = jnp.moveaxis(logits, -1, 0)
+            drawn[name] = jnp.argmax(logits, 0) if key is None else jax.random.categorical(k, logits, axis=0)
+        values = self._walk(z, data, params, drawn)[0]
+        return {name: values[name] for name in (*self.latents, *self.discrete, *self.tracked)}
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """The nodes :meth:`conditionals` reports: the discrete latents, then every node with hidden
+        states (capability ``"hidden_states"``, as ``hmm(...)``)."""
+        hidden = tuple(n.name for n in self.lowered.stochastic if "hidden_states" in type(n.mechanism).capabilities)
+        return (*self.discrete, *hidden)
+
+    def conditionals(self, z: jax.Array, data, params) -> dict[str, jax.Array]:
+        """Conditional log-probabilities given the continuous point ``z``, for each name in
+        :attr:`reported`: a discrete latent's, shape ``(*S, K)`` (``[..., k]``: log p(element = k |
+        z, data)); a node with hidden states, those states' (``hmm``: ``(T, K)``)."""
+        if not self.reported:
+            return {}
+        values = self._walk(z, data, params)[0]
+        out = {}
+        for group in self.enumerated:
+            table = group.log_table(self.lowered, values, params)
+            out[group.name] = jnp.moveaxis(table - jax.scipy.special.logsumexp(table, axis=0), 0, -1)
+        for name in self.reported[len(self.discrete):]:
+            node = self.lowered.node(name)
+            out[name] = node.mechanism.hidden_states(values[name], self._given(node, values))
+        return out
 
     def unconstrain(self, init: Mapping[str, Any], z: jax.Array, data, params) -> jax.Array:
         """Replace in ``z`` the blocks of the latents given (constrained) in ``init``.
@@ -196,6 +260,10 @@ class LogJoint:
         GenDataError
             For a name that is not a latent, a value of the wrong shape, or outside its support.
         """
+        summed = sorted(set(init) & set(self.discrete))
+        if summed:
+            raise GenDataError(f"init gives '{summed[0]}', a discrete latent that is summed out, not sampled: "
+                               f"leave it out of init")
         unknown = sorted(set(init) - set(self.latents))
         if unknown:
             raise GenDataError(f"init gives {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
@@ -204,7 +272,7 @@ class LogJoint:
             if b.name not in init:
                 continue
             node = self.lowered.node(b.name)
-            values, _ = self._walk(z, data, params)
+            values = self._walk(z, data, params)[0]
             value = jnp.asarray(init[b.name], dtype=z.dtype)
             if value.shape != b.shape:
                 raise GenDataError(f"init['{b.name}'] has shape {list(value.shape)}, expected {list(b.shape)}",

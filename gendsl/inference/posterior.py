@@ -55,7 +55,12 @@ class Posterior:
         Name -> array of shape ``(chains, draws, *shape)``: every latent variable and every
         deterministic quantity that depends on one, in their own (constrained) spaces.
     latents, deterministic:
-        The names of each kind, in model order.
+        The names of each kind, in model order (the continuous latents, then the discrete ones).
+    probabilities:
+        For each discrete latent (summed out of the log joint, then drawn per draw from its
+        conditional distribution given the continuous ones): its conditional probabilities per
+        draw, shape ``(chains, draws, *shape, K)``; for each ``hmm(...)`` variable, the posterior
+        probabilities of its hidden states per draw, ``(chains, draws, T, K)``.
     diverging:
         Whether each transition after warm-up diverged, shape ``(chains, draws)``.
     step_size:
@@ -86,6 +91,7 @@ class Posterior:
     max_tree_depth: int = 10
     compile_seconds: float = 0.0
     sampling_seconds: float = 0.0
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
     _summary: Summary | None = field(default=None, repr=False)
 
     @property

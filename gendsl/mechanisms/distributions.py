@@ -4,6 +4,11 @@ A new distribution is one row here (numpyro has almost every one): its parameter
 the base type of a draw (``support``) and how the draw's shape follows the arguments (``event``:
 ``broadcast``, ``drop_last`` for categorical probabilities, ``first`` for a Dirichlet's
 concentration, ``mvn``, ``lkj``). The generic leaf tests loop over this table.
+
+Parametrisations follow numpyro, and Stan's where the row has Stan's name: ``inv_gamma(shape, rate)``
+is Stan's ``inv_gamma(alpha, beta)`` (beta scales: density ∝ y^-(alpha+1) exp(-beta / y));
+``neg_binomial_2(mu, phi)`` has mean mu and variance mu + mu^2 / phi; ``weibull(alpha, sigma)``
+has shape alpha and scale sigma; ``von_mises(mu, kappa)`` draws angles in [-pi, pi).
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ DISTRIBUTIONS = Table("distribution", {row.name: row for row in [
     _row("uniform", ["low", "high"], "interval", make=dist.Uniform),
     _row("laplace", ["loc", "scale"], "real", make=dist.Laplace),
     _row("logistic", ["loc", "scale"], "real", make=dist.Logistic),
+    _row("von_mises", ["mu", "kappa"], "interval", make=dist.VonMises),
+    _row("weibull", ["alpha", "sigma"], "positive", make=lambda alpha, sigma: dist.Weibull(sigma, alpha)),
     _row("bernoulli", ["p"], "int", make=lambda p: dist.Bernoulli(probs=p)),
     _row("bernoulli_logit", ["logit"], "int", make=lambda logit: dist.Bernoulli(logits=logit)),
     _row("binomial", ["n", "p"], "int", make=lambda n, p: dist.Binomial(total_count=n, probs=p), integer_args=True),
@@ -70,10 +77,13 @@ DISTRIBUTIONS = Table("distribution", {row.name: row for row in [
     _row("poisson", ["rate"], "int", make=dist.Poisson),
     _row("poisson_log", ["log_rate"], "int", make=lambda log_rate: dist.Poisson(jnp.exp(log_rate))),
     _row("negative_binomial", ["mean", "concentration"], "int", make=lambda mean, conc: dist.NegativeBinomial2(mean, conc)),
+    _row("neg_binomial_2", ["mu", "phi"], "int", make=lambda mu, phi: dist.NegativeBinomial2(mu, phi)),
     _row("categorical", ["probs"], "int", event="drop_last", make=lambda probs: dist.Categorical(probs=probs)),
     _row("categorical_logit", ["logits"], "int", event="drop_last", make=lambda logits: dist.Categorical(logits=logits)),
     _row("dirichlet", ["alpha"], "simplex", event="first", make=dist.Dirichlet),
     _row("multivariate_normal", ["loc", "cov"], "real", event="mvn", make=lambda loc, cov: dist.MultivariateNormal(loc, covariance_matrix=cov)),
     _row("multivariate_normal_cholesky", ["loc", "scale_tril"], "real", event="mvn", make=lambda loc, tril: dist.MultivariateNormal(loc, scale_tril=tril)),
+    _row("multi_normal_cholesky", ["mu", "L"], "real", event="mvn", make=lambda mu, L: dist.MultivariateNormal(mu, scale_tril=L)),
     _row("lkj_cholesky", ["dim", "concentration"], "corr_cholesky", event="lkj", make=lambda d, conc: dist.LKJCholesky(int(d), conc), integer_args=True),
+    _row("lkj_corr_cholesky", ["K", "eta"], "corr_cholesky", event="lkj", make=lambda K, eta: dist.LKJCholesky(int(K), eta), integer_args=True),
 ]})

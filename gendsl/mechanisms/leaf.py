@@ -35,10 +35,13 @@ class Leaf(AbstractMechanism):
     """``x ~ normal(loc, scale)`` and the other leaf distributions.
 
     The numpyro distribution is built per example from the parents' values; its batch shape is
-    broadcast to the variable's shape and summed over in ``log_prob``.
+    broadcast to the variable's shape and summed over in ``log_prob``. It offers the capability
+    ``"distribution"``: :meth:`distribution` is the numpyro distribution of one example (posterior
+    inference scores its elements one by one to sum out discrete latents).
     """
 
     name = "leaf"
+    capabilities = frozenset({"distribution"})
     kind = "exact"
     loss_name = "nll"
     has_params = False
@@ -48,13 +51,17 @@ class Leaf(AbstractMechanism):
         self.row = DISTRIBUTIONS[ctx.spec.name]
         self.sampler_name = "exact draw"
 
-    def distribution(self, env: dict) -> dist.Distribution:
-        """The numpyro distribution of one example, its batch shape broadcast to the variable's."""
+    def as_written(self, env: dict) -> dist.Distribution:
+        """The numpyro distribution of one example, its batch shape that of its arguments."""
         row, spec, ev = self.row, self.ctx.spec, self.ctx.evaluate
         args = [ev(spec[p.name], env) for p in row.signature.params]
         if not row.integer_args:
             args = [_float(a) for a in args]
-        d = row.make(*args)
+        return row.make(*args)
+
+    def distribution(self, env: dict) -> dist.Distribution:
+        """The numpyro distribution of one example, its batch shape broadcast to the variable's."""
+        d = self.as_written(env)
         event_ndim = len(d.event_shape)
         target = self.ctx.shape[: len(self.ctx.shape) - event_ndim]
         if d.batch_shape != target:

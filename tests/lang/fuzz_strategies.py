@@ -141,7 +141,9 @@ def mechanism_rhs(draw, name: str, base: str, dims: str, parents: list[str], mec
         mapping = draw(nested_call("map", parents))
         return f"pushforward(normal({draw(numbers)}, 1), {mapping}{tail})", mech
     if mech == "evolve":
-        extra = draw(options("evolve", {"process": draw(nested_call("process", parents))}, parents, skip=("given",)))
+        # evolve's network maps a point to a vector: an mlp (the autoregressive ones are refused with a message)
+        fixed = {"process": draw(nested_call("process", parents)), "net": f"mlp({draw(options('mlp', {}, parents))})"}
+        extra = draw(options("evolve", fixed, parents, skip=("given",)))
         return f"evolve({extra}{tail})", mech
     if draw(st.booleans()):  # a network energy, trained by an objective
         # an energy network maps a point to one number: an mlp (the other networks are rejected with a message)

@@ -30,6 +30,11 @@ CASES = {
     "poisson": ("3.5", "int", st.poisson(3.5), [0, 3, 9]),
     "poisson_log": ("1.2", "int", st.poisson(np.exp(1.2)), [0, 3, 9]),
     "negative_binomial": ("4, 2", "int", st.nbinom(2, 2 / (2 + 4)), [0, 3, 12]),
+    # Stan's NegBinomial2(y | mu, phi): scipy's nbinom with n = phi, p = phi / (mu + phi)
+    "neg_binomial_2": ("3.5, 1.5", "int", st.nbinom(1.5, 1.5 / (3.5 + 1.5)), [0, 2, 11]),
+    "von_mises": ("0.5, 2", "real", st.vonmises(2, loc=0.5), [-2.5, 0.4, 3.0]),
+    # Stan's Weibull(y | alpha, sigma): shape alpha, scale sigma
+    "weibull": ("1.7, 2.5", "positive", st.weibull_min(1.7, scale=2.5), [0.2, 2.0, 6.0]),
 }
 VECTOR_CASES = {
     "categorical": ("[0.2, 0.5, 0.3]", "int", lambda x: np.log([0.2, 0.5, 0.3])[x], [0, 1, 2]),
@@ -42,13 +47,32 @@ MULTI = {
     "multivariate_normal_cholesky": ("[1, -1], [[1.5, 0], [0.5, 1]]", "real[2]",
                                      lambda x: st.multivariate_normal([1, -1], np.array([[1.5, 0], [0.5, 1]]) @ np.array([[1.5, 0], [0.5, 1]]).T).logpdf(x),
                                      [[0.0, 0.0], [2.0, -3.0]]),
+    "multi_normal_cholesky": ("[0.5, 2], [[1, 0], [-0.7, 0.4]]", "real[2]",
+                              lambda x: st.multivariate_normal([0.5, 2], np.array([[1, 0], [-0.7, 0.4]]) @ np.array([[1, 0], [-0.7, 0.4]]).T).logpdf(x),
+                              [[0.0, 0.0], [1.0, 3.0]]),
+}
+
+
+def _lkj_2(eta):
+    """The LKJ density of a 2 x 2 Cholesky factor: its correlation r = L[1, 0] has density
+    (1 - r^2)^(eta - 1) normalised, i.e. (r + 1) / 2 ~ beta(eta, eta) (Stan's LkjCholesky, K = 2)."""
+    return lambda L: st.beta(eta, eta).logpdf((L[1, 0] + 1) / 2) - np.log(2)
+
+
+def _cholesky_2(r):
+    return [[1.0, 0.0], [r, np.sqrt(1 - r * r)]]
+
+
+LKJ = {
+    "lkj_cholesky": ("2, 1.5", "real[2, 2]", _lkj_2(1.5), [_cholesky_2(r) for r in (-0.6, 0.1, 0.8)]),
+    "lkj_corr_cholesky": ("2, 3", "real[2, 2]", _lkj_2(3.0), [_cholesky_2(r) for r in (-0.3, 0.5, 0.9)]),
 }
 
 
 def test_every_leaf_is_implemented_and_tested():
     names = set(DISTRIBUTIONS)
     assert all(DISTRIBUTIONS[n].signature.name == n for n in names)
-    assert names - {"lkj_cholesky"} == set(CASES) | set(VECTOR_CASES) | set(MULTI)
+    assert names == set(CASES) | set(VECTOR_CASES) | set(MULTI) | set(LKJ)
 
 
 def _program(name, args, vtype):
@@ -71,9 +95,9 @@ def test_categorical_leaf_matches_closed_form(name):
     np.testing.assert_allclose(lp, ref(np.array(xs)), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(MULTI))
+@pytest.mark.parametrize("name", sorted(MULTI) + sorted(LKJ))
 def test_multivariate_leaf_matches_scipy(name):
-    args, vtype, ref, xs = MULTI[name]
+    args, vtype, ref, xs = {**MULTI, **LKJ}[name]
     lp = np.asarray(_program(name, args, vtype).log_prob({}, {"x": np.array(xs)}))
     np.testing.assert_allclose(lp, [ref(np.array(x)) for x in xs], rtol=1e-4)
 
@@ -87,6 +111,17 @@ def test_leaf_samples_have_the_right_moments(name):
     se = ref.std() / np.sqrt(n)
     assert abs(x.mean() - ref.mean()) < 4 * se
     assert abs(x.std() - ref.std()) < 0.05 * ref.std()
+
+
+@pytest.mark.parametrize("name, args, ref", [
+    ("student_t", "[3, 5, 30], [0, 1, -1], [1, 2, 0.5]", st.t([3, 5, 30], [0, 1, -1], [1, 2, 0.5])),
+    ("weibull", "[0.8, 1.5, 3], 2", st.weibull_min([0.8, 1.5, 3], scale=2)),
+    ("inv_gamma", "3, [1, 2, 4]", st.invgamma(3, scale=[1, 2, 4])),
+])
+def test_vector_arguments_score_each_element(name, args, ref):
+    x = np.array([[0.4, 1.5, 2.5]])
+    lp = _program(name, args, "positive[3]" if name != "student_t" else "real[3]").log_prob({}, {"x": x})
+    np.testing.assert_allclose(lp, ref.logpdf(x[0]).sum(), rtol=2e-5)
 
 
 def test_broadcasting_over_a_declared_shape_sums_event_dims():
