@@ -1,4 +1,4 @@
-"""Every code block in docs/ runs: ```python blocks are executed (in order, one namespace per
+"""Every code block in docs/ and the README runs: ```python blocks are executed (in order, one namespace per
 page), ```bash lines starting with `gendsl` run through the CLI and must exit 0, ```gen blocks
 must parse and check. Budgets are capped by tests/smoke.py. The language reference cannot drift
 from the grammar and the registries."""
@@ -15,7 +15,7 @@ from gendsl.cli import main
 from gendsl.docgen import render_language_reference
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = sorted((ROOT / "docs").glob("*.md"))
+DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 
 

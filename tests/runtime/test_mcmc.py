@@ -129,11 +129,11 @@ def test_logdensity_is_traced_a_fixed_number_of_times():
         return gaussian(z)
 
     counts = []
-    for warmup, samples in ((0, 10), (50, 50), (300, 500)):
+    for n_warmup, n_samples in ((0, 10), (50, 50), (300, 500)):
         count["n"] = 0
         config = kernels.kernel_config("nuts")
         with jax.enable_x64(True):
-            jax.jit(lambda k, z: mcmc.run_chains(config, target, k, z, warmup, samples)).lower(
+            jax.jit(lambda k, z: mcmc.run_chains(config, target, k, z, n_warmup, n_samples)).lower(
                 jax.random.key(0), jnp.zeros((2, 2)))
         counts.append(count["n"])
     assert counts[0] == counts[1] == counts[2] <= 4
