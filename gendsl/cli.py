@@ -16,7 +16,7 @@ from pathlib import Path
 from gendsl import api
 from gendsl.advisor import advise, render
 from gendsl.bench import run_bench
-from gendsl.distill import distill_run
+from gendsl.distill import distill_run, distill_summary
 from gendsl.errors import GenError, GenSyntaxError, Span
 from gendsl.inference_run import infer_run, read_data
 from gendsl.numerics.devices import initialize_distributed
@@ -124,8 +124,9 @@ def _cmd_bench(args) -> int:
 
 def _cmd_distill(args) -> int:
 
-    distill_run(args.run, args.steps, args.out, seed=args.seed)
-    print(f"wrote {args.out}")
+    metrics = distill_run(args.run, args.steps, args.out, seed=args.seed)
+    print(f"{Path(args.run).name} distilled: {distill_summary(metrics)}")
+    print(f"wrote {args.out} (metrics.json, params/)")
     return 0
 
 

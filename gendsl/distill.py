@@ -29,13 +29,15 @@ import numpy as np
 import optax
 
 from gendsl.errors import GenDataError, GenRuntimeError
-from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, output_root
+from gendsl.metrics import energy_distance, real_matrix
+from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, confined_dir, output_root
 from gendsl.numerics.train import build_trainer, run
+from gendsl.plots import samples_2d
 from gendsl.program import Program
 from gendsl.registry import MECHANISMS
 from gendsl.runfolder import SOURCES, open_run, read_record, student_model
 
-__all__ = ["distill", "distill_run"]
+__all__ = ["distill", "distill_run", "distill_summary", "REPORT_DRAWS"]
 
 #: teacher paths are computed in chunks of this many draws (bounded memory, one compilation)
 _CHUNK = 2048
@@ -140,26 +142,88 @@ def distill(program, params: dict, steps: int = 1, key: jax.Array | None = None,
 # -- run folders -----------------------------------------------------------------------------------
 
 
-def distill_run(run_dir: str | Path, steps: int, out: str | Path, seed: int = 0, **options) -> Path:
+#: draws of student and teacher compared in a distilled run's metrics
+REPORT_DRAWS = 2000
+
+
+def distill_run(run_dir: str | Path, steps: int, out: str | Path, seed: int = 0, progress: bool = True,
+                **options) -> dict:
     """``gendsl distill RUN_DIR --steps K --out DIR``: distil a fit run into a new run folder.
 
-    Writes ``DIR/model.gen`` (the teacher's text, byte for byte), ``DIR/run.json`` (the teacher's
-    entries plus ``distilled_steps``, ``distilled_nodes``, ``distilled_from``, ``distill_seconds``)
-    and ``DIR/params/``. Returns ``DIR``.
+    Writes ``DIR/model.gen`` (the teacher's text, byte for byte, after a comment saying which
+    nodes are K-step students), ``DIR/run.json`` (the teacher's entries plus
+    ``distilled_steps``, ``distilled_nodes``, ``distilled_from``, ``distill_seconds``),
+    ``DIR/params/``, ``DIR/metrics.json`` and, for 2-D data, ``DIR/samples.png`` (student over
+    teacher). The metrics compare :data:`REPORT_DRAWS` student draws with as many teacher draws:
+    their energy distance, over the noise floor (the distance between two independent teacher
+    draws), network evaluations and seconds per 1000 samples of each, and the distillation time.
+    Returns the metrics.
     """
-    run_dir, out = Path(run_dir), Path(out)
+    run_dir = Path(run_dir)
+    out = output_root(out)
+    if out.resolve() == run_dir.resolve():
+        raise GenDataError(f"--out {out} is the teacher's run folder: write the student to a folder of its own")
     teacher = open_run(run_dir)
     if teacher.record.get("distilled_steps"):
         raise GenDataError(f"{run_dir} holds a distilled sampler already; distil its teacher run instead")
     t0 = time.perf_counter()
     student, student_params = distill(teacher.program, teacher.params, steps=steps, key=jax.random.key(seed),
-                                      **options)
+                                      progress=progress, **options)
     seconds = time.perf_counter() - t0
-    out = output_root(out)
-    atomic_write_bytes(out / "model.gen", (run_dir / "model.gen").read_bytes())
     nodes = [v.name for v in student.model.variables() if v.stochastic and v.mechanism == "distilled"]
+    metrics = _compare(teacher.program, teacher.params, student, student_params, teacher.record.get("dims") or {},
+                       jax.random.key(seed + 1), out, student.model.name)
+    metrics.update(distill_seconds=seconds, distilled_steps=int(steps), distilled_nodes=nodes)
+    note = f"# distilled: {', '.join(nodes)} sampled in {int(steps)} step(s) by the student in params/ (run.json)\n"
+    atomic_write_bytes(out / "model.gen", note.encode() + (run_dir / "model.gen").read_bytes())
     info = {**read_record(run_dir), "distilled_steps": int(steps), "distilled_nodes": nodes,
             "distilled_from": str(run_dir), "distill_seconds": seconds, "seed": seed}
     atomic_write_text(out / "run.json", json.dumps(info, indent=2, sort_keys=True))
-    student.save(student_params, out / "params")
-    return out
+    student.save(student_params, confined_dir(out, "params"))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def _draws_and_cost(program, params, key, n: int, dims) -> tuple[np.ndarray | None, float, int]:
+    """Real-valued draws ``(n, D)`` (or None), seconds per 1000 draws, network evaluations per draw."""
+    jax.block_until_ready(program.sample(params, key, n, dims))  # compile
+    t0 = time.perf_counter()
+    draws, info = jax.block_until_ready(program.sample_with_info(params, key, n, dims))
+    per_1000 = (time.perf_counter() - t0) * 1000.0 / n
+    nfe = int(sum(int(info[node.name]["nfe"]) if "nfe" in info.get(node.name, {}) else node.mechanism.cost()
+                  for node in program.lowered(dims).stochastic))
+    return real_matrix(program.model, {k: np.asarray(v) for k, v in draws.items()}), per_1000, nfe
+
+
+def _compare(teacher, teacher_params, student, student_params, dims, key, out: Path, name: str) -> dict:
+    """The student against its teacher: energy distance over the noise floor, cost and speed."""
+    k_student, k_teacher, k_floor = jax.random.split(key, 3)
+    student_x, student_s, student_nfe = _draws_and_cost(student, student_params, k_student, REPORT_DRAWS, dims)
+    teacher_x, teacher_s, teacher_nfe = _draws_and_cost(teacher, teacher_params, k_teacher, REPORT_DRAWS, dims)
+    metrics = {"nfe_per_sample": student_nfe, "teacher_nfe_per_sample": teacher_nfe,
+               "sample_seconds_per_1000": student_s, "teacher_sample_seconds_per_1000": teacher_s,
+               "energy_distance_to_teacher": None}
+    if student_x is not None and teacher_x is not None:
+        floor_x = real_matrix(teacher.model, {k: np.asarray(v) for k, v in
+                                              teacher.sample(teacher_params, k_floor, REPORT_DRAWS, dims).items()})
+        distance = energy_distance(student_x, teacher_x, unbiased=False)
+        floor = energy_distance(floor_x, teacher_x, unbiased=False)
+        metrics.update(energy_distance_to_teacher=float(distance), energy_distance_noise_floor=float(floor),
+                       energy_distance_over_floor=float(distance / floor) if floor > 0 else None)
+        if student_x.shape[1] == 2:
+            samples_2d(student_x, out / "samples.png", reference=teacher_x,
+                       title=f"{name}: distilled student ({student_nfe} evaluations) over its teacher")
+    return metrics
+
+
+def distill_summary(metrics: dict) -> str:
+    """One line a person reads after ``gendsl distill``."""
+    parts = [f"{metrics['nfe_per_sample']} network evaluations per sample (teacher {metrics['teacher_nfe_per_sample']})"]
+    if metrics.get("energy_distance_to_teacher") is not None:
+        over = metrics.get("energy_distance_over_floor")
+        parts.append(f"energy distance to the teacher {metrics['energy_distance_to_teacher']:.3g}"
+                     + (f" ({over:.2f} x noise floor)" if over is not None else ""))
+    parts.append(f"{metrics['sample_seconds_per_1000']:.3g} s per 1000 samples "
+                 f"(teacher {metrics['teacher_sample_seconds_per_1000']:.3g})")
+    parts.append(f"distilled in {metrics['distill_seconds']:.1f} s")
+    return "; ".join(parts)

@@ -25,7 +25,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["energy_distance", "noise_floor", "floor_multiple", "time_call", "loss_spikes"]
+__all__ = ["energy_distance", "noise_floor", "floor_multiple", "time_call", "loss_spikes", "real_matrix"]
+
+
+def real_matrix(model, arrays: dict) -> np.ndarray | None:
+    """The observed real-valued variables of ``model`` in ``arrays``, flattened and joined:
+    ``(n, D)`` float64, or None when there are none."""
+    parts = [np.asarray(arrays[v.name]).reshape(len(arrays[v.name]), -1) for v in model.by_role("observed")
+             if v.type.base in ("real", "positive", "unit") and v.name in arrays]
+    return np.concatenate(parts, axis=1).astype(np.float64) if parts else None
 
 _BLOCK_ELEMENTS = 1 << 22  # block * block * d floats per distance block (16 MiB in float32)
 

@@ -24,7 +24,7 @@ from gendsl.compiler.lower import static_inputs
 from gendsl.data import load_source, split_heldout
 from gendsl.errors import GenDataError
 from gendsl.lang import read_text
-from gendsl.metrics import energy_distance, loss_spikes
+from gendsl.metrics import energy_distance, loss_spikes, real_matrix
 from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, confined_dir, output_root
 from gendsl.numerics.devices import is_main_process, local_rows
 from gendsl.numerics.train import NonFiniteLoss
@@ -59,13 +59,6 @@ def _json_default(o):
     raise TypeError(type(o))
 
 
-def _real_matrix(model, arrays: dict) -> np.ndarray | None:
-    """The observed real-valued variables, flattened and joined: (n, D), or None."""
-    parts = [np.asarray(arrays[v.name]).reshape(len(arrays[v.name]), -1) for v in model.by_role("observed")
-             if v.type.base in ("real", "positive", "unit") and v.name in arrays]
-    return np.concatenate(parts, axis=1).astype(np.float64) if parts else None
-
-
 def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None) -> dict:
     """Held-out NLL, energy distance of samples to held-out data, sampling time and cost.
 
@@ -88,12 +81,12 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
     metrics["sample_seconds_per_1000"] = seconds * 1000.0 / n_test
     metrics["nfe_per_sample"] = int(sum(int(info[n.name]["nfe"]) if "nfe" in info.get(n.name, {}) else n.mechanism.cost()
                                         for n in program.lowered(heldout).stochastic))
-    real_test = _real_matrix(program.model, heldout)
-    real_draws = _real_matrix(program.model, {k: np.asarray(v) for k, v in draws.items()})
+    real_test = real_matrix(program.model, heldout)
+    real_draws = real_matrix(program.model, {k: np.asarray(v) for k, v in draws.items()})
     metrics["energy_distance"] = None
     if real_test is not None and real_draws is not None:
         metrics["energy_distance"] = float(energy_distance(real_draws, real_test, unbiased=False))
-        real_fresh = _real_matrix(program.model, fresh) if fresh is not None else None
+        real_fresh = real_matrix(program.model, fresh) if fresh is not None else None
         if real_fresh is not None:
             floor = float(energy_distance(real_fresh[:n_test], real_test, unbiased=False))
             metrics["energy_distance_noise_floor"] = floor
@@ -246,8 +239,8 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
         loss_curve(result.losses, out / "loss.png", title=f"{model.name}: training and validation loss",
                    validation=(curve.steps, curve.losses) if curve is not None else None,
                    best_step=curve.best_step if curve is not None else None)
-    real_draws = _real_matrix(model, {k: np.asarray(v) for k, v in draws.items()})
-    real_test = _real_matrix(model, heldout)
+    real_draws = real_matrix(model, {k: np.asarray(v) for k, v in draws.items()})
+    real_test = real_matrix(model, heldout)
     if real_draws is not None and real_draws.shape[1] == 2:
         samples_2d(real_draws, out / "samples.png", reference=real_test, title=f"{model.name}: samples vs held-out data")
     elif (out / "samples.png").is_file():  # a replaced run's picture, not this one's

@@ -28,7 +28,8 @@ LAYERS = [
     ("inference", ["gendsl.inference"]),
     ("application", ["gendsl.program", "gendsl.sources", "gendsl.runfolder", "gendsl.api", "gendsl.builder",
                      "gendsl.data", "gendsl.metrics", "gendsl.plots", "gendsl.runs",
-                     "gendsl.distill", "gendsl.inference_run", "gendsl.advisor", "gendsl.bench", "gendsl.docgen",
+                     "gendsl.distill", "gendsl.sampling_options", "gendsl.inference_run", "gendsl.advisor", "gendsl.bench",
+                     "gendsl.docgen",
                      "gendsl.cli"]),
     ("public face", ["gendsl"]),
 ]

@@ -79,7 +79,13 @@ def test_distill_run_writes_a_sampleable_folder(teacher, tmp_path):
     (run / "model.gen").write_text(TEXT)
     (run / "run.json").write_text(json.dumps({"model": "blobs", "dims": {}, "seed": 0}))
     prog.save(params, run / "params")
-    out = distill_run(run, 1, tmp_path / "student", seed=3, train_steps=20, pairs=256)
+    out = tmp_path / "student"
+    metrics = distill_run(run, 1, out, seed=3, train_steps=20, pairs=256, progress=False)
+    assert metrics == json.loads((out / "metrics.json").read_text())
+    assert metrics["nfe_per_sample"] == 1 and metrics["teacher_nfe_per_sample"] >= 32
+    assert metrics["energy_distance_to_teacher"] > 0 and metrics["energy_distance_over_floor"] > 0
+    assert (out / "samples.png").stat().st_size > 0
+    assert (out / "model.gen").read_text().startswith("# distilled: x sampled in 1 step(s)")
     record = json.loads((out / "run.json").read_text())
     assert record["distilled_steps"] == 1 and record["distilled_nodes"] == ["x"] and record["model"] == "blobs"
     _run = open_run(out)
@@ -89,10 +95,12 @@ def test_distill_run_writes_a_sampleable_folder(teacher, tmp_path):
     _run = open_run(run)
     teacher_again, _ = _run.program, _run.params
     assert teacher_again.lowered().stochastic[0].mechanism.cost() == 32
-    with pytest.raises(GenDataError, match="does not have"):  # a student's parameters never load into its teacher
+    with pytest.raises(GenDataError, match="do not belong to 'x'"):  # a student's parameters never load into its teacher
         teacher_again.load_params(out)
     with pytest.raises(GenDataError, match="already"):
         distill_run(out, 1, tmp_path / "again")
+    with pytest.raises(GenDataError, match="the teacher's run folder"):
+        distill_run(run, 1, run)
 
 
 def test_distill_needs_an_evolve_node_and_positive_steps(teacher):
