@@ -54,6 +54,10 @@ class Program:
     # -- lowering ----------------------------------------------------------------------------------
     def lowered(self, data: Mapping[str, Any] | None = None) -> Lowered:
         """The graph lowered for the dimensions known now (compile-time ``dims`` and ``data``)."""
+        if data is not None and not isinstance(data, Mapping):
+            example = next((v.name for v in self.model.by_role("observed", "input")), "x")
+            raise GenDataError(f"the data must be a dict from variable name to array (e.g. {{'{example}': array}}), "
+                               f"got {type(data).__name__}", self.model.span)
         dims = {**self.dims, **dict(bind_dims(self.model, data or {}))}
         key = tuple(sorted(dims.items()))
         if key not in self._lowered:

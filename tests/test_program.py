@@ -105,3 +105,11 @@ def test_parse_check_lower_of_200_statements_is_fast():
     model = gendsl.parse(text)
     lower(model, {"N": 3})
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_data_that_is_not_a_dict_is_a_clear_error():
+    prog = gendsl.compile(gendsl.parse("model m {\n  data x: real[2]\n  x ~ normal(0, 1)\n}"))
+    with pytest.raises(gendsl.GenDataError, match=r"a dict from variable name to array \(e.g. \{'x': array\}\), got ndarray"):
+        prog.fit(np.zeros((10, 2)), steps=1, progress=False)
+    with pytest.raises(gendsl.GenDataError, match="got list"):
+        prog.log_prob({}, [[0.0, 1.0]])
