@@ -17,7 +17,7 @@ from gendsl import api
 from gendsl.advisor import advise, render
 from gendsl.bench import run_bench
 from gendsl.distill import distill_run, distill_summary
-from gendsl.errors import GenError, GenSyntaxError, Span
+from gendsl.errors import GenError, GenSyntaxError, Span, printable
 from gendsl.inference_run import infer_run, read_data
 from gendsl.numerics.devices import initialize_distributed
 from gendsl.runs import PATIENCE, VALIDATION_SHARE, fit_run, sample_run, summary_line
@@ -33,7 +33,7 @@ def _cmd_check(args) -> int:
         try:
             print(api.compile(model).describe())
         except GenError as err:
-            print(f"model {model.name}: checked; not compiled: {err.message}")
+            print(f"model {model.name}: checked; not compiled: {printable(err.message)}")
     print(f"{args.file}: ok ({len(models)} model{'s' if len(models) != 1 else ''})")
     return 0
 

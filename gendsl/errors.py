@@ -23,6 +23,7 @@ __all__ = [
     "GenDataError",
     "GenRuntimeError",
     "did_you_mean",
+    "printable",
 ]
 
 
@@ -81,10 +82,10 @@ class GenError(Exception):
     def render_one(self) -> str:
         span = self.span
         if span is None or span.line is None:
-            where = f"{span.file}: " if span is not None and span.file else ""
-            return f"{where}{self.label}: {self.message}"
+            where = f"{printable(span.file)}: " if span is not None and span.file else ""
+            return f"{where}{self.label}: {printable(self.message)}"
         col = span.column or 1
-        head = f"{span.file}:{span.line}:{col}: {self.label}: {_printable(self.message)}"
+        head = f"{printable(span.file)}:{span.line}:{col}: {self.label}: {printable(self.message)}"
         text = span.source_line()
         if text is None:
             return head
@@ -112,7 +113,7 @@ def _window(text: str, col: int) -> tuple[str, int]:
     return head + text[start:start + _WIDTH] + tail, col - start + len(head)
 
 
-def _printable(message: str) -> str:
+def printable(message: str) -> str:
     """``message`` with control characters escaped (a message may quote a string of the file)."""
     return "".join(c if c.isprintable() or c == "\n" else ascii(c)[1:-1] for c in message)
 

@@ -180,3 +180,14 @@ def test_reals_beyond_float32_are_refused_where_the_model_computes_in_float32():
     prog = gendsl.compile(gendsl.parse("model m {\n  data x: real[2]\n  x ~ pushforward(normal(0, 1), coupling(layers=2, hidden=[8]))\n}"))
     with pytest.raises(GenDataError, match=r"'x' holds 1e\+39 at index \[1, 0\]"):
         prog.fit({"x": np.array([[0.0, 1.0], [1e39, 0.0]])}, steps=1, progress=False)
+
+
+def test_control_bytes_in_messages_are_escaped(tmp_path):
+    """A data key holding terminal escapes is named in the error, escaped, with or without a line."""
+    (tmp_path / "m.gen").write_bytes(MODEL.encode())
+    hostile = "x\x1b]0;owned\x07\x1b[2J"
+    np.savez(tmp_path / "d.npz", **{hostile: np.zeros((20, 2))})
+    code, err = run_cli(["fit", str(tmp_path / "m.gen"), "--data", str(tmp_path / "d.npz"), "--steps", "2",
+                         "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 1 and "\x1b" not in err and "\x07" not in err and "\\x1b" in err, err
+    assert GenDataError(hostile).render() == "error: x\\x1b]0;owned\\x07\\x1b[2J"
