@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -304,7 +305,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.reconfigure(errors="backslashreplace")  # an error message must never fail to print
     args = build_parser().parse_args(argv)
     debug = bool(os.environ.get("GENDSL_DEBUG"))
+    with warnings.catch_warnings():
+        if not debug:  # a warning is one clean line for a user, not a Python source location
+            warnings.showwarning = _show_warning
+        return _run(args, debug)
 
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {printable(str(message))}", file=sys.stderr if file is None else file)
+
+
+def _run(args, debug: bool) -> int:
     try:
         if getattr(args, "coordinator", None) or getattr(args, "num_processes", None) or os.environ.get("JAX_COORDINATOR_ADDRESS"):
 

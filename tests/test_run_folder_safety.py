@@ -191,3 +191,20 @@ def test_control_bytes_in_messages_are_escaped(tmp_path):
                          "--out", str(tmp_path / "run"), "--quiet"])
     assert code == 1 and "\x1b" not in err and "\x07" not in err and "\\x1b" in err, err
     assert GenDataError(hostile).render() == "error: x\\x1b]0;owned\\x07\\x1b[2J"
+
+
+def test_a_warning_is_one_clean_line(tmp_path, monkeypatch):
+    """A warning raised during a command reaches the terminal as ``warning: MESSAGE``, without
+    the Python source line that ``warnings`` prints by default."""
+    import warnings
+
+    from gendsl import cli
+
+    def noisy(args):
+        warnings.warn("the learning rate was halved after a non-finite loss", RuntimeWarning)
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_check", noisy)
+    (tmp_path / "m.gen").write_bytes(MODEL.encode())
+    code, err = run_cli(["check", str(tmp_path / "m.gen")])
+    assert code == 0 and err == "warning: the learning rate was halved after a non-finite loss\n", err
