@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from gendsl.numerics.confined import atomic_write_bytes
+from gendsl.numerics.confined import atomic_write_bytes, output_root
 
 __all__ = ["loss_curve", "samples_2d", "trace_plot", "grid_2d"]
 
@@ -31,7 +31,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(output_root(path.parent, "the folder of the picture") / path.name, buf.getvalue())
     return path
 
 
