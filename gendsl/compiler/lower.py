@@ -14,14 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from gendsl.core.model import Model, Variable
+import jax.numpy as jnp
+
+from gendsl.core.model import Factor, Model, Variable
 from gendsl.core.types import VarType
 from gendsl.errors import GenDataError
 from gendsl.mechanisms import AbstractMechanism, NodeContext
 from gendsl.numerics.expr import evaluate
-from gendsl.registry import MECHANISMS
+from gendsl.registry import FORMS, MECHANISMS
 
-__all__ = ["LoweredNode", "Lowered", "static_inputs", "bind_dims", "lower"]
+__all__ = ["LoweredNode", "LoweredFactor", "Lowered", "static_inputs", "bind_dims", "lower"]
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,26 @@ class LoweredNode:
 
 
 @dataclass(frozen=True)
+class LoweredFactor:
+    """A ``target += EXPR`` term after lowering: ``compute(env)`` is the sum of EXPR for one example."""
+
+    factor: Factor
+    compute: Callable[[dict], object]
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return self.factor.parents
+
+
+@dataclass(frozen=True)
 class Lowered:
-    """The lowered graph for one binding of the dimensions, nodes in topological order."""
+    """The lowered graph for one binding of the dimensions, nodes in topological order, and the
+    ``target +=`` terms."""
 
     model: Model
     dims: tuple[tuple[str, int], ...]
     nodes: tuple[LoweredNode, ...]
+    factors: tuple[LoweredFactor, ...] = ()
 
     @property
     def dim_values(self) -> dict[str, int]:
@@ -98,9 +114,11 @@ def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,
                            f"(e.g. {{'{missing[0]}': 8}})", model.span)
     bound = {**{m: placeholder for m in missing}, **dict(dims)}
     statics = {k: v for k, v in bound.items()}
+    if not missing:
+        _check_static_indices(model, bound)
 
     def evaluate_one(expr, env):
-        return evaluate(expr, {**statics, **env})
+        return evaluate(expr, {**statics, **env}, FORMS)
 
     types = {v.name: v.type.bind(bound) for v in model.variables()}
     nodes = []
@@ -120,4 +138,19 @@ def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,
             def compute(env, rhs=var.rhs):
                 return evaluate_one(rhs, env)
         nodes.append(LoweredNode(var, types[var.name], mech, compute))
-    return Lowered(model, tuple(sorted(bound.items())), tuple(nodes))
+    factors = tuple(LoweredFactor(f, lambda env, expr=f.expr: jnp.sum(evaluate_one(expr, env))) for f in model.factors)
+    return Lowered(model, tuple(sorted(bound.items())), tuple(nodes), factors)
+
+
+def _check_static_indices(model: Model, dims: Mapping[str, int]) -> None:
+    """An ``int`` input that indexes an axis (``x[k]``) or ends a slice (``x[0:K]``) fits the axis."""
+    for use in model.index_uses:
+        if use.name not in dims:
+            continue
+        value = dims[use.name] + use.offset
+        length = dims.get(use.dim, use.dim)
+        fits = value <= length if use.kind == "stop" else 0 <= value < length
+        if not fits:
+            what = "ends a slice of" if use.kind == "stop" else "indexes"
+            raise GenDataError(f"'{use.name}' = {dims[use.name]} {what} an axis of length {length} in '{use.text}'",
+                               use.span)

@@ -1,7 +1,10 @@
-"""Variable types: a base (real, positive, unit, int, token) and an event shape.
+"""Variable types: a base (real, positive, unit, int, token, or a constrained vector or matrix
+type) and an event shape, with optional bounds (``real<lower=0, upper=1>``).
 
 A dimension is an ``int`` or the name of an ``int`` input (``real[J]``); such symbolic
-dimensions are bound when data arrive (:meth:`VarType.bind`).
+dimensions are bound when data arrive (:meth:`VarType.bind`). The constrained types name the
+numpyro constraint of their support (:data:`BASES`); a latent of such a type lives in the
+unconstrained space of that constraint's ``biject_to`` transform during inference.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Union
 
-__all__ = ["Dim", "Shape", "VarType", "BASES", "broadcast_shapes", "shape_str"]
+from gendsl.core.ast import Expr, unparse
+
+__all__ = ["Dim", "Shape", "VarType", "BASES", "VECTOR_BASES", "MATRIX_BASES", "broadcast_shapes", "shape_str"]
 
 Dim = Union[int, str]
 Shape = tuple[Dim, ...]
@@ -21,7 +26,19 @@ BASES = {
     "unit": (False, "unit_interval"),
     "int": (True, "integer"),
     "token": (True, "token"),
+    "ordered": (False, "ordered_vector"),
+    "positive_ordered": (False, "positive_ordered_vector"),
+    "simplex": (False, "simplex"),
+    "sum_to_zero": (False, "zero_sum"),
+    "cholesky_factor_corr": (False, "corr_cholesky"),
+    "corr_matrix": (False, "corr_matrix"),
+    "cov_matrix": (False, "positive_definite"),
 }
+
+#: constrained vector types: ``ordered[K]`` is one vector of length K
+VECTOR_BASES = ("ordered", "positive_ordered", "simplex", "sum_to_zero")
+#: constrained matrix types: ``cov_matrix[K]`` is one K x K matrix
+MATRIX_BASES = ("cholesky_factor_corr", "corr_matrix", "cov_matrix")
 
 
 def shape_str(shape: Shape) -> str:
@@ -30,11 +47,20 @@ def shape_str(shape: Shape) -> str:
 
 @dataclass(frozen=True)
 class VarType:
-    """The type of a variable: ``base`` and event ``shape``; ``vocab`` for tokens."""
+    """The type of a variable: ``base`` and event ``shape``; ``vocab`` for tokens; ``lower`` and
+    ``upper`` bounds (expressions, each optional) for ``real<lower=a, upper=b>`` and ``int<...>``."""
 
     base: str
     shape: Shape = ()
     vocab: Dim | None = None
+    lower: Expr | None = None
+    upper: Expr | None = None
+
+    @property
+    def constrained(self) -> bool:
+        """Whether the type itself restricts the support (bounds or a constrained base), beyond
+        what its base ``real``, ``positive`` or ``unit`` says."""
+        return self.lower is not None or self.upper is not None or self.base in (*VECTOR_BASES, *MATRIX_BASES)
 
     @property
     def discrete(self) -> bool:
@@ -51,13 +77,15 @@ class VarType:
         """Replace symbolic dimensions by their values in ``dims``."""
         shape = tuple(dims.get(d, d) if isinstance(d, str) else d for d in self.shape)
         vocab = dims.get(self.vocab, self.vocab) if isinstance(self.vocab, str) else self.vocab
-        return VarType(self.base, shape, vocab)
+        return VarType(self.base, shape, vocab, self.lower, self.upper)
 
     def __str__(self) -> str:
-        dims = "[" + ", ".join(str(d) for d in self.shape) + "]" if self.shape else ""
+        shape = self.shape[:1] if self.base in MATRIX_BASES else self.shape
+        dims = "[" + ", ".join(str(d) for d in shape) + "]" if shape else ""
         if self.base == "token":
             return f"token{dims} of {self.vocab}"
-        return f"{self.base}{dims}"
+        bounds = [f"{k}={unparse(v)}" for k, v in (("lower", self.lower), ("upper", self.upper)) if v is not None]
+        return f"{self.base}{'<' + ', '.join(bounds) + '>' if bounds else ''}{dims}"
 
 
 def broadcast_shapes(*shapes: Shape) -> Shape:

@@ -5,7 +5,8 @@ topological order: each latent is read from a flat unconstrained vector, moved i
 through numpyro's ``biject_to`` (the support is evaluated there, so it may depend on other
 latents, as in ``uniform(low, high)``), and every stochastic node adds its mechanism's
 log-density (leaf distributions, energies, trained mechanisms alike), latents adding the
-log-Jacobian of their transform. Deterministic quantities are computed on the way.
+log-Jacobian of their transform, and each ``target +=`` term adds its sum. Deterministic
+quantities are computed on the way.
 
 The data and the parameters are arguments of every method (never closed over), so a jitted
 caller is traced once per model and data shapes.
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 from numpyro.distributions.transforms import biject_to
 
 from gendsl.compiler.bind import dtype_for
-from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError
+from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError, ImproperPriorWarning
 
 __all__ = ["Block", "LogJoint"]
 
@@ -80,6 +81,7 @@ class LogJoint:
                     f"'{node.name}' is a discrete latent variable ({node.type}); the gradient-based kernels need "
                     f"continuous latents: pass '{node.name}' as data or marginalise it out of the model", node.var.span)
         self._warn_intractable(conditioned)
+        self._warn_improper()
         depends = set(self.latents)
         tracked = []
         for node in lowered.nodes:
@@ -101,6 +103,14 @@ class LogJoint:
                     f"the unnormalized density of '{node.name}' depends on the latent variable(s) "
                     f"{', '.join(latent_parents)}: its normalising constant is ignored, so the posterior "
                     f"over them is only right if that constant does not depend on them", stacklevel=3)
+
+    def _warn_improper(self):
+        flat = [n.name for n in self.lowered.stochastic if n.name in self.latents and n.mechanism.improper]
+        if flat:
+            warnings.warn(
+                f"the prior of {', '.join(repr(n) for n in flat)} is flat (improper): the posterior is proper only if "
+                f"the likelihood makes it so; give {'it' if len(flat) == 1 else 'them'} a distribution with '~' "
+                f"if the draws drift", ImproperPriorWarning, stacklevel=3)
 
     # -- layout --------------------------------------------------------------------------------
     def _layout(self, data: Mapping[str, jax.Array], params: Mapping[str, Any]) -> tuple[Block, ...]:
@@ -169,6 +179,8 @@ class LogJoint:
                 values[node.name] = x
             lp = node.mechanism.log_prob(node_params, _one(values[node.name]), _one(given))[0]
             terms[node.name] = lp + jacobian
+        for factor in self.lowered.factors:
+            terms[factor.factor.label] = factor.compute({p: values[p] for p in factor.parents if p in values})
         return values, terms
 
     def logdensity(self, z: jax.Array, data: Mapping[str, jax.Array], params: Mapping[str, Any]) -> jax.Array:
@@ -177,7 +189,8 @@ class LogJoint:
         return sum(terms.values())
 
     def terms(self, z: jax.Array, data, params) -> dict[str, jax.Array]:
-        """Each stochastic node's contribution to :meth:`logdensity` (latents: with their Jacobian)."""
+        """Each stochastic node's contribution to :meth:`logdensity` (latents: with their Jacobian),
+        and each ``target +=`` term's (keyed ``target (line N)``)."""
         return self._walk(z, data, params)[1]
 
     def constrain(self, z: jax.Array, data, params) -> dict[str, jax.Array]:

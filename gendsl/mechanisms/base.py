@@ -156,6 +156,7 @@ class AbstractMechanism(abc.ABC):
     sampler_name: str = "ancestral"
     groups: tuple[str, ...] = ("main",)
     has_params: bool = True
+    improper: bool = False  # an improper prior (flat): inference warns that the posterior may be improper
 
     def __init__(self, ctx: NodeContext):
         self.ctx = ctx
