@@ -156,7 +156,7 @@ def _log_mix(shapes, _lits, _axis):
         return broadcast_shapes(*shapes)
     theta, lps = shapes
     if len(theta) != 1 or not lps or (lps[0] != theta[0] and 1 not in (lps[0], theta[0])):
-        raise ValueError(f"log_mix(theta, lps) needs theta of shape [K] and lps of shape [K, ...], got "
+        raise ValueError(f"with two arguments, theta must have shape [K] and lps shape [K, ...], got "
                          f"{shape_str(theta)} and {shape_str(lps)}")
     return lps[1:]
 

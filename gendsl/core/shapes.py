@@ -105,8 +105,9 @@ class Shapes:
             if stop <= start:
                 raise GenSemanticError(f"the slice '{unparse(sl)}' is empty", sl.span)
             return stop - start
-        raise GenSemanticError(f"the length of the slice '{unparse(sl)}' of an axis of length {dim} is not an integer "
-                               f"or an int input; slice with literals (x[1:5]) or from 0 (x[0:K], x[:K])", sl.span)
+        raise GenSemanticError(f"the slice '{unparse(sl)}' of an axis of length {dim} has a length that is neither an "
+                               f"integer nor an int input; slice with literals (x[1:5]) or from 0 (x[:K], K an int "
+                               f"input)", sl.span)
 
     def _record_index(self, e: Index, i: Expr, dim) -> None:
         """Integer data as an index (``theta[g]``, ``theta[g - 1]``): checked when the data are bound."""
@@ -123,11 +124,12 @@ class Shapes:
             raise GenSemanticError(f"unknown function '{e.func}'{function_hint(e.func, self.catalog)}", e.span)
         lo, hi = fn.nargs
         extra = [k for k, _ in e.kwargs if k not in fn.keywords]
-        if not lo <= len(e.args) <= hi or extra:
+        if extra:
+            takes = f"; it takes {', '.join(k + '=' for k in fn.keywords)}" if fn.keywords else ""
+            raise GenSemanticError(f"{e.func}() has no argument '{extra[0]}='{takes}", e.span)
+        if not lo <= len(e.args) <= hi:
             want = f"{lo}" if lo == hi else f"{lo} to {hi}"
-            takes = f" and the keyword {', '.join(fn.keywords)}" if fn.keywords else ""
-            raise GenSemanticError(f"{e.func}() takes {want} positional argument(s){takes}, got {len(e.args)}"
-                                   + (f" and '{extra[0]}='" if extra else ""), e.span)
+            raise GenSemanticError(f"{e.func}() takes {want} positional argument(s), got {len(e.args)}", e.span)
         axis = e.kwarg("axis")
         if axis is not None and literal_axis(axis) is None:
             raise GenSemanticError(f"{e.func}(): axis= must be an integer literal, got '{unparse(axis)}'", axis.span)

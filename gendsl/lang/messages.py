@@ -91,6 +91,8 @@ def syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str) -> 
             return GenSyntaxError(f"unexpected {got}: statements must be inside 'model NAME {{ ... }}'{hint}", span)
         if tok.type == "LESSTHAN" and source[col:col + 1] == "-":
             return GenSyntaxError(f"unexpected {got}: '<-' is not an assignment here; write 'NAME ~ ...' or 'NAME = ...'", span)
+        if str(tok) in ("<", ">", "<=", ">=", "==", "!=") and "EQUAL" not in expected:
+            return GenSyntaxError(f"unexpected {got}: comparisons do not chain; write 'a < b and b < c'", span)
         if "TILDE" in expected and "EQUAL" in expected and tok.type not in ("TILDE", "EQUAL"):
             return GenSyntaxError(f"unexpected {got}; {_STATEMENTS}", span)
         return GenSyntaxError(f"unexpected {got}; expected {_expected(expected)}{hint}", span)
