@@ -167,11 +167,11 @@ def _unused(shapes, _lits, _axis):  # logpdf: the check computes its shape from 
 
 _UNARY = {
     "exp": "exponential", "log": "natural logarithm", "sqrt": "square root", "abs": "absolute value",
-    "sigmoid": "logistic sigmoid 1 / (1 + exp(-x))", "inv_logit": "the same as sigmoid", "tanh": "hyperbolic tangent",
+    "sigmoid": "logistic sigmoid 1 / (1 + exp(-x))", "inv_logit": "sigmoid (Stan's name for it)", "tanh": "hyperbolic tangent",
     "softplus": "log(1 + exp(x))", "log1p": "log(1 + x)", "expm1": "exp(x) - 1", "sin": "sine", "cos": "cosine",
     "logit": "log(x / (1 - x))", "square": "x * x", "floor": "round down", "ceil": "round up",
     "lgamma": "log of the gamma function", "digamma": "derivative of lgamma", "erf": "error function",
-    "log_sigmoid": "log(sigmoid(x))", "sign": "-1, 0 or 1",
+    "log_sigmoid": "log(sigmoid(x))", "sign": "sign: -1, 0 or 1",
 }
 
 _REDUCTION = "over every axis, or over axis=k only"
