@@ -176,3 +176,19 @@ def test_dirichlet_on_a_simplex_type_samples_and_keeps_its_support():
     prog = compile_text("model m {\n  th: simplex[3] ~ dirichlet([1, 2, 3])\n}\n")
     draws = prog.sample({}, jax.random.key(0), 5)
     np.testing.assert_allclose(np.asarray(draws["th"]).sum(-1), 1.0, atol=1e-5)
+
+
+def test_bounds_on_data_only_check_the_values():
+    """On data a bound is a check (Stan's data block), never a change of density or support."""
+    text = ("model m {\n  data N: int<lower=2>\n  data k: int<lower=0>[N]\n  data y: real<lower=-5>[N]\n"
+            "  lam ~ gamma(2, 1)\n  k ~ poisson(lam)\n  y ~ gamma(2, lam)\n}\n")
+    prog, plain = compile_text(text), compile_text(re.sub(r"<lower=-?\d>", "", text))
+    data = {"N": 2, "k": [1, 3], "y": [0.5, 2.0]}
+    (joint, arrays, params), (ref, ref_arrays, ref_params) = log_joint(prog, data), log_joint(plain, data)
+    with jax.enable_x64(True):
+        z = jnp.array([0.4])
+        np.testing.assert_allclose(joint.logdensity(z, arrays, params), ref.logdensity(z, ref_arrays, ref_params))
+    with pytest.raises(GenDataError, match=re.escape("'N' is declared int<lower=2> but is 1")):
+        log_joint(prog, {"N": 1, "k": [1], "y": [0.5]})
+    with pytest.raises(GenDataError, match="below the bound 0"):
+        log_joint(prog, {**data, "k": [-1, 3]})

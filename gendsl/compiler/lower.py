@@ -17,6 +17,7 @@ from typing import Callable, Mapping
 import jax.numpy as jnp
 
 from gendsl.core.model import Factor, Model, Variable
+from gendsl.core.resolve import literal
 from gendsl.core.types import VarType
 from gendsl.errors import GenDataError
 from gendsl.mechanisms import AbstractMechanism, NodeContext
@@ -96,8 +97,20 @@ def bind_dims(model: Model, values: Mapping[str, object]) -> tuple[tuple[str, in
                 raise GenDataError(f"'{name}' must be a single integer, got {raw!r}", model[name].span)
             if value < 0 or (name in model.symbols and value == 0):
                 raise GenDataError(f"'{name}' is a dimension and must be positive, got {value}", model[name].span)
+            _check_int_bounds(model[name], value)
             out.append((name, value))
     return tuple(out)
+
+
+def _check_int_bounds(var: Variable, value: int) -> None:
+    """A scalar ``int<lower=a, upper=b>`` input with literal bounds holds a value within them."""
+    for key, bound in (("lower", var.type.lower), ("upper", var.type.upper)):
+        try:
+            limit = literal(bound) if bound is not None else None
+        except ValueError:
+            continue
+        if limit is not None and (value < limit if key == "lower" else value > limit):
+            raise GenDataError(f"'{var.name}' is declared {var.type} but is {value}", var.span)
 
 
 def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,

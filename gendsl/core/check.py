@@ -270,7 +270,7 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
             ("input" if st.kind == "data" else "deterministic")
         spec = specs.get(n)
         try:
-            vtype = _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog)
+            vtype = _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog, observed=n in data_decl)
             _check_bounds(n, vtype, shapes)
         except GenError as err:
             errors.extend(err)
@@ -318,7 +318,11 @@ def _check_bounds(n: str, vtype: VarType, shapes: Shapes) -> None:
                                vtype.lower.span)
 
 
-def _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog: Catalog) -> VarType:
+def _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog: Catalog, observed: bool = False) -> VarType:
+    """The type of ``n``: declared, or inferred from its right-hand side; checked against it.
+
+    A latent's constrained type must lie inside its distribution's support (it becomes the
+    support); on data a type's bounds and constraint are checks of the values only."""
     if st.kind == "data":
         return declared
     if st.kind == "let":
@@ -347,7 +351,7 @@ def _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog: Catal
             bound = "real<lower=0>" if declared.base == "positive" else "real<lower=0, upper=1>"
             raise GenSemanticError(f"{spec.name}() draws {base} values but '{n}' is declared {declared}; for "
                                    f"{spec.name}() restricted to that support, declare '{n}: {bound}'", call.span)
-        if declared.constrained and not _inside_support(declared, sig.support):
+        if declared.constrained and not observed and not _inside_support(declared, sig.support):
             raise GenSemanticError(f"{spec.name}() draws {_SUPPORT_WORDS[sig.support]}, but '{n}' is declared "
                                    f"{declared}: a constrained type must lie inside its distribution's support",
                                    call.span)

@@ -5,6 +5,8 @@ Pure Python; the check appends :func:`function_hint` to "unknown function" messa
 
 from __future__ import annotations
 
+import difflib
+
 from gendsl.core.catalog import Catalog
 from gendsl.core.functions import FUNCTIONS, STAN_NAMES
 from gendsl.errors import did_you_mean
@@ -23,7 +25,7 @@ def function_hint(name: str, catalog: Catalog) -> str:
         base = name.removesuffix(suffix)
         if base != name:
             known = catalog.by_category("distribution")
-            family = base if base in known else (did_you_mean(base, known).split("'")[1:2] or ["DIST"])[0]
+            family = base if base in known else next(iter(difflib.get_close_matches(base, known, n=1)), "DIST")
             return f"; Stan's {name}(y | ...) is written logpdf({family}(...), y)"
     sig = catalog.signatures.get(name)
     if sig is not None:

@@ -50,7 +50,7 @@ class Leaf(AbstractMechanism):
         support = self.row.signature.support
         native = {"simplex": "simplex", "corr_cholesky": "cholesky_factor_corr"}.get(support) == ctx.type.base
         #: the support is the declared type's rather than the distribution's (flat, or restricted by the type)
-        self.typed_support = support == "any" or (ctx.type.constrained and not native)
+        self.typed_support = support == "any" or (ctx.type.constrained and not native and not ctx.type.discrete)
         self.improper = support == "any"
         if self.typed_support:
             self.sampler_name = "none (use infer)"
