@@ -188,8 +188,9 @@ def test_an_int_input_index_or_slice_end_is_checked_against_its_axis():
         log_joint(prog, {"J": 3, "K": 5})
 
 
-def test_sampling_a_model_with_target_terms_is_refused():
+def test_target_terms_are_in_the_plan_and_sampling_them_is_refused():
     prog = compile_text("model m {\n  a ~ normal(0, 1)\n  target += -a^2\n}\n")
+    assert any(line.startswith("target") and "factor" in line and "+= -a^2" in line for line in prog.describe().splitlines())
     with pytest.raises(GenRuntimeError, match=re.escape("'target +=' (target (line 3))")):
         prog.sample({}, jax.random.key(0), 2)
 
