@@ -188,6 +188,8 @@ def test_bounds_on_data_only_check_the_values():
     with jax.enable_x64(True):
         z = jnp.array([0.4])
         np.testing.assert_allclose(joint.logdensity(z, arrays, params), ref.logdensity(z, ref_arrays, ref_params))
+    draws = prog.sample({}, jax.random.key(0), 3, {"N": 2})  # observed: drawn from the distribution itself
+    assert draws["y"].shape == (3, 2) and prog.log_prob_kind == "exact"
     with pytest.raises(GenDataError, match=re.escape("'N' is declared int<lower=2> but is 1")):
         log_joint(prog, {"N": 1, "k": [1], "y": [0.5]})
     with pytest.raises(GenDataError, match="below the bound 0"):

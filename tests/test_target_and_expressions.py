@@ -3,6 +3,7 @@ the check of integer data used as indices (before any sampling)."""
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 
@@ -14,6 +15,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import gendsl
+from gendsl.cli import main
 from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError, ImproperPriorWarning
 from gendsl.inference import log_joint
 
@@ -212,3 +214,14 @@ def test_expression_errors(stmt, words):
         text = text.replace("real[J]", "real[3]")
     with pytest.raises(GenSemanticError, match=re.escape(words)):
         gendsl.parse(text)
+
+
+def test_gendsl_infer_reports_a_bad_index_before_sampling(tmp_path, capsys):
+    (tmp_path / "hier.gen").write_text(HIER)
+    (tmp_path / "d.json").write_text(json.dumps({"N": 4, "J": 3, "g": [1, 2, 3, 3], "y": [0.1, 0.2, 0.3, 0.4]}))
+    code = main(["infer", str(tmp_path / "hier.gen"), "--data", str(tmp_path / "d.json"), "--out", str(tmp_path / "post"),
+                 "--chains", "1", "--samples", "10", "--warmup", "10"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "hier.gen:8:20: error: 'g' indexes an axis of length 3 in 'theta[g]' but g holds 3" in err
+    assert not (tmp_path / "post" / "draws.npz").exists()

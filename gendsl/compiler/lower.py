@@ -144,7 +144,7 @@ def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,
             if isinstance(base, str):
                 given = (*given, base) if base not in given else given
             ctx = NodeContext(var.name, types[var.name], var.spec, parents, given, evaluate_one, var.span,
-                              MECHANISMS, load_source)
+                              MECHANISMS, load_source, observed=var.role == "observed")
             mech = MECHANISMS.lookup(var.mechanism, var.rhs.span if var.rhs is not None else var.span).build(ctx)
         compute = None
         if var.role == "deterministic":

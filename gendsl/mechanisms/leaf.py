@@ -49,11 +49,14 @@ class Leaf(AbstractMechanism):
         self.sampler_name = "exact draw"
         support = self.row.signature.support
         native = {"simplex": "simplex", "corr_cholesky": "cholesky_factor_corr"}.get(support) == ctx.type.base
-        #: the support is the declared type's rather than the distribution's (flat, or restricted by the type)
-        self.typed_support = support == "any" or (ctx.type.constrained and not native and not ctx.type.discrete)
+        #: the support is the declared type's rather than the distribution's (flat, or restricted by the
+        #: type of a latent; on data the type is a check of the values)
+        restricted = ctx.type.constrained and not native and not ctx.type.discrete and not ctx.observed
+        self.typed_support = support == "any" or restricted
         self.improper = support == "any"
-        if self.typed_support:
+        if self.typed_support:  # a density restricted to the type's support, not renormalised (or flat)
             self.sampler_name = "none (use infer)"
+            self.kind = "unnormalized"
 
     def distribution(self, env: dict) -> dist.Distribution:
         """The numpyro distribution of one example, its batch shape broadcast to the variable's."""
