@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendsl.core.resolve import literal
-from gendsl.core.types import shape_str
+from gendsl.core.types import bind_dim, shape_str
 from gendsl.errors import GenDataError
 from gendsl.mechanisms.constraints import type_constraint
 
@@ -89,7 +89,7 @@ def _check_indices(model, raw: Mapping[str, np.ndarray], dims: Mapping[str, int]
         if use.kind != "index" or use.name not in raw:
             continue
         values = raw[use.name].astype(np.int64) + use.offset
-        length = int(dims.get(use.dim, use.dim))
+        length = int(bind_dim(use.dim, dims))
         bad = (values < 0) | (values >= length)
         if bad.any():
             where = [int(i) for i in np.argwhere(bad)[0]]

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from gendsl.core.model import Factor, Model, Variable
 from gendsl.core.resolve import literal
-from gendsl.core.types import VarType
+from gendsl.core.types import VarType, bind_dim
 from gendsl.errors import GenDataError
 from gendsl.mechanisms import AbstractMechanism, NodeContext
 from gendsl.numerics.expr import evaluate
@@ -134,6 +134,10 @@ def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,
         return evaluate(expr, {**statics, **env}, FORMS)
 
     types = {v.name: v.type.bind(bound) for v in model.variables()}
+    for var in model.variables() if not missing else ():
+        if any(isinstance(d, int) and d <= 0 for d in types[var.name].shape):
+            raise GenDataError(f"with {', '.join(f'{k}={v}' for k, v in sorted(dims.items()))}, '{var.name}' "
+                               f"({var.type}) would be empty: shape {list(types[var.name].shape)}", var.span)
     nodes = []
     for var in model.variables():
         mech = None
@@ -161,9 +165,10 @@ def _check_static_indices(model: Model, dims: Mapping[str, int]) -> None:
         if use.name not in dims:
             continue
         value = dims[use.name] + use.offset
-        length = dims.get(use.dim, use.dim)
-        fits = value <= length if use.kind == "stop" else 0 <= value < length
+        length = bind_dim(use.dim, dims)
+        fits = 0 <= value <= length if use.kind == "stop" else 0 <= value < length
         if not fits:
-            what = "ends a slice of" if use.kind == "stop" else "indexes"
-            raise GenDataError(f"'{use.name}' = {dims[use.name]} {what} an axis of length {length} in '{use.text}'",
-                               use.span)
+            shown = f"{use.name} {'+' if use.offset > 0 else '-'} {abs(use.offset)}" if use.offset else use.name
+            what, valid = ("slice bound", f"0 to {length}") if use.kind == "stop" else ("index", f"0 to {length - 1}")
+            raise GenDataError(f"with {use.name} = {dims[use.name]}, the {what} {shown} = {value} in '{use.text}' is "
+                               f"outside {valid} (an axis of length {length})", use.span)

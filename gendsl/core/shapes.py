@@ -14,7 +14,7 @@ from gendsl.core.hints import function_hint
 from gendsl.core.model import IndexUse
 from gendsl.core.resolve import resolve_call
 from gendsl.core.signatures import Spec
-from gendsl.core.types import Shape, VarType, broadcast_shapes, shape_str
+from gendsl.core.types import Shape, VarType, broadcast_shapes, dim_parts, offset_dim, shape_str
 from gendsl.errors import GenSemanticError
 
 __all__ = ["Shapes", "distribution_shape", "compatible", "EVENT_NDIM"]
@@ -78,36 +78,44 @@ class Shapes:
         after = [d for a, d in sliced.items() if a > first]
         return (*before, *lead, *after, *rest)
 
-    def _slice_length(self, e: Index, sl: Slice, dim) -> object:
-        """The length of ``start:stop`` over an axis of length ``dim``: an integer or an int input."""
-        def bound(b, default):
-            if b is None:
-                return default
-            value = literal_axis(b)
-            if value is not None:
-                if value < 0:
-                    raise GenSemanticError(f"a slice bound must not be negative, got {value}", b.span)
-                return value
-            if isinstance(b, Name) and b.id in self.int_inputs:
-                if b.id != dim:
-                    self.uses[("stop", b.id, dim)] = IndexUse(b.id, dim, unparse(e)[:60], b.span, "stop")
-                return b.id
-            raise GenSemanticError(f"a slice bound must be an integer literal or an int input, got '{unparse(b)}'",
-                                   b.span)
+    def _slice_bound(self, e: Index, b: Expr, dim) -> object:
+        """A slice bound: an integer literal, or an int input with an optional literal offset (``T - 1``)."""
+        value = literal_axis(b)
+        if value is not None:
+            if value < 0:
+                raise GenSemanticError(f"a slice bound must not be negative, got {value}", b.span)
+            return value
+        name, offset = b, 0
+        if isinstance(b, BinOp) and b.op in "+-" and isinstance(b.right, Num) and isinstance(b.right.value, int):
+            name, offset = b.left, b.right.value if b.op == "+" else -b.right.value
+        if isinstance(name, Name) and name.id in self.int_inputs:
+            bound = offset_dim(name.id, offset)
+            if bound != dim:
+                self.uses[("stop", name.id, dim, offset)] = IndexUse(name.id, dim, unparse(e)[:60], b.span, "stop",
+                                                                     offset)
+            return bound
+        raise GenSemanticError(f"a slice bound must be an integer literal or an int input (with an integer offset, "
+                               f"T - 1), got '{unparse(b)}'", b.span)
 
-        start, stop = bound(sl.start, 0), bound(sl.stop, dim)
+    def _slice_length(self, e: Index, sl: Slice, dim) -> object:
+        """The length of ``start:stop`` over an axis of length ``dim``: an integer or a symbolic
+        dimension (``y[1:]`` of a ``real[T]`` has length ``T-1``)."""
+        start = 0 if sl.start is None else self._slice_bound(e, sl.start, dim)
+        stop = dim if sl.stop is None else self._slice_bound(e, sl.stop, dim)
         if isinstance(stop, int) and isinstance(dim, int) and stop > dim:
             raise GenSemanticError(f"the slice '{unparse(sl)}' runs past the end of an axis of length {dim} "
                                    f"in '{unparse(e)[:60]}'", sl.span)
-        if start == 0:
-            return stop
-        if isinstance(start, int) and isinstance(stop, int):
-            if stop <= start:
-                raise GenSemanticError(f"the slice '{unparse(sl)}' is empty", sl.span)
-            return stop - start
-        raise GenSemanticError(f"the slice '{unparse(sl)}' of an axis of length {dim} has a length that is neither an "
-                               f"integer nor an int input; slice with literals (x[1:5]) or from 0 (x[:K], K an int "
-                               f"input)", sl.span)
+        if isinstance(start, int):
+            length = offset_dim(stop, -start)
+        elif isinstance(stop, str) and dim_parts(stop)[0] == dim_parts(start)[0]:
+            length = dim_parts(stop)[1] - dim_parts(start)[1]
+        else:
+            raise GenSemanticError(f"the length of the slice '{unparse(sl)}' of an axis of length {dim} does not follow "
+                                   f"from its bounds; write both ends with the same int input (x[K - 3:K]) or start "
+                                   f"at a literal (x[1:], x[:T - 1])", sl.span)
+        if isinstance(length, int) and length <= 0:
+            raise GenSemanticError(f"the slice '{unparse(sl)}' is empty", sl.span)
+        return length
 
     def _record_index(self, e: Index, i: Expr, dim) -> None:
         """Integer data as an index (``theta[g]``, ``theta[g - 1]``): checked when the data are bound."""

@@ -63,10 +63,22 @@ def _as_float(x):
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
+def _static(b, env: dict) -> int:
+    """A slice bound as a Python int: a literal, an int input, or one of them plus or minus a literal."""
+    if isinstance(b, Num):
+        return b.value
+    if isinstance(b, Name):
+        return int(env[b.id])
+    if isinstance(b, Unary):
+        return -_static(b.operand, env)
+    left, right = _static(b.left, env), _static(b.right, env)
+    return left + right if b.op == "+" else left - right
+
+
 def _subscript(i, env: dict, forms):
     """An index: a static ``slice`` (its bounds are literals or int inputs) or an int32 array."""
     if isinstance(i, Slice):
-        return slice(*(None if b is None else int(evaluate(b, env, forms)) for b in (i.start, i.stop)))
+        return slice(*(None if b is None else _static(b, env) for b in (i.start, i.stop)))
     return jnp.asarray(evaluate(i, env, forms)).astype(jnp.int32)
 
 
