@@ -31,9 +31,14 @@ def _signature(sig) -> str:
     return f"`{sig.name}({', '.join(parts)})`"
 
 
+def _arity(nargs: tuple[int, int]) -> str:
+    lo, hi = nargs
+    return str(lo) if lo == hi else f"{lo} to {hi}"
+
+
 def render_language_reference(template: str) -> str:
     """Fill the FUNCTIONS / DISTRIBUTIONS / MECHANISMS / OPTIONS / GRAMMAR slots of the template."""
-    functions = ", ".join(f"`{n}`" for n in sorted(FUNCTIONS))
+    functions = "\n".join(f"| `{f.usage}` | {_arity(f.nargs)} | {f.doc} |" for _, f in sorted(FUNCTIONS.items()))
     dists = ", ".join(_signature(s) for s in CATALOG.by_category("distribution").values())
     mechs = "\n".join(f"- {_signature(s)}: {s.doc}" for s in CATALOG.by_category("mechanism").values())
     options = []

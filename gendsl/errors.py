@@ -22,6 +22,7 @@ __all__ = [
     "GenSemanticError",
     "GenDataError",
     "GenRuntimeError",
+    "ImproperPriorWarning",
     "did_you_mean",
     "printable",
 ]
@@ -132,6 +133,10 @@ class GenDataError(GenError):
 
 class GenRuntimeError(GenError):
     """Something failed while running a compiled program (non-finite loss, failed MCMC init...)."""
+
+
+class ImproperPriorWarning(UserWarning):
+    """A latent variable has an improper (flat) prior: the posterior may be improper."""
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

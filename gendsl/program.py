@@ -1,8 +1,8 @@
 """Program: the compiled entry points of a model.
 
 ``init · loss · fit · sample · log_prob · log_prob_kind · infer · describe · save · load_params``.
-The joint log-density is the sum over stochastic nodes, sampling is ancestral in topological
-order, and the training loss is the sum of node losses with parents teacher-forced.
+The joint log-density is the sum over stochastic nodes and ``target +=`` terms, sampling is
+ancestral in topological order (refused when the model has ``target +=`` terms), and the training loss is the sum of node losses with parents teacher-forced.
 """
 
 from __future__ import annotations
@@ -88,6 +88,14 @@ class Program:
         if env:
             return jax.vmap(node.compute)(env)
         return jnp.broadcast_to(node.compute({}), (n, *node.type.shape))
+
+    @staticmethod
+    def _factor(factor, values: dict, n: int) -> jax.Array:
+        """A ``target +=`` term per example: ``(n,)``."""
+        env = {p: values[p] for p in factor.parents if p in values}
+        if env:
+            return jax.vmap(factor.compute)(env)
+        return jnp.broadcast_to(factor.compute({}), (n,))
 
     def _complete(self, lowered: Lowered, values: dict, n: int) -> dict:
         values = dict(values)
@@ -354,6 +362,10 @@ class Program:
         check_divisible(n, mesh, "the number of draws")
         data = dict(data or {})
         lowered = self.lowered(data)
+        if lowered.factors:
+            raise GenRuntimeError(f"the model adds to its log density with 'target +=' ({lowered.factors[0].factor.label}), "
+                                  f"which ancestral sampling cannot honour; use infer() for the posterior",
+                                  lowered.factors[0].factor.span)
         inputs = [v.name for v in self.model.by_role("input") if v.name not in lowered.dim_values]
         arrays, m = prepare(lowered, data, inputs, batched=True, allowed=[*inputs, *lowered.dim_values])
         clamped, m_given = self._clamped(lowered, given or {})
@@ -417,8 +429,9 @@ class Program:
             def joint(params, arrays):
                 n = next(iter(arrays.values())).shape[0]
                 values = self._complete(lowered, arrays, n)
-                return sum(node.mechanism.log_prob(params.get(node.name, {}), values[node.name], self._given(node, values))
-                           for node in lowered.stochastic)
+                return (sum(node.mechanism.log_prob(params.get(node.name, {}), values[node.name], self._given(node, values))
+                            for node in lowered.stochastic)
+                        + sum(self._factor(f, values, n) for f in lowered.factors))
 
             self._jitted[cache_key] = jax.jit(joint)
         return self._jitted[cache_key](params, arrays)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from gendsl.core.catalog import Catalog, Table
 from gendsl.core.signatures import Signature
-from gendsl.mechanisms.distributions import DISTRIBUTIONS
+from gendsl.mechanisms.distributions import DISTRIBUTIONS, logpdf
 from gendsl.mechanisms.energy import Energy
 from gendsl.mechanisms.energy.objectives import OBJECTIVES
 from gendsl.mechanisms.evolve import Evolve
@@ -34,7 +34,7 @@ from gendsl.nn import NETWORKS
 from gendsl.numerics.kernels import KERNELS
 
 __all__ = ["MECHANISMS", "NETWORKS", "BIJECTIONS", "MAPS", "FAMILIES", "PROCESSES", "SAMPLERS", "KERNELS",
-           "OBJECTIVES", "DISTRIBUTIONS", "SIGNATURES", "CATALOG"]
+           "OBJECTIVES", "DISTRIBUTIONS", "FORMS", "SIGNATURES", "CATALOG"]
 
 #: mechanism name -> its class (declaration and node); one line each
 MECHANISMS = Table("mechanism", {
@@ -48,6 +48,9 @@ MECHANISMS = Table("mechanism", {
     "truncated": Truncated,
     "hmm": HMM,
 })
+
+#: calls of the expression language implemented above the numerics layer (handed the call unevaluated)
+FORMS = Table("function", {"logpdf": logpdf})
 
 #: the maps of ``pushforward``: the bijective ones and the two other families
 MAPS = Table("map", {**{name: b.signature for name, b in BIJECTIONS.items()},

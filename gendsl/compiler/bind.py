@@ -12,8 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gendsl.core.types import shape_str
+from gendsl.core.resolve import literal
+from gendsl.core.types import bind_dim, shape_str
 from gendsl.errors import GenDataError
+from gendsl.mechanisms.constraints import type_constraint
 
 __all__ = ["prepare", "dtype_for"]
 
@@ -71,6 +73,58 @@ def _check_values(name: str, vtype, arr: np.ndarray, span) -> None:
         raise GenDataError(f"'{name}' is declared {vtype} but holds values <= 0 (min {arr.min():g})", span)
     if vtype.base == "unit" and (np.any(arr <= 0) or np.any(arr >= 1)):
         raise GenDataError(f"'{name}' is declared {vtype} but holds values outside (0, 1)", span)
+    if vtype.constrained and vtype.lower is None and vtype.upper is None:
+        inside = np.asarray(type_constraint(vtype, None)(jnp.asarray(arr, dtype=jnp.result_type(float))))
+        if not inside.all():
+            raise GenDataError(f"'{name}' is declared {vtype} but holds values that are not {_WORDS[vtype.base]}", span)
+
+
+_WORDS = {"ordered": "increasing", "positive_ordered": "positive and increasing", "simplex": "a simplex (>= 0, summing to 1)",
+          "sum_to_zero": "summing to zero", "cholesky_factor_corr": "the Cholesky factor of a correlation matrix",
+          "corr_matrix": "a correlation matrix", "cov_matrix": "a symmetric positive-definite matrix"}
+
+
+def _bound(expr, arrays: Mapping, dims: Mapping):
+    """A bound's value where the data fix it (a literal, a dimension or scalar data), else None."""
+    try:
+        return literal(expr)
+    except ValueError:
+        pass
+    name = getattr(expr, "id", None)
+    if name in dims:
+        return dims[name]
+    value = arrays.get(name)
+    return None if value is None or np.ndim(value) else float(value)
+
+
+def _check_bounds(name: str, vtype, arr: np.ndarray, arrays: Mapping, dims: Mapping, span) -> None:
+    """Data of a bounded type lie within the bounds the data fix (``int<lower=1>``, ``real<lower=0, upper=L>``)."""
+    for key, expr in (("lower", vtype.lower), ("upper", vtype.upper)):
+        bound = _bound(expr, arrays, dims) if expr is not None else None
+        if bound is None:
+            continue
+        outside = arr < bound if key == "lower" else arr > bound
+        if np.any(outside):
+            where = [int(i) for i in np.argwhere(outside)[0]]
+            raise GenDataError(f"'{name}' is declared {vtype} but holds {arr[tuple(where)]} at index {where}, "
+                               f"{'below' if key == 'lower' else 'above'} the bound {bound:g}", span)
+
+
+def _check_indices(model, raw: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> None:
+    """Integer data used as indices lie in 0..length-1 of the axis they index (JAX would clamp or wrap)."""
+    for use in model.index_uses:
+        if use.kind != "index" or use.name not in raw:
+            continue
+        values = raw[use.name].astype(np.int64) + use.offset
+        length = int(bind_dim(use.dim, dims))
+        bad = (values < 0) | (values >= length)
+        if bad.any():
+            where = [int(i) for i in np.argwhere(bad)[0]]
+            shown = f"{use.name}{'+' if use.offset > 0 else '-'}{abs(use.offset)}" if use.offset else use.name
+            hint = "; indices are 0-based: subtract 1 from 1-based ones" if values.max() == length else ""
+            raise GenDataError(f"'{use.name}' indexes an axis of length {length} in '{use.text}' but {shown} holds "
+                               f"{int(values[tuple(where)])} at index {where} (valid: 0 to {length - 1}){hint}",
+                               use.span)
 
 
 def prepare(lowered, data: Mapping[str, object], required: Iterable[str], *, batched: bool,
@@ -109,7 +163,7 @@ def prepare(lowered, data: Mapping[str, object], required: Iterable[str], *, bat
     if missing:
         raise GenDataError(f"the data are missing {', '.join(repr(m) for m in missing)} "
                            f"(model '{model.name}')", model[missing[0]].span)
-    arrays, lengths = {}, {}
+    arrays, lengths, raw_arrays = {}, {}, {}
     for name, raw in data.items():
         if name in dims:
             continue
@@ -131,7 +185,13 @@ def prepare(lowered, data: Mapping[str, object], required: Iterable[str], *, bat
             raise GenDataError(f"'{name}' is declared {vtype} (shape {expect}) but the data have shape "
                                f"{list(arr.shape)}", node.var.span)
         _check_values(name, vtype, arr, node.var.span)
+        raw_arrays[name] = arr
         arrays[name] = jnp.asarray(arr, dtype=dtype_for(vtype.base))
+    for name, arr in raw_arrays.items():
+        vtype = lowered.node(name).type
+        if vtype.lower is not None or vtype.upper is not None:
+            _check_bounds(name, vtype, arr, raw_arrays, dims, lowered.node(name).var.span)
+    _check_indices(model, raw_arrays, dims)
     n = None
     if batched:
         if len(set(lengths.values())) > 1:

@@ -11,7 +11,7 @@ _COLUMNS = ("node", "role", "type", "mechanism", "parents", "loss", "likelihood"
 
 
 def plan_rows(lowered) -> list[dict[str, str]]:
-    """One dict per variable with the columns of the plan."""
+    """One dict per variable (and per ``target +=`` term) with the columns of the plan."""
     rows = []
     for node in lowered.nodes:
         var = node.var
@@ -25,6 +25,10 @@ def plan_rows(lowered) -> list[dict[str, str]]:
         else:
             row.update(mechanism="input", loss="-", likelihood="-", sampler="-", cost="0")
         rows.append(row)
+    for factor in lowered.factors:
+        rows.append({"node": "target", "role": "factor", "type": "real", "mechanism": "+= " + unparse(factor.factor.expr),
+                     "parents": ", ".join(factor.parents) or "-", "loss": "-", "likelihood": "-", "sampler": "-",
+                     "cost": "0"})
     return rows
 
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from gendsl.core.model import Model, Variable
-from gendsl.core.types import VarType
+import jax.numpy as jnp
+
+from gendsl.core.model import Factor, Model, Variable
+from gendsl.core.resolve import literal
+from gendsl.core.types import VarType, bind_dim
 from gendsl.errors import GenDataError
 from gendsl.mechanisms import AbstractMechanism, NodeContext
 from gendsl.numerics.expr import evaluate
-from gendsl.registry import MECHANISMS
+from gendsl.registry import FORMS, MECHANISMS
 
-__all__ = ["LoweredNode", "Lowered", "static_inputs", "bind_dims", "lower"]
+__all__ = ["LoweredNode", "LoweredFactor", "Lowered", "static_inputs", "bind_dims", "lower"]
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,26 @@ class LoweredNode:
 
 
 @dataclass(frozen=True)
+class LoweredFactor:
+    """A ``target += EXPR`` term after lowering: ``compute(env)`` is the sum of EXPR for one example."""
+
+    factor: Factor
+    compute: Callable[[dict], object]
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return self.factor.parents
+
+
+@dataclass(frozen=True)
 class Lowered:
-    """The lowered graph for one binding of the dimensions, nodes in topological order."""
+    """The lowered graph for one binding of the dimensions, nodes in topological order, and the
+    ``target +=`` terms."""
 
     model: Model
     dims: tuple[tuple[str, int], ...]
     nodes: tuple[LoweredNode, ...]
+    factors: tuple[LoweredFactor, ...] = ()
 
     @property
     def dim_values(self) -> dict[str, int]:
@@ -80,8 +97,20 @@ def bind_dims(model: Model, values: Mapping[str, object]) -> tuple[tuple[str, in
                 raise GenDataError(f"'{name}' must be a single integer, got {raw!r}", model[name].span)
             if value < 0 or (name in model.symbols and value == 0):
                 raise GenDataError(f"'{name}' is a dimension and must be positive, got {value}", model[name].span)
+            _check_int_bounds(model[name], value)
             out.append((name, value))
     return tuple(out)
+
+
+def _check_int_bounds(var: Variable, value: int) -> None:
+    """A scalar ``int<lower=a, upper=b>`` input with literal bounds holds a value within them."""
+    for key, bound in (("lower", var.type.lower), ("upper", var.type.upper)):
+        try:
+            limit = literal(bound) if bound is not None else None
+        except ValueError:
+            continue
+        if limit is not None and (value < limit if key == "lower" else value > limit):
+            raise GenDataError(f"'{var.name}' is declared {var.type} but is {value}", var.span)
 
 
 def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,
@@ -98,11 +127,17 @@ def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,
                            f"(e.g. {{'{missing[0]}': 8}})", model.span)
     bound = {**{m: placeholder for m in missing}, **dict(dims)}
     statics = {k: v for k, v in bound.items()}
+    if not missing:
+        _check_static_indices(model, bound)
 
     def evaluate_one(expr, env):
-        return evaluate(expr, {**statics, **env})
+        return evaluate(expr, {**statics, **env}, FORMS)
 
     types = {v.name: v.type.bind(bound) for v in model.variables()}
+    for var in model.variables() if not missing else ():
+        if any(isinstance(d, int) and d <= 0 for d in types[var.name].shape):
+            raise GenDataError(f"with {', '.join(f'{k}={v}' for k, v in sorted(dims.items()))}, '{var.name}' "
+                               f"({var.type}) would be empty: shape {list(types[var.name].shape)}", var.span)
     nodes = []
     for var in model.variables():
         mech = None
@@ -113,11 +148,27 @@ def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,
             if isinstance(base, str):
                 given = (*given, base) if base not in given else given
             ctx = NodeContext(var.name, types[var.name], var.spec, parents, given, evaluate_one, var.span,
-                              MECHANISMS, load_source)
+                              MECHANISMS, load_source, observed=var.role == "observed")
             mech = MECHANISMS.lookup(var.mechanism, var.rhs.span if var.rhs is not None else var.span).build(ctx)
         compute = None
         if var.role == "deterministic":
             def compute(env, rhs=var.rhs):
                 return evaluate_one(rhs, env)
         nodes.append(LoweredNode(var, types[var.name], mech, compute))
-    return Lowered(model, tuple(sorted(bound.items())), tuple(nodes))
+    factors = tuple(LoweredFactor(f, lambda env, expr=f.expr: jnp.sum(evaluate_one(expr, env))) for f in model.factors)
+    return Lowered(model, tuple(sorted(bound.items())), tuple(nodes), factors)
+
+
+def _check_static_indices(model: Model, dims: Mapping[str, int]) -> None:
+    """An ``int`` input that indexes an axis (``x[k]``) or ends a slice (``x[0:K]``) fits the axis."""
+    for use in model.index_uses:
+        if use.name not in dims:
+            continue
+        value = dims[use.name] + use.offset
+        length = bind_dim(use.dim, dims)
+        fits = 0 <= value <= length if use.kind == "stop" else 0 <= value < length
+        if not fits:
+            shown = f"{use.name} {'+' if use.offset > 0 else '-'} {abs(use.offset)}" if use.offset else use.name
+            what, valid = ("slice bound", f"0 to {length}") if use.kind == "stop" else ("index", f"0 to {length - 1}")
+            raise GenDataError(f"with {use.name} = {dims[use.name]}, the {what} {shown} = {value} in '{use.text}' is "
+                               f"outside {valid} (an axis of length {length})", use.span)

@@ -13,7 +13,8 @@ from typing import Iterator, Union
 
 from gendsl.errors import Span
 
-__all__ = ["Expr", "Opaque", "Num", "Str", "Name", "Unary", "BinOp", "Call", "Index", "ListExpr", "walk", "names_in", "unparse"]
+__all__ = ["Expr", "Opaque", "Num", "Str", "Name", "Unary", "BinOp", "Call", "Index", "Slice", "ListExpr", "COMPARISONS",
+           "walk", "names_in", "unparse"]
 
 _NOSPAN = Span()
 
@@ -45,7 +46,7 @@ class Unary:
 
 @dataclass(frozen=True)
 class BinOp:
-    op: str  # one of + - * / ^
+    op: str  # one of + - * / ^, a comparison (see COMPARISONS), "and", "or"
     left: "Expr"
     right: "Expr"
     span: Span = field(default=_NOSPAN, compare=False, repr=False)
@@ -66,9 +67,18 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Slice:
+    """``start:stop`` inside an index (either bound may be omitted): ``X[:, i]``, ``x[0:K]``."""
+
+    start: "Expr | None" = None
+    stop: "Expr | None" = None
+    span: Span = field(default=_NOSPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Index:
     value: "Expr"
-    indices: tuple["Expr", ...]
+    indices: tuple["Expr | Slice", ...]
     span: Span = field(default=_NOSPAN, compare=False, repr=False)
 
 
@@ -91,7 +101,7 @@ class Opaque:
     span: Span = field(default=_NOSPAN, compare=False, repr=False)
 
 
-Expr = Union[Num, Str, Name, Unary, BinOp, Call, Index, ListExpr, Opaque]
+Expr = Union[Num, Str, Name, Unary, BinOp, Call, Index, Slice, ListExpr, Opaque]
 
 
 def walk(expr: Expr) -> Iterator[Expr]:
@@ -111,6 +121,10 @@ def walk(expr: Expr) -> Iterator[Expr]:
         yield from walk(expr.value)
         for i in expr.indices:
             yield from walk(i)
+    elif isinstance(expr, Slice):
+        for bound in (expr.start, expr.stop):
+            if bound is not None:
+                yield from walk(bound)
     elif isinstance(expr, ListExpr):
         for i in expr.items:
             yield from walk(i)
@@ -121,7 +135,10 @@ def names_in(expr: Expr) -> list[Name]:
     return [e for e in walk(expr) if isinstance(e, Name)]
 
 
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "^": 4}
+#: comparison operators: their result is 1.0 where the comparison holds, else 0.0
+COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+
+_PREC = {"or": 0.2, "and": 0.4, **{c: 0.6 for c in COMPARISONS}, "+": 1, "-": 1, "*": 2, "/": 2, "^": 4}
 
 
 def unparse(expr: Expr, parent_prec: int = 0) -> str:
@@ -139,6 +156,10 @@ def unparse(expr: Expr, parent_prec: int = 0) -> str:
         p = _PREC[expr.op]
         if expr.op == "^":
             s = f"{unparse(expr.left, p + 1)}^{unparse(expr.right, p)}"
+        elif expr.op in COMPARISONS:  # not associative: parenthesise a comparison on either side
+            s = f"{unparse(expr.left, p + 0.1)} {expr.op} {unparse(expr.right, p + 0.1)}"
+        elif expr.op in ("and", "or"):
+            s = f"{unparse(expr.left, p)} {expr.op} {unparse(expr.right, p + 0.1)}"
         else:
             s = f"{unparse(expr.left, p)} {expr.op} {unparse(expr.right, p + 1)}"
         return f"({s})" if p < parent_prec else s
@@ -147,6 +168,8 @@ def unparse(expr: Expr, parent_prec: int = 0) -> str:
         return f"{expr.func}({', '.join(parts)})"
     if isinstance(expr, Index):
         return f"{unparse(expr.value, 5)}[{', '.join(unparse(i) for i in expr.indices)}]"
+    if isinstance(expr, Slice):
+        return ":".join("" if b is None else unparse(b) for b in (expr.start, expr.stop))
     if isinstance(expr, ListExpr):
         return "[" + ", ".join(unparse(i) for i in expr.items) + "]"
     if isinstance(expr, Opaque):

@@ -15,15 +15,19 @@ import networkx as nx
 from gendsl.core.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Str, Unary, names_in, unparse, walk
 from gendsl.core.catalog import Catalog
 from gendsl.core.functions import FUNCTIONS
-from gendsl.core.model import Model, Statement, Variable
-from gendsl.core.resolve import resolve_call
+from gendsl.core.hints import function_hint
+from gendsl.core.model import Factor, Model, Statement, Variable
+from gendsl.core.resolve import literal, resolve_call
+from gendsl.core.shapes import Shapes, compatible, distribution_shape
 from gendsl.core.signatures import Spec
-from gendsl.core.types import Shape, VarType, broadcast_shapes, shape_str
+from gendsl.core.types import Shape, VarType, shape_str
 from gendsl.errors import GenError, GenSemanticError, Span, did_you_mean
 
 __all__ = ["Typing", "check"]
 _SUPPORT_BASE = {"real": "real", "positive": "positive", "unit": "unit", "interval": "real", "int": "int",
-                 "simplex": "unit", "corr_cholesky": "real"}
+                 "simplex": "unit", "corr_cholesky": "real", "any": "real"}
+_SUPPORT_WORDS = {"positive": "positive values", "unit": "values in (0, 1)", "interval": "values in an interval",
+                  "simplex": "simplexes", "corr_cholesky": "Cholesky factors of correlation matrices"}
 
 
 class _Errors:
@@ -75,113 +79,6 @@ def _value_error(e: Expr) -> str | None:
     return None
 
 
-class _Shapes:
-    """Shape inference for expressions, given the types of the variables in scope."""
-
-    def __init__(self, types: dict[str, VarType], int_inputs: set[str], catalog: Catalog):
-        self.types = types
-        self.int_inputs = int_inputs
-        self.catalog = catalog
-
-    def of(self, e: Expr) -> Shape:
-        if isinstance(e, (Num, Str)):
-            return ()
-        if isinstance(e, Name):
-            return self.types[e.id].shape
-        if isinstance(e, Unary):
-            return self.of(e.operand)
-        if isinstance(e, BinOp):
-            return self._broadcast(e, [self.of(e.left), self.of(e.right)])
-        if isinstance(e, ListExpr):
-            shapes = [self.of(i) for i in e.items]
-            inner = self._broadcast(e, shapes) if shapes else ()
-            return (len(e.items), *inner)
-        if isinstance(e, Index):
-            base = self.of(e.value)
-            if len(e.indices) > len(base):
-                raise GenSemanticError(f"too many indices for '{unparse(e.value)}' of shape {shape_str(base)}", e.span)
-            for axis, i in enumerate(e.indices):
-                self._check_literal_index(e, i, base[axis])
-            idx_shapes = [self.of(i) for i in e.indices]
-            lead = self._broadcast(e, idx_shapes)
-            return (*lead, *base[len(e.indices):])
-        if isinstance(e, Call):
-            fn = FUNCTIONS.get(e.func)
-            if fn is None:
-                sig = self.catalog.signatures.get(e.func)
-                hint = f" ({e.func} is a {sig.category}, not a function)" if sig else did_you_mean(e.func, FUNCTIONS)
-                raise GenSemanticError(f"unknown function '{e.func}'{hint}", e.span)
-            lo, hi = fn.nargs
-            if not lo <= len(e.args) <= hi or e.kwargs:
-                want = f"{lo}" if lo == hi else f"{lo} to {hi}"
-                raise GenSemanticError(f"{e.func}() takes {want} positional argument(s), got {len(e.args)}"
-                                       + (" and keywords" if e.kwargs else ""), e.span)
-            shapes = [self.of(a) for a in e.args]
-            lits = [a.value if isinstance(a, Num) and isinstance(a.value, int) else
-                    (a.id if isinstance(a, Name) and a.id in self.int_inputs else None) for a in e.args]
-            try:
-                return fn.rule(shapes, lits)
-            except ValueError as err:
-                raise GenSemanticError(f"{e.func}(): {err}", e.span) from None
-        raise TypeError(e)
-
-    @staticmethod
-    def _check_literal_index(e: Index, i: Expr, dim) -> None:
-        """A literal index must be an integer within the dimension (when that is known)."""
-        num = i.operand if isinstance(i, Unary) and isinstance(i.operand, Num) else i
-        if not isinstance(num, Num):
-            return
-        if not isinstance(num.value, int):
-            raise GenSemanticError(f"an index must be an integer, got {unparse(i)}", i.span)
-        value = -num.value if num is not i else num.value
-        if isinstance(dim, int) and not -dim <= value < dim:
-            raise GenSemanticError(f"index {value} is out of range for an axis of length {dim} "
-                                   f"in '{unparse(e)[:60]}' (indexing is 0-based)", i.span)
-
-    def _broadcast(self, e: Expr, shapes: list[Shape]) -> Shape:
-        try:
-            return broadcast_shapes(*shapes)
-        except ValueError as err:
-            raise GenSemanticError(f"in '{unparse(e)}': {err}", e.span) from None
-
-
-def _distribution_shape(spec: Spec, call: Call, shapes: _Shapes) -> Shape:
-    sig = shapes.catalog.signatures[spec.name]
-    arg_shapes = [shapes.of(spec[p.name]) for p in sig.params]
-    if sig.event == "broadcast":
-        try:
-            return broadcast_shapes(*arg_shapes)
-        except ValueError as err:
-            raise GenSemanticError(f"arguments of {spec.name}(): {err}", call.span) from None
-    if sig.event in ("drop_last", "first") and not arg_shapes[0]:
-        what = sig.params[0].name
-        raise GenSemanticError(f"{spec.name}() needs a vector of {what} (shape [K]), got a scalar", call.span)
-    if sig.event == "drop_last":
-        return arg_shapes[0][:-1]
-    if sig.event == "first":
-        return arg_shapes[0]
-    if sig.event == "mvn":
-        loc, cov = arg_shapes
-        if len(cov) < 2:
-            raise GenSemanticError(f"{spec.name}(): the covariance must be a matrix, got shape {shape_str(cov)}", call.span)
-        return broadcast_shapes(loc, cov[:-1])
-    if sig.event == "lkj":
-        d = spec[sig.params[0].name]
-        if isinstance(d, Num) and isinstance(d.value, int):
-            return (d.value, d.value)
-        if isinstance(d, Name) and d.id in shapes.int_inputs:
-            return (d.id, d.id)
-        raise GenSemanticError(f"{spec.name}({sig.params[0].name}, ...) needs an integer dimension", call.span)
-    raise AssertionError(sig.event)
-
-
-def _compatible(declared: Shape, inferred: Shape) -> bool:
-    try:
-        return broadcast_shapes(declared, inferred) == tuple(declared)
-    except ValueError:
-        return False
-
-
 def _anchor(spec: Spec, file: str | None, catalog: Catalog) -> Spec:
     """``spec`` with every nested mechanism's :meth:`anchor` applied (run folders made absolute)."""
     options = dict(spec.options)
@@ -214,12 +111,12 @@ class Typing:
 
     def shape_of(self, expr: Expr, extra: dict[str, VarType] | None = None) -> Shape:
         """Shape of an expression over the variables in scope (and ``extra`` ones)."""
-        return _Shapes({**self.types, **(extra or {})}, set(self.int_inputs), self.catalog).of(expr)
+        return Shapes({**self.types, **(extra or {})}, set(self.int_inputs), self.catalog).of(expr)
 
     def distribution_shape(self, spec: Spec) -> Shape:
         """Shape of one draw of a resolved distribution spec."""
         call = self.call.args[0] if self.call.args else self.call
-        return _distribution_shape(spec, call, _Shapes(self.types, set(self.int_inputs), self.catalog))
+        return distribution_shape(spec, call, Shapes(self.types, set(self.int_inputs), self.catalog))
 
 
 def check(name: str, statements: list[Statement], catalog: Catalog, span: Span | None = None) -> Model:
@@ -239,8 +136,11 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
     # 1. definitions and roles
     data_decl: dict[str, Statement] = {}
     definition: dict[str, Statement] = {}
+    targets: list[Statement] = []
     for st in statements:
-        if st.kind == "data":
+        if st.kind == "target":
+            targets.append(st)
+        elif st.kind == "data":
             if st.name in data_decl:
                 errors.add(f"'{st.name}' is declared as data twice (first on line {data_decl[st.name].span.line})", st.span)
             elif st.name in definition:
@@ -254,6 +154,10 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
             if st.kind == "let" and st.name in data_decl:
                 errors.add(f"'{st.name}' is declared as data and cannot also be a deterministic quantity", st.span)
                 continue
+            if st.kind == "sample" and isinstance(st.rhs, Call) and st.rhs.func == "flat" and st.name in data_decl:
+                errors.add(f"'{st.name}' is data: model it with '{st.name} ~ DISTRIBUTION' (a declaration "
+                           f"'{st.name}: TYPE' alone is a parameter with a flat prior)", st.span)
+                continue
             if st.kind == "sample" and st.type is not None and st.name in data_decl and data_decl[st.name].type != st.type:
                 errors.add(f"'{st.name}' is declared as {data_decl[st.name].type} on line "
                            f"{data_decl[st.name].span.line} but typed {st.type} here", st.type_span or st.span)
@@ -264,6 +168,7 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
         if st.type is not None:
             declared_type.setdefault(n, st.type)
     int_inputs = {n for n, s in data_decl.items() if n not in definition and s.type.base == "int" and not s.type.shape}
+    int_data = {n for n, s in data_decl.items() if s.type.base == "int"}
 
     # 2. right-hand sides and references
     specs: dict[str, Spec] = {}
@@ -296,17 +201,7 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
                 refs.append((ref.id, ref.span))
         else:
             refs = [(r.id, r.span) for r in names_in(st.rhs)]
-        for part in _value_parts(st.rhs, specs.get(n)):
-            problem = _value_error(part)
-            if problem is not None:
-                errors.add(problem, part.span)
-            if not isinstance(part, Call):
-                continue
-            fn = part
-            if fn.func not in FUNCTIONS:
-                sig = catalog.signatures.get(fn.func)
-                hint = f" ({fn.func} is a {sig.category}, not a function)" if sig else did_you_mean(fn.func, FUNCTIONS)
-                errors.add(f"unknown function '{fn.func}'{hint}", fn.span)
+        _check_parts(_value_parts(st.rhs, specs.get(n)), catalog, errors)
         for ref, rspan in refs:
             if ref == n:
                 errors.add(f"'{n}' depends on itself", rspan)
@@ -314,10 +209,29 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
                 errors.add(f"undefined name '{ref}'{did_you_mean(ref, names)}", rspan)
             elif ref not in parents[n]:
                 parents[n].append(ref)
+    factor_parents = []
+    for st in targets:
+        _check_parts(_value_parts(st.rhs, None), catalog, errors)
+        read = []
+        for ref in names_in(st.rhs):
+            if ref.id not in names:
+                errors.add(f"undefined name '{ref.id}'{did_you_mean(ref.id, names)}", ref.span)
+            elif ref.id not in read:
+                read.append(ref.id)
+        factor_parents.append(tuple(read))
     for n in names:
         t = declared_type.get(n)
         if t is None:
             continue
+        for bound in (t.lower, t.upper):
+            _check_parts([p for p in walk(bound)] if bound is not None else [], catalog, errors)
+            for ref in names_in(bound) if bound is not None else ():
+                if ref.id == n:
+                    errors.add(f"the bounds of '{n}' depend on '{n}' itself", ref.span)
+                elif ref.id not in names:
+                    errors.add(f"undefined name '{ref.id}' in the bounds of '{n}'{did_you_mean(ref.id, names)}", ref.span)
+                elif ref.id not in parents[n]:
+                    parents[n].append(ref.id)
         for d in t.symbols:
             where = (data_decl.get(n) or definition[n])
             tspan = where.type_span or where.span
@@ -347,7 +261,7 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
 
     # 4. roles, types and shapes in topological order
     types: dict[str, VarType] = {}
-    shapes = _Shapes(types, int_inputs, catalog)
+    shapes = Shapes(types, int_inputs, catalog, int_data)
     order = {n: i for i, n in enumerate(names)}
     for n in nx.lexicographical_topological_sort(graph, key=lambda x: order[x]):
         st = definition.get(n) or data_decl[n]
@@ -356,18 +270,59 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
             ("input" if st.kind == "data" else "deterministic")
         spec = specs.get(n)
         try:
-            vtype = _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog)
+            vtype = _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog, observed=n in data_decl)
+            _check_bounds(n, vtype, shapes)
         except GenError as err:
             errors.extend(err)
             types[n] = declared or VarType("real")
             continue
         types[n] = vtype
         graph.nodes[n]["var"] = Variable(n, role, vtype, st.rhs, spec, tuple(parents[n]), st.span)
+    factors = []
+    for st, read in zip(targets, factor_parents):
+        try:
+            shapes.of(st.rhs)
+        except GenError as err:
+            errors.extend(err)
+        factors.append(Factor(st.rhs, read, st.span))
     errors.raise_if_any()
-    return Model(name, graph, span, tuple(statements))
+    return Model(name, graph, span, tuple(statements), tuple(factors), tuple(shapes.uses.values()))
 
 
-def _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog: Catalog) -> VarType:
+def _check_parts(parts: list[Expr], catalog: Catalog, errors: _Errors) -> None:
+    """Literals that cannot be computed with, and calls of unknown functions (the distribution
+    inside ``logpdf(DIST(...), y)`` excepted)."""
+    inside_logpdf = {id(p.args[0]) for p in parts if isinstance(p, Call) and p.func == "logpdf" and p.args}
+    for part in parts:
+        problem = _value_error(part)
+        if problem is not None:
+            errors.add(problem, part.span)
+        if isinstance(part, Call) and part.func not in FUNCTIONS and id(part) not in inside_logpdf:
+            errors.add(f"unknown function '{part.func}'{function_hint(part.func, catalog)}", part.span)
+
+
+def _check_bounds(n: str, vtype: VarType, shapes: Shapes) -> None:
+    """A bound broadcasts to the variable's shape, and a lower bound lies below an upper one."""
+    for bound in (vtype.lower, vtype.upper):
+        if bound is not None and not compatible(vtype.shape, shapes.of(bound)):
+            raise GenSemanticError(f"the bound '{unparse(bound)}' of '{n}' has shape {shape_str(shapes.of(bound))}, "
+                                   f"which does not broadcast to {shape_str(vtype.shape)}", bound.span)
+    if vtype.lower is None or vtype.upper is None:
+        return
+    try:
+        low, high = literal(vtype.lower), literal(vtype.upper)
+    except ValueError:
+        return
+    if low >= high:
+        raise GenSemanticError(f"the lower bound of '{n}' ({low:g}) is not below its upper bound ({high:g})",
+                               vtype.lower.span)
+
+
+def _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog: Catalog, observed: bool = False) -> VarType:
+    """The type of ``n``: declared, or inferred from its right-hand side; checked against it.
+
+    A latent's constrained type must lie inside its distribution's support (it becomes the
+    support); on data a type's bounds and constraint are checks of the values only."""
     if st.kind == "data":
         return declared
     if st.kind == "let":
@@ -376,25 +331,39 @@ def _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog: Catal
     call: Call = st.rhs
     if spec.category == "distribution":
         sig = catalog.signatures[spec.name]
-        inferred = _distribution_shape(spec, call, shapes)
+        inferred = distribution_shape(spec, call, shapes)
         base = _SUPPORT_BASE[sig.support]
         if declared is None:
             return VarType(base, inferred)
-        if not _compatible(declared.shape, inferred):
+        if not compatible(declared.shape, inferred):
             raise GenSemanticError(f"{spec.name}(...) draws shape {shape_str(inferred)} but '{n}' is "
                                    f"declared {shape_str(declared.shape)}", call.span)
+        if sig.support == "any":  # flat(): the declared type is the support
+            if declared.discrete:
+                raise GenSemanticError(f"a flat prior is for continuous parameters, but '{n}' is declared {declared}",
+                                       call.span)
+            return declared
         discrete = base == "int"
         if declared.discrete != discrete:
             raise GenSemanticError(f"{spec.name}() draws {'integers' if discrete else 'real numbers'} but '{n}' is "
                                    f"declared {declared}", call.span)
         if declared.base in ("positive", "unit") and base not in (declared.base, "unit") and sig.support != "interval":
-            raise GenSemanticError(f"{spec.name}() draws {base} values but '{n}' is declared {declared}", call.span)
+            bound = "real<lower=0>" if declared.base == "positive" else "real<lower=0, upper=1>"
+            raise GenSemanticError(f"{spec.name}() draws {base} values but '{n}' is declared {declared}; for "
+                                   f"{spec.name}() restricted to that support, declare '{n}: {bound}'", call.span)
+        if declared.constrained and not observed and not _inside_support(declared, sig.support):
+            raise GenSemanticError(f"{spec.name}() draws {_SUPPORT_WORDS[sig.support]}, but '{n}' is declared "
+                                   f"{declared}: a constrained type must lie inside its distribution's support",
+                                   call.span)
         return declared
     # mechanisms: their declaration's type rule
     mech = spec.name
     declaration = catalog.mechanisms[mech]
     typing = Typing(dict(types), frozenset(int_inputs), catalog, call)
     vtype = declared if declared is not None else declaration.infer_type(n, spec, typing)
+    if vtype is not None and vtype.constrained:
+        raise GenSemanticError(f"{mech}() cannot model '{n}' of the constrained type {vtype}; a constrained type "
+                               f"takes a leaf distribution, or none (a flat prior)", call.span)
     if vtype is None:
         raise GenSemanticError(f"the type of '{n}' cannot be inferred from {mech}(...); write it, "
                                f"e.g. '{n}: real[2] ~ {mech}(...)'", st.span)
@@ -403,3 +372,31 @@ def _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog: Catal
                                f"{', '.join(declaration.bases)} variables", call.span)
     declaration.check_spec(n, spec, vtype, typing)
     return vtype
+
+
+def _inside_support(declared: VarType, support: str) -> bool:
+    """Whether a constrained type's support lies inside a distribution's ``support``."""
+    if support == "real" or {"simplex": "simplex", "corr_cholesky": "cholesky_factor_corr"}.get(support) == declared.base:
+        return True
+    if support == "positive" and declared.base == "positive_ordered":
+        return True
+    if declared.base != "real":
+        return False
+    if support == "interval":
+        return declared.lower is not None and declared.upper is not None
+    low, high = _literal_or_none(declared.lower), _literal_or_none(declared.upper)
+    if support == "positive":
+        return low is not None and low >= 0
+    if support == "unit":
+        return low is not None and low >= 0 and high is not None and high <= 1
+    return False
+
+
+def _literal_or_none(expr):
+    if expr is None:
+        return None
+    try:
+        value = literal(expr)
+    except ValueError:
+        return None
+    return value if isinstance(value, (int, float)) else None

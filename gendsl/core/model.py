@@ -18,7 +18,7 @@ from gendsl.core.signatures import Spec
 from gendsl.core.types import VarType
 from gendsl.errors import Span
 
-__all__ = ["Statement", "Variable", "Model", "ROLES"]
+__all__ = ["Statement", "Variable", "Factor", "IndexUse", "Model", "ROLES"]
 
 #: input: a value supplied at fit/infer time and not modelled; observed: ``data`` and ``~``;
 #: latent: ``~`` only; deterministic: ``=``.
@@ -27,7 +27,8 @@ ROLES = ("input", "observed", "latent", "deterministic")
 
 @dataclass(frozen=True)
 class Statement:
-    """One line of a model, as written. ``kind`` is "data", "sample" or "let"."""
+    """One line of a model, as written. ``kind`` is "data", "sample", "let" or "target"
+    (``target += EXPR``; its ``name`` is "target")."""
 
     kind: str
     name: str
@@ -78,14 +79,62 @@ class Variable:
         return self.role in ("observed", "latent")
 
 
+@dataclass(frozen=True)
+class Factor:
+    """A ``target += EXPR`` statement: the sum of ``expr`` is added to the model's log density.
+
+    Attributes
+    ----------
+    expr:
+        The expression (any shape; its elements are summed).
+    parents:
+        The variables it reads, in order of first mention.
+    """
+
+    expr: Expr
+    parents: tuple[str, ...]
+    span: Span = field(compare=False)
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``target (line 7)``."""
+        return f"target (line {self.span.line})" if self.span.line else "target"
+
+
+@dataclass(frozen=True)
+class IndexUse:
+    """Integer data that index an axis (``theta[group]``), or an ``int`` input that ends a slice
+    (``x[0:K]``): checked against the axis length when the data are bound.
+
+    Attributes
+    ----------
+    name:
+        The data variable (``kind="index"``) or ``int`` input (``kind="stop"``).
+    dim:
+        The length of the indexed axis (an integer or the name of an ``int`` input).
+    text:
+        The indexing expression as written, for messages.
+    """
+
+    name: str
+    dim: object
+    text: str
+    span: Span = field(compare=False)
+    kind: str = "index"
+    offset: int = 0  # ``g - 1`` indexes with the values of g minus 1
+
+
 @dataclass
 class Model:
-    """A checked model: its name, the source it came from, and the variable graph."""
+    """A checked model: its name, the source it came from, the variable graph, the
+    ``target +=`` terms and the data-dependent indices to check when data arrive."""
 
     name: str
     graph: nx.DiGraph
     span: Span = field(default_factory=Span)
     statements: tuple[Statement, ...] = ()
+    factors: tuple[Factor, ...] = ()
+    index_uses: tuple[IndexUse, ...] = ()
 
     def __getitem__(self, name: str) -> Variable:
         return self.graph.nodes[name]["var"]

@@ -5,7 +5,8 @@ topological order: each latent is read from a flat unconstrained vector, moved i
 through numpyro's ``biject_to`` (the support is evaluated there, so it may depend on other
 latents, as in ``uniform(low, high)``), and every stochastic node adds its mechanism's
 log-density (leaf distributions, energies, trained mechanisms alike), latents adding the
-log-Jacobian of their transform. Deterministic quantities are computed on the way.
+log-Jacobian of their transform, and each ``target +=`` term adds its sum. Deterministic
+quantities are computed on the way.
 
 The data and the parameters are arguments of every method (never closed over), so a jitted
 caller is traced once per model and data shapes.
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 from numpyro.distributions.transforms import biject_to
 
 from gendsl.compiler.bind import dtype_for
-from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError
+from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError, ImproperPriorWarning
 from gendsl.inference.discrete import deterministic_value, plan
 
 __all__ = ["Block", "LogJoint"]
@@ -89,6 +90,7 @@ class LogJoint:
                     f"'{node.name}' is made by {node.mechanism.describe()['mechanism']}, which has no likelihood, "
                     f"so it cannot enter a posterior; give it a mechanism with a density", node.var.span)
         self._warn_intractable(conditioned)
+        self._warn_improper()
         depends = set(self.latents) | set(self.discrete)
         tracked = []
         for node in lowered.nodes:
@@ -102,6 +104,23 @@ class LogJoint:
         #: how each discrete latent is summed out
         self.enumerated = plan(lowered, self.latents, self.discrete, *probed)
         self._summed = {name for g in self.enumerated for name in g.terms}
+        self._refuse_factors_of_discrete(lowered)
+
+    def _refuse_factors_of_discrete(self, lowered) -> None:
+        """A ``target +=`` term that reads a summed-out discrete latent would be scored at one
+        value of it only: refused, naming the term and the latent."""
+        reach = {name: name for name in self.discrete}
+        for node in lowered.nodes:
+            if node.var.role == "deterministic":
+                for parent in node.var.parents:
+                    if parent in reach:
+                        reach.setdefault(node.name, reach[parent])
+        for factor in lowered.factors:
+            hit = [reach[p] for p in factor.parents if p in reach]
+            if hit:
+                raise GenSemanticError(f"{factor.factor.label} reads the discrete latent '{hit[0]}', which inference "
+                                       "sums out; write that term as a distribution of a variable instead",
+                                       factor.factor.span)
 
     def _warn_intractable(self, conditioned):
         for node in self.lowered.stochastic:
@@ -113,6 +132,14 @@ class LogJoint:
                     f"the unnormalized density of '{node.name}' depends on the latent variable(s) "
                     f"{', '.join(latent_parents)}: its normalising constant is ignored, so the posterior "
                     f"over them is only right if that constant does not depend on them", stacklevel=3)
+
+    def _warn_improper(self):
+        flat = [n.name for n in self.lowered.stochastic if n.name in self.latents and n.mechanism.improper]
+        if flat:
+            warnings.warn(
+                f"the prior of {', '.join(repr(n) for n in flat)} is flat (improper): the posterior is proper only if "
+                f"the likelihood makes it so; give {'it' if len(flat) == 1 else 'them'} a distribution with '~' "
+                f"if the draws drift", ImproperPriorWarning, stacklevel=3)
 
     # -- layout --------------------------------------------------------------------------------
     def _layout(self, data: Mapping[str, jax.Array], params: Mapping[str, Any]) -> tuple[tuple[Block, ...], tuple]:
@@ -190,6 +217,8 @@ class LogJoint:
                 zeros = jnp.zeros(tuple(int(d) for d in node.type.shape), jnp.int32)
                 values[node.name] = (discrete or {}).get(node.name, zeros)
             terms[node.name] = node.mechanism.log_prob(node_params, _one(values[node.name]), _one(given))[0]
+        for factor in self.lowered.factors:
+            terms[factor.factor.label] = factor.compute({p: values[p] for p in factor.parents if p in values})
         return values, terms, jacobians
 
     def logdensity(self, z: jax.Array, data: Mapping[str, jax.Array], params: Mapping[str, Any]) -> jax.Array:
@@ -198,10 +227,10 @@ class LogJoint:
         return sum(self.terms(z, data, params).values())
 
     def terms(self, z: jax.Array, data, params) -> dict[str, jax.Array]:
-        """Each stochastic node's contribution to :meth:`logdensity` (latents: with their Jacobian).
-        A discrete latent's term is its marginal: the log-sum-exp over its values of its own
-        log-probability and those of every node that depends on it (which then have no term of
-        their own beyond a latent's Jacobian)."""
+        """Each stochastic node's contribution to :meth:`logdensity` (latents: with their Jacobian),
+        and each ``target +=`` term's (keyed ``target (line N)``). A discrete latent's term is its
+        marginal: the log-sum-exp over its values of its own log-probability and those of every
+        node that depends on it (which then have no term of their own beyond a latent's Jacobian)."""
         values, terms, jacobians = self._walk(z, data, params)
         out = {name: lp + jacobians.get(name, 0.0) for name, lp in terms.items() if name not in self._summed}
         for group in self.enumerated:

@@ -13,14 +13,33 @@ _TERMINALS = {
     "NUMBER": "a number",
     "INT": "an integer",
     "STRING": "a string",
-    "TYPE_NAME": "a type (real, positive, unit, int, token)",
+    "TYPE_NAME": "a type (real, positive, unit, int, token, ordered, simplex, ...)",
     "_NEWLINE": "end of line",
     "$END": "end of file",
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
     "COMMA": "','", "COLON": "':'", "TILDE": "'~'", "EQUAL": "'='", "PLUS": "'+'", "MINUS": "'-'",
     "STAR": "'*'", "SLASH": "'/'", "CIRCUMFLEX": "'^'", "SEMICOLON": "';'",
-    "MODEL": "'model'", "DATA": "'data'", "OF": "'of'",
+    "MODEL": "'model'", "DATA": "'data'", "OF": "'of'", "LESSTHAN": "'<'", "MORETHAN": "'>'",
 }
+
+_STATEMENTS = "a statement is 'NAME ~ ...', 'NAME = ...', 'NAME: TYPE', 'data NAME: TYPE' or 'target += ...'"
+
+#: Stan's type names -> the gendsl type
+_STAN_TYPES = {"vector": "real[K]", "row_vector": "real[K]", "matrix": "real[M, N]", "array": "real[N] (or int[N])",
+               "cholesky_factor_cov": "cov_matrix[K] with cholesky(...)", "unit_vector": "real[K] normalised by hand"}
+
+
+def _stan_hint(line: str, tok) -> str | None:
+    """A message for a Stan construct on this line, if it is one."""
+    words = line.lstrip()
+    if words.startswith(("for ", "for(", "while ", "while(")):
+        return ("loops are not supported yet; write the loop's body once, vectorised over all indices "
+                "(e.g. 'y ~ normal(alpha[g], sigma)' for every i at once; 'cumsum' for running sums)")
+    if str(tok) == "|":
+        return "Stan's 'f_lpdf(y | ...)' is written 'logpdf(f(...), y)'"
+    if str(tok) in _STAN_TYPES:
+        return f"Stan's {tok} is written {_STAN_TYPES[str(tok)]} here"
+    return None
 
 
 def describe_token(name: str) -> str:
@@ -42,6 +61,11 @@ def syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str) -> 
         lines = text.rstrip().split("\n")
         line, col = len(lines), len(lines[-1]) + 1
     span = Span(file, line, col, text)
+    source = (text.split("\n")[line - 1] if 1 <= line <= text.count("\n") + 1 else "")
+    token = err.char if isinstance(err, lark.exceptions.UnexpectedCharacters) else getattr(err, "token", "")
+    stan = _stan_hint(source, token)
+    if stan is not None:
+        return GenSyntaxError(stan, span)
     if isinstance(err, lark.exceptions.UnexpectedCharacters):
         ch = err.char
         if ch == "\r":
@@ -65,7 +89,11 @@ def syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str) -> 
         hint = did_you_mean(str(tok), keywords) if tok.type == "NAME" else ""
         if expected >= {"MODEL"} and len(expected) <= 2:
             return GenSyntaxError(f"unexpected {got}: statements must be inside 'model NAME {{ ... }}'{hint}", span)
+        if tok.type == "LESSTHAN" and source[col:col + 1] == "-":
+            return GenSyntaxError(f"unexpected {got}: '<-' is not an assignment here; write 'NAME ~ ...' or 'NAME = ...'", span)
+        if str(tok) in ("<", ">", "<=", ">=", "==", "!=") and "EQUAL" not in expected:
+            return GenSyntaxError(f"unexpected {got}: comparisons do not chain; write 'a < b and b < c'", span)
         if "TILDE" in expected and "EQUAL" in expected and tok.type not in ("TILDE", "EQUAL"):
-            return GenSyntaxError(f"unexpected {got}; a statement is 'NAME ~ ...', 'NAME = ...' or 'data NAME: TYPE'", span)
+            return GenSyntaxError(f"unexpected {got}; {_STATEMENTS}", span)
         return GenSyntaxError(f"unexpected {got}; expected {_expected(expected)}{hint}", span)
     return GenSyntaxError(str(err).splitlines()[0], span)

@@ -16,10 +16,10 @@ import sys
 import lark
 from lark import Transformer_NonRecursive, Tree, v_args
 
-from gendsl.core.ast import BinOp, Call, Index, ListExpr, Name, Num, Str, Unary
+from gendsl.core.ast import BinOp, Call, Index, ListExpr, Name, Num, Slice, Str, Unary
 from gendsl.core.model import Statement
-from gendsl.core.types import BASES, VarType
-from gendsl.errors import GenSyntaxError, Span
+from gendsl.core.types import BASES, MATRIX_BASES, VECTOR_BASES, VarType
+from gendsl.errors import GenSyntaxError, Span, did_you_mean
 from gendsl.lang.grammar import grammar_text
 from gendsl.lang.messages import syntax_error
 
@@ -33,7 +33,8 @@ MAX_DIMENSION = 2**31 - 1
 """Largest dimension or vocabulary size (int32 indexing)."""
 
 _MAX_DIGITS = len(str(int(sys.float_info.max)))
-_NESTING_RULES = frozenset({"add", "sub", "mul", "div", "pow", "neg", "index", "call", "list"})
+_NESTING_RULES = frozenset({"add", "sub", "mul", "div", "pow", "neg", "index", "call", "list",
+                            "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_"})
 
 
 class _DropNewlinesInBrackets:
@@ -110,13 +111,27 @@ class _ToIR(Transformer_NonRecursive):
         return Statement("sample", str(name), vtype, rhs, self._span(name), tspan)
 
     @v_args(meta=True)
+    def param_decl(self, meta, items):
+        """``NAME: TYPE`` alone: a parameter with a flat (improper) prior, as ``NAME: TYPE ~ flat()``."""
+        name, (vtype, tspan) = items
+        return Statement("sample", str(name), vtype, Call("flat", span=tspan), self._span(name), tspan)
+
+    @v_args(meta=True)
     def let_stmt(self, meta, items):
         name, rhs = items
         return Statement("let", str(name), None, rhs, self._span(name))
 
     @v_args(meta=True)
+    def target_stmt(self, meta, items):
+        name, rhs = items
+        if str(name) != "target":
+            raise GenSyntaxError(f"'+=' only adds to the log density, as 'target += EXPR'; '{name}' cannot be "
+                                 f"updated (write '{name} = ...' once)", self._span(name))
+        return Statement("target", "target", None, rhs, self._span(name))
+
+    @v_args(meta=True)
     def type(self, meta, items):
-        base, dims, vocab = items
+        base, bounds, dims, vocab = items
         shape = tuple(dims) if dims is not None else ()
         base = str(base)
         span = self._span(meta)
@@ -124,8 +139,35 @@ class _ToIR(Transformer_NonRecursive):
             raise GenSyntaxError("a token type needs its vocabulary size: token[N] of V", span)
         if base != "token" and vocab is not None:
             raise GenSyntaxError(f"only token types take 'of V'; {base} does not", span)
+        if base in (*VECTOR_BASES, *MATRIX_BASES):
+            if len(shape) != 1:
+                what = "its length" if base in VECTOR_BASES else "its size K (a K x K matrix)"
+                raise GenSyntaxError(f"{base}[K] takes one dimension, {what}", span)
+            shape = shape * 2 if base in MATRIX_BASES else shape
+        lower = upper = None
+        if bounds is not None:
+            bounds, bspan = bounds
+            if base not in ("real", "int"):
+                raise GenSyntaxError(f"bounds are written on real or int, e.g. real<lower=0>; {base} takes none", bspan)
+            lower, upper = bounds.get("lower"), bounds.get("upper")
         assert base in BASES
-        return VarType(base, shape, vocab), span
+        return VarType(base, shape, vocab, lower, upper), span
+
+    @v_args(meta=True)
+    def bounds(self, meta, items):
+        out = {}
+        for key, value in items:
+            if key in out:
+                raise GenSyntaxError(f"the bound '{key}' is given twice", value.span)
+            out[key] = value
+        return out, self._span(meta)
+
+    def bound(self, items):
+        key, value = items
+        if str(key) not in ("lower", "upper"):
+            raise GenSyntaxError(f"a type's bounds are 'lower' and 'upper', got '{key}'"
+                                 f"{did_you_mean(str(key), ['lower', 'upper'])}", self._span(key))
+        return str(key), value
 
     def dims(self, items):
         return list(items)
@@ -152,6 +194,8 @@ class _ToIR(Transformer_NonRecursive):
         return f
 
     add, sub, mul, div, pow = _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("^")
+    eq, ne, lt, le, gt, ge = _bin("=="), _bin("!="), _bin("<"), _bin("<="), _bin(">"), _bin(">=")
+    and_, or_ = _bin("and"), _bin("or")
 
     @v_args(meta=True)
     def neg(self, meta, items):
@@ -160,6 +204,11 @@ class _ToIR(Transformer_NonRecursive):
     @v_args(meta=True)
     def index(self, meta, items):
         return Index(items[0], tuple(items[1:]), self._span(meta))
+
+    @v_args(meta=True)
+    def slice(self, meta, items):
+        start, stop = items
+        return Slice(start, stop, self._span(meta))
 
     @v_args(meta=True)
     def call(self, meta, items):

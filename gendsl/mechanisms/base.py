@@ -74,6 +74,9 @@ class NodeContext:
     load_source:
         ``load_source(source, node, span) -> (node, params, model name)``: the trained node a ``prior(...)``
         stands for and its frozen parameters; injected by the application layer.
+    observed:
+        Whether the variable is declared data: its type's bounds and constraint are then checks of
+        the values (made when the data are bound), not a support.
     """
 
     name: str
@@ -85,6 +88,7 @@ class NodeContext:
     span: Span = field(default_factory=Span)
     mechanisms: Mapping[str, type["AbstractMechanism"]] = field(default_factory=dict)
     load_source: Callable[[Any, str | None, Span], tuple["AbstractMechanism", Any, str]] | None = None
+    observed: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -156,6 +160,7 @@ class AbstractMechanism(abc.ABC):
     sampler_name: str = "ancestral"
     groups: tuple[str, ...] = ("main",)
     has_params: bool = True
+    improper: bool = False  # an improper prior (flat): inference warns that the posterior may be improper
 
     def __init__(self, ctx: NodeContext):
         self.ctx = ctx

@@ -9,6 +9,10 @@ Parametrisations follow numpyro, and Stan's where the row has Stan's name: ``inv
 is Stan's ``inv_gamma(alpha, beta)`` (beta scales: density ∝ y^-(alpha+1) exp(-beta / y));
 ``neg_binomial_2(mu, phi)`` has mean mu and variance mu + mu^2 / phi; ``weibull(alpha, sigma)``
 has shape alpha and scale sigma; ``von_mises(mu, kappa)`` draws angles in [-pi, pi).
+
+``flat()`` is the improper flat prior: its support is the declared type's (``x: real<lower=0>``
+alone on a line means ``x: real<lower=0> ~ flat()``). :func:`logpdf` is the language's
+``logpdf(DIST(...), y)``: the elementwise log-density of any row.
 """
 
 from __future__ import annotations
@@ -16,13 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 
+from gendsl.core.ast import Call
 from gendsl.core.catalog import Table
-from gendsl.core.signatures import Param, Signature
+from gendsl.core.resolve import resolve_call
+from gendsl.core.signatures import Param, Signature, Spec
 
-__all__ = ["Distribution", "DISTRIBUTIONS"]
+__all__ = ["Distribution", "DISTRIBUTIONS", "make_distribution", "logpdf"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,34 @@ DISTRIBUTIONS = Table("distribution", {row.name: row for row in [
     _row("multivariate_normal", ["loc", "cov"], "real", event="mvn", make=lambda loc, cov: dist.MultivariateNormal(loc, covariance_matrix=cov)),
     _row("multivariate_normal_cholesky", ["loc", "scale_tril"], "real", event="mvn", make=lambda loc, tril: dist.MultivariateNormal(loc, scale_tril=tril)),
     _row("multi_normal_cholesky", ["mu", "L"], "real", event="mvn", make=lambda mu, L: dist.MultivariateNormal(mu, scale_tril=L)),
+    _row("flat", [], "any", doc="improper flat prior on the declared type's support",
+         make=lambda: dist.ImproperUniform(constraints.real, (), ())),
     _row("lkj_cholesky", ["dim", "concentration"], "corr_cholesky", event="lkj", make=lambda d, conc: dist.LKJCholesky(int(d), conc), integer_args=True),
     _row("lkj_corr_cholesky", ["K", "eta"], "corr_cholesky", event="lkj", make=lambda K, eta: dist.LKJCholesky(int(K), eta), integer_args=True),
 ]})
+
+
+def _float(x):
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
+def make_distribution(row: Distribution, spec: Spec, evaluate: Callable) -> dist.Distribution:
+    """The numpyro distribution of ``row`` for a resolved ``spec`` of it, its arguments evaluated
+    by ``evaluate(expr) -> array`` (for one example)."""
+    args = [evaluate(spec[p.name]) for p in row.signature.params]
+    if not row.integer_args:
+        args = [_float(a) for a in args]
+    return row.make(*args)
+
+
+_SIGNATURES = {name: row.signature for name, row in DISTRIBUTIONS.items()}
+
+
+def logpdf(call: Call, env: dict, evaluate: Callable) -> jax.Array:
+    """``logpdf(DIST(...), y)`` for one example: the elementwise log-density of ``y``, shape the
+    distribution's batch shape broadcast with ``y``'s (less its event axes)."""
+    dcall, value = call.args
+    spec = resolve_call(dcall, _SIGNATURES, "distribution")
+    d = make_distribution(DISTRIBUTIONS[spec.name], spec, evaluate)
+    return d.log_prob(evaluate(value))

@@ -10,8 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
+from gendsl.errors import GenRuntimeError
 from gendsl.mechanisms.base import AbstractMechanism, Choice
-from gendsl.mechanisms.distributions import DISTRIBUTIONS
+from gendsl.mechanisms.constraints import type_constraint
+from gendsl.mechanisms.distributions import DISTRIBUTIONS, make_distribution
 
 __all__ = ["Leaf"]
 
@@ -26,18 +28,16 @@ _FAMILY_OF_BASE = {
 }
 
 
-def _float(x):
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
-
-
 class Leaf(AbstractMechanism):
     """``x ~ normal(loc, scale)`` and the other leaf distributions.
 
     The numpyro distribution is built per example from the parents' values; its batch shape is
     broadcast to the variable's shape and summed over in ``log_prob``. It offers the capability
     ``"distribution"``: :meth:`distribution` is the numpyro distribution of one example (posterior
-    inference scores its elements one by one to sum out discrete latents).
+    inference scores its elements one by one to sum out discrete latents). A constrained type
+    (``mu: ordered[2] ~ normal(0, 5)``, ``sigma: real<lower=0> ~ normal(0, 1)``) restricts the
+    support to the type's, as in Stan: the density is the distribution's, unnormalised on that
+    support; ``flat()`` has the type's support and log-density 0.
     """
 
     name = "leaf"
@@ -50,14 +50,20 @@ class Leaf(AbstractMechanism):
         super().__init__(ctx)
         self.row = DISTRIBUTIONS[ctx.spec.name]
         self.sampler_name = "exact draw"
+        support = self.row.signature.support
+        native = {"simplex": "simplex", "corr_cholesky": "cholesky_factor_corr"}.get(support) == ctx.type.base
+        #: the support is the declared type's rather than the distribution's (flat, or restricted by the
+        #: type of a latent; on data the type is a check of the values)
+        restricted = ctx.type.constrained and not native and not ctx.type.discrete and not ctx.observed
+        self.typed_support = support == "any" or restricted
+        self.improper = support == "any"
+        if self.typed_support:  # a density restricted to the type's support, not renormalised (or flat)
+            self.sampler_name = "none (use infer)"
+            self.kind = "unnormalized"
 
     def as_written(self, env: dict) -> dist.Distribution:
         """The numpyro distribution of one example, its batch shape that of its arguments."""
-        row, spec, ev = self.row, self.ctx.spec, self.ctx.evaluate
-        args = [ev(spec[p.name], env) for p in row.signature.params]
-        if not row.integer_args:
-            args = [_float(a) for a in args]
-        return row.make(*args)
+        return make_distribution(self.row, self.ctx.spec, lambda e: self.ctx.evaluate(e, env))
 
     def distribution(self, env: dict) -> dist.Distribution:
         """The numpyro distribution of one example, its batch shape broadcast to the variable's."""
@@ -94,6 +100,11 @@ class Leaf(AbstractMechanism):
         return jax.vmap(one)(x, given)
 
     def sample(self, params, key, n, given):
+        if self.typed_support:
+            what = ("an improper flat prior" if self.improper else
+                    f"{self.ctx.spec.name}(...) restricted to the support of its type {self.ctx.type}")
+            raise GenRuntimeError(f"'{self.ctx.name}' has {what}, which cannot be drawn exactly; "
+                                  f"use infer() for its posterior", self.ctx.span)
         keys = jax.random.split(key, n)
 
         def one(k, gi):
@@ -102,6 +113,8 @@ class Leaf(AbstractMechanism):
         return jax.vmap(one)(keys, given)
 
     def support(self, params, given_one):
+        if self.typed_support:
+            return type_constraint(self.ctx.type, lambda e: self.ctx.evaluate(e, given_one))
         return self.distribution(given_one).support
 
     def describe(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from gendsl.core.functions import FUNCTIONS
 from gendsl.core.signatures import REQUIRED
 from gendsl.mechanisms.distributions import DISTRIBUTIONS as _DISTRIBUTIONS
-from gendsl.registry import CATALOG, SIGNATURES
+from gendsl.registry import CATALOG, NETWORKS, SIGNATURES
 
 DISTRIBUTIONS = [row.signature for row in _DISTRIBUTIONS.values()]
 by_category = CATALOG.by_category
@@ -19,11 +19,11 @@ from gendsl.lang.parser import MAX_DIMENSION
 # --------------------------------------------------------------------------- generating models
 
 NAME_RE = r"[A-Za-z_][A-Za-z0-9_]{0,7}"
-RESERVED = {"model", "data", "of"}
+RESERVED = {"model", "data", "of", "and", "or"}
 SCALAR_FUNCTIONS = sorted(n for n, f in FUNCTIONS.items()
                           if f.nargs == (1, 1) and f.rule.__name__ in ("_elementwise", "_reduce"))
 BROADCAST = [d for d in DISTRIBUTIONS if d.event == "broadcast"]
-BASE_OF_SUPPORT = {"real": "real", "positive": "positive", "unit": "unit", "interval": "real", "int": "int"}
+BASE_OF_SUPPORT = {"real": "real", "positive": "positive", "unit": "unit", "interval": "real", "int": "int", "any": "real"}
 numbers = st.one_of(
     st.integers(0, 10**6).map(str),
     st.floats(0, 1e300, allow_nan=False, allow_infinity=False).map(repr),
@@ -107,7 +107,10 @@ def option_value(draw, p, names: list[str]) -> str | None:
 
 @st.composite
 def nested_call(draw, category: str, names: list[str]) -> str:
-    name = draw(st.sampled_from(sorted(by_category(category))))
+    known = by_category(category)
+    if category == "network":  # options take vector networks; factorize's autoregressive ones are drawn apart
+        known = [n for n in known if NETWORKS[n].kind == "vector"]
+    name = draw(st.sampled_from(sorted(known)))
     fixed = {}
     if name in ("cnf", "generator"):
         fixed = {"net": draw(nested_call("network", names))}
