@@ -172,6 +172,8 @@ def test_the_draws_file_holds_the_conditional_probabilities(tmp_path):
      {"y": 0.0}, GenSemanticError, "the support of the latent 'w' depends on the discrete latent 'z'"),
     ("data y: real\n  z ~ bernoulli(0.5)\n  y ~ normal(z, 1)", {"y": 0.0}, GenDataError,
      "the only latents of 'm' are discrete (z)"),
+    ("data y: real\n  s ~ normal(0, 1)\n  z ~ bernoulli(0.5)\n  w = 2 * z\n  y ~ normal(s, 1)\n  target += -w * s^2",
+     {"y": 0.0}, GenSemanticError, "target (line 7) reads the discrete latent 'z', which inference sums out"),
 ])
 def test_what_cannot_be_summed_out_is_refused_clearly(text, data, error, words):
     prog = compile_text(f"model m {{\n  {text}\n}}\n")
