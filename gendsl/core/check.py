@@ -38,7 +38,7 @@ class _Errors:
         self.items.append(GenSemanticError(msg, span))
 
     def extend(self, err: GenError):
-        self.items.append(err)
+        self.items.extend([err, *err.notes])  # an error that found several problems carries the rest as notes
 
     def raise_if_any(self):
         if self.items:

@@ -136,18 +136,32 @@ def resolve_call(call: Call, signatures: Mapping[str, Signature], category: str 
     if len(call.args) > len(params):
         extra = call.args[len(params)]
         raise _err(f"{owner}() takes at most {len(params)} positional argument(s), got {len(call.args)}", extra)
+    problems: list[GenSemanticError] = []  # every bad argument of the call, reported together
+
+    def take(name: str, param, expr: Expr) -> None:
+        try:
+            values[name] = _value(param, expr, owner, signatures)
+        except GenSemanticError as err:
+            problems.extend([err, *err.notes])
+            values[name] = None
+
     for p, a in zip(params, call.args):
-        values[p.name] = _value(p, a, owner, signatures)
+        take(p.name, p, a)
     for key, a in call.kwargs:
         p = sig.param(key)
         if p is None:
-            raise _err(f"{owner}() has no argument '{key}'{did_you_mean(key, [q.name for q in params])}", a)
-        if key in values:
-            raise _err(f"{owner}() got argument '{key}' twice", a)
-        values[key] = _value(p, a, owner, signatures)
+            problems.append(_err(f"{owner}() has no argument '{key}'{did_you_mean(key, [q.name for q in params])}", a))
+        elif key in values:
+            problems.append(_err(f"{owner}() got argument '{key}' twice", a))
+        else:
+            take(key, p, a)
     for p in params:
         if p.name not in values:
             if p.default is REQUIRED:
-                raise _err(f"{owner}() is missing its argument '{p.name}'", call)
+                problems.append(_err(f"{owner}() is missing its argument '{p.name}'", call))
             values[p.name] = p.default
+    if problems:
+        for err in problems:
+            err.notes = []
+        raise GenSemanticError(problems[0].message, problems[0].span, notes=problems[1:])
     return Spec(sig.name, sig.category, values)
