@@ -164,7 +164,7 @@ class Program:
             resume: bool = False, max_retries: int = 3, lr_backoff: float = 0.5,
             devices: int | str | None = None, validation: float | Mapping[str, Any] | None = None,
             eval_every: int | None = None, patience: int | None = None,
-            fingerprint: Mapping[str, Any] | None = None) -> FitResult:
+            fingerprint: Mapping[str, Any] | None = None, log: Callable[[dict], None] | None = None) -> FitResult:
         """Train every node on ``data`` (arrays with a leading example axis).
 
         Parameters
@@ -198,6 +198,10 @@ class Program:
             likelihood models) is evaluated every ``eval_every`` steps (default: about 100 times
             a run, at least once an epoch), the parameters of the best evaluation are returned,
             and training stops after ``patience`` evaluations without improvement (None: never).
+        log:
+            Called as ``log(row)`` every few hundred steps (every ``eval_every`` with validation):
+            ``row = {"step", "loss" (the mean since the last row), "validation_loss" (or None),
+            "seconds"}``; ``gendsl fit`` writes the rows to ``training_log.csv``.
         fingerprint:
             What else identifies this run (JSON values: the model's text, the optimiser's
             settings...). Checkpoints record it with the steps, batch size, data digest and key,
@@ -260,7 +264,7 @@ class Program:
                                                 batch_size=batch_size, losses=losses, progress=progress,
                                                 checkpoint=save, checkpoint_every=checkpoint_every,
                                                 max_retries=max_retries, lr_backoff=lr_backoff, mesh=mesh,
-                                                chunks=chunks, validation=monitor, tracking=tracking)
+                                                chunks=chunks, validation=monitor, tracking=tracking, log=log)
         except NonFiniteLoss as err:
             err.params = self.finalize(err.state.params, err.state.node_state, lowered)
             raise

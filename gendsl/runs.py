@@ -201,10 +201,12 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     fingerprint = {"model_text": hashlib.sha256(source.encode("utf-8")).hexdigest(), "model_name": model.name,
                    "seed": seed, "learning_rate": learning_rate, "validation_share": validation,
                    "eval_every": eval_every, "patience": patience}
+    checkpoint_dir = confined_dir(out, "checkpoint") if main else None
+    log = TrainingLog(checkpoint_dir / TrainingLog.NAME, resume=resume) if main else None
     try:
         result = program.fit(train, steps=steps, key=fit_key, batch_size=batch_size,
                              optimizer=optax.adam(learning_rate), progress=progress and main,
-                             checkpoint_dir=confined_dir(out, "checkpoint") if main else None,
+                             checkpoint_dir=checkpoint_dir, log=log,
                              checkpoint_every=checkpoint_every or max(1, steps // 10),
                              resume=resume, devices=devices, validation=validation, eval_every=eval_every,
                              patience=patience if validation is not None else None, fingerprint=fingerprint)
@@ -215,6 +217,7 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
         raise
     if not main:
         return None
+    atomic_write_text(out / TrainingLog.NAME, log.text())
     atomic_write_text(out / "model.gen", source)
     _write_json(out / "run.json", {"model": model.name, "dims": dims, "seed": seed, "steps": steps,
                                    "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate,
@@ -246,6 +249,31 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     elif (out / "samples.png").is_file():  # a replaced run's picture, not this one's
         (out / "samples.png").unlink()
     return metrics
+
+
+class TrainingLog:
+    """``training_log.csv`` as training goes: ``step,loss,validation_loss,seconds`` every chunk
+    (rewritten whole and atomically in ``checkpoint/``, so a resumed run continues its rows), and
+    copied beside the results once training has succeeded."""
+
+    NAME = "training_log.csv"
+    HEADER = "step,loss,validation_loss,seconds\n"
+
+    def __init__(self, path: Path, resume: bool):
+        self.path = path
+        self.lines: list[str] = []
+        if resume and path.is_file() and not path.is_symlink():
+            self.lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[1:]
+
+    def __call__(self, row: dict) -> None:
+        step = int(row["step"])
+        self.lines = [line for line in self.lines if int(line.split(",", 1)[0]) < step]  # rows after a resume point
+        value = row["validation_loss"]
+        self.lines.append(f"{step},{row['loss']:.6g},{'' if value is None else f'{value:.6g}'},{row['seconds']:.2f}\n")
+        atomic_write_text(self.path, self.text())
+
+    def text(self) -> str:
+        return self.HEADER + "".join(self.lines)
 
 
 def _refuse_replacing(out: Path, *, resume: bool, force: bool) -> None:

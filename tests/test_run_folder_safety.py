@@ -208,3 +208,22 @@ def test_a_warning_is_one_clean_line(tmp_path, monkeypatch):
     (tmp_path / "m.gen").write_bytes(MODEL.encode())
     code, err = run_cli(["check", str(tmp_path / "m.gen")])
     assert code == 0 and err == "warning: the learning rate was halved after a non-finite loss\n", err
+
+
+def test_the_training_log_has_a_row_per_chunk(finished):
+    """``training_log.csv``: step, mean loss, validation loss (validation is on by default), time."""
+    lines = (finished / "training_log.csv").read_text().splitlines()
+    assert lines[0] == "step,loss,validation_loss,seconds"
+    rows = [line.split(",") for line in lines[1:]]
+    steps = [int(r[0]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] <= 4 and len(rows) >= 1
+    assert all(np.isfinite(float(r[1])) and np.isfinite(float(r[2])) and float(r[3]) >= 0 for r in rows)
+
+
+def test_a_log_callback_sees_every_chunk():
+    prog = gendsl.compile(gendsl.parse("model m {\n  data x: real[2]\n  x ~ pushforward(normal(0, 1), coupling(layers=2, hidden=[8]))\n}"))
+    rows = []
+    x = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    prog.fit({"x": x}, steps=30, batch_size=50, progress=False, validation=0.2, eval_every=10, log=rows.append)
+    assert [r["step"] for r in rows] == [10, 20, 30]
+    assert all(r["validation_loss"] is not None and np.isfinite(r["loss"]) for r in rows)

@@ -228,7 +228,8 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
         checkpoint: Callable[[TrainState, np.ndarray], None] | None = None, checkpoint_every: int | None = None,
         max_retries: int = 3, lr_backoff: float = 0.5, mesh=None,
         chunks: dict | None = None, validation: Validation | None = None,
-        tracking: dict | None = None) -> tuple[TrainState, np.ndarray, float, ValidationCurve | None]:
+        tracking: dict | None = None, log: Callable[[dict], None] | None = None,
+        ) -> tuple[TrainState, np.ndarray, float, ValidationCurve | None]:
     """Run ``step_fn`` from ``state`` until ``state.step == steps``, in jitted scan chunks.
 
     Parameters
@@ -247,6 +248,9 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
         ``checkpoint_every`` steps, and at the end; ``tracking`` is what the validation has seen
         (None without validation: ``best_state``, ``best_loss``, ``best_step``, ``since``,
         ``steps``, ``losses``), handed back as ``tracking`` to resume it.
+    log:
+        ``log(row)`` at every chunk end (every ``validation.every`` steps with validation), with
+        ``row = {"step", "loss" (mean over the chunk), "validation_loss" (or None), "seconds"}``.
     max_retries, lr_backoff:
         A chunk with a non-finite loss is undone and retried with the learning rate times
         ``lr_backoff``; after ``max_retries`` failures in a row :class:`NonFiniteLoss` is raised.
@@ -310,7 +314,7 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
         if bar is not None:
             bar.update(len(chunk_losses))
             bar.set_postfix(loss=f"{float(np.mean(chunk_losses[-50:])):.4f}")
-        stop = False
+        stop, value = False, None
         if validation is not None:
             value = float(validation.evaluate(state))
             curve_steps.append(done)
@@ -322,6 +326,9 @@ def run(step_fn: Callable, state: TrainState, data: dict, n: int, *, steps: int,
             stop = validation.patience is not None and since >= validation.patience and done < total
             if bar is not None:
                 bar.set_postfix(loss=f"{float(np.mean(chunk_losses[-50:])):.4f}", val=f"{value:.4f}")
+        if log is not None:
+            log({"step": done, "loss": float(np.mean(chunk_losses)), "validation_loss": value,
+                 "seconds": time.perf_counter() - t0})
         if checkpoint is not None and (stop or done >= total or
                                        (checkpoint_every and done - last_saved >= checkpoint_every)):
             seen = None
