@@ -16,6 +16,8 @@ from gendsl.errors import GenSemanticError, did_you_mean
 __all__ = ["resolve_call", "literal", "MAX_INT_OPTION"]
 
 MAX_INT_OPTION = 2**31 - 1
+#: most sizes an ``ints`` option (hidden=[...]) may list
+MAX_LIST_OPTION = 64
 """Largest integer option (sizes, steps): int32."""
 
 _CATEGORY_WORDS = {
@@ -118,8 +120,11 @@ def _value(param: Param, expr: Expr, owner: str, signatures: Mapping[str, Signat
     if kind == "ints" and any(v <= 0 for v in value):
         raise _err(f"{where} must hold positive sizes, got {unparse(expr)}", expr)
     ints = value if kind == "ints" else (value,) if kind in ("int", "int_or_str") and isinstance(value, int) else ()
-    if any(v > MAX_INT_OPTION for v in ints):
-        raise _err(f"{where} is too large (at most {MAX_INT_OPTION}), got {unparse(expr)[:40]}", expr)
+    limit = min(param.limit, MAX_INT_OPTION) if param.limit is not None else MAX_INT_OPTION
+    if any(v > limit for v in ints):
+        raise _err(f"{where} is too large (at most {limit}), got {unparse(expr)[:40]}", expr)
+    if kind == "ints" and len(ints) > MAX_LIST_OPTION:
+        raise _err(f"{where} lists too many sizes (at most {MAX_LIST_OPTION}), got {len(ints)}", expr)
     return value
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["REQUIRED", "Param", "Signature", "Spec", "ACTIVATION", "default_spec", "learned_spec"]
+__all__ = ["REQUIRED", "Param", "Signature", "Spec", "ACTIVATION", "default_spec", "learned_spec", "LAYER_LIMIT",
+           "WIDTH_LIMIT", "STEP_LIMIT"]
 
 
 class _Required:
@@ -38,6 +39,9 @@ class Param:
     default: Any = REQUIRED
     choices: tuple = ()
     doc: str = ""
+    #: the largest value an integer option (or each size of an ``ints`` one) may take: a small
+    #: file must not ask for a network or a loop that cannot fit in memory or time
+    limit: int | None = None
     #: the option only changes how draws are made (a sampler, a guidance scale), not what is
     #: learned: it may change at sample time and is not part of the parameters' fingerprint
     sampling: bool = False
@@ -81,6 +85,10 @@ class Spec:
 
 #: the ``activation=`` option every network and map takes
 ACTIVATION = ("silu", "relu", "tanh", "gelu", "elu", "softplus")
+
+
+#: default limits of integer options: layers of a stack, widths of a layer, steps of a loop
+LAYER_LIMIT, WIDTH_LIMIT, STEP_LIMIT = 256, 16384, 10**6
 
 
 def learned_spec(spec: Spec, signatures) -> Spec:

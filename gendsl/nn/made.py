@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gendsl.core.signatures import ACTIVATION, Param, Signature
+from gendsl.core.signatures import ACTIVATION, WIDTH_LIMIT, Param, Signature
 from gendsl.nn.activations import ACTIVATIONS
 from gendsl.nn.base import Network
 from gendsl.nn.layers import dense
@@ -20,8 +20,8 @@ __all__ = ["MADE", "made_masks"]
 
 #: ``made(...)`` in the language
 MADE_SIGNATURE = Signature("made", "network", (
-        Param("hidden", "ints", (64, 64)),
-        Param("components", "int", 8),
+        Param("hidden", "ints", (64, 64), limit=WIDTH_LIMIT),
+        Param("components", "int", 8, limit=1024),
         Param("activation", "str", "silu", ACTIVATION),
     ), "masked autoregressive network (MADE), mixture conditionals for reals")
 

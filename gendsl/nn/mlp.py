@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from gendsl.core.signatures import ACTIVATION, Param, Signature
+from gendsl.core.signatures import ACTIVATION, WIDTH_LIMIT, Param, Signature
 from gendsl.nn.activations import ACTIVATIONS
 from gendsl.nn.base import Network
 
@@ -16,9 +16,9 @@ __all__ = ["MLP", "build"]
 
 #: ``mlp(...)`` in the language
 MLP_SIGNATURE = Signature("mlp", "network", (
-        Param("hidden", "ints", (64, 64)),
+        Param("hidden", "ints", (64, 64), limit=WIDTH_LIMIT),
         Param("activation", "str", "silu", ACTIVATION),
-        Param("components", "int", 8, doc="mixture components when used by factorize on reals"),
+        Param("components", "int", 8, limit=1024, doc="mixture components when used by factorize on reals"),
     ), "a multilayer perceptron")
 
 

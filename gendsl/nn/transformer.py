@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from gendsl.core.signatures import Param, Signature
+from gendsl.core.signatures import LAYER_LIMIT, WIDTH_LIMIT, Param, Signature
 from gendsl.nn.base import Network
 from gendsl.nn.layers import dense
 
@@ -16,10 +16,10 @@ __all__ = ["Transformer"]
 
 #: ``transformer(...)`` in the language
 TRANSFORMER_SIGNATURE = Signature("transformer", "network", (
-        Param("layers", "int", 2),
-        Param("width", "int", 64),
-        Param("heads", "int", 4),
-        Param("components", "int", 8),
+        Param("layers", "int", 2, limit=LAYER_LIMIT),
+        Param("width", "int", 64, limit=WIDTH_LIMIT),
+        Param("heads", "int", 4, limit=1024),
+        Param("components", "int", 8, limit=1024),
     ), "causal transformer")
 
 

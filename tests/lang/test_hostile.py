@@ -27,6 +27,7 @@ import pytest
 
 import gendsl
 from gendsl.cli import main
+from gendsl.errors import GenSemanticError
 from gendsl.lang.parser import _parser
 
 MARKER = "PWNED_MARKER"
@@ -361,3 +362,15 @@ def test_the_source_scan_finds_what_it_looks_for():
             "from dill import"} <= found
     assert not _unsafe(ast.parse("np.load(f, allow_pickle=False)  # no pickle, no eval(\n'''no eval( here'''\n"))
     assert [line for line, code in _code_lines("x = 1  # eval(\ny = 'exec('\nz = eval(q)\n") if "eval(" in code] == [3]
+
+
+@pytest.mark.parametrize("option", ["coupling(layers=2147483647)", "coupling(hidden=[100000])",
+                                    "coupling(hidden=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, "
+                                    "8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, "
+                                    "8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8])",
+                                    "generator(net=mlp(hidden=[8]), critic=mlp(hidden=[8]), critic_steps=1000000000)"])
+def test_huge_options_are_refused_at_check_time(option):
+    """A few bytes must not ask for a 32 GiB network or a billion-step loop: refused by the
+    option's limit, naming it, before anything is built."""
+    with pytest.raises(GenSemanticError, match="too large|too many sizes"):
+        gendsl.parse(f"model m {{\n  data x: real[2]\n  x ~ pushforward(normal(0, 1), {option})\n}}")

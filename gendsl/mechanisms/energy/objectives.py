@@ -23,17 +23,17 @@ import jax
 import jax.numpy as jnp
 
 from gendsl.core.catalog import Table
-from gendsl.core.signatures import Param, Signature
+from gendsl.core.signatures import STEP_LIMIT, Param, Signature
 
 __all__ = ["OBJECTIVES", "dsm_loss", "ssm_loss", "cd_loss"]
 
 #: ``dsm(...)`` in the language
 DSM_SIGNATURE = Signature("dsm", "objective", (Param("sigma", "number", 0.1),), "denoising score matching")
 #: ``ssm(...)`` in the language
-SSM_SIGNATURE = Signature("ssm", "objective", (Param("projections", "int", 1),), "sliced score matching")
+SSM_SIGNATURE = Signature("ssm", "objective", (Param("projections", "int", 1, limit=1024),), "sliced score matching")
 #: ``cd(...)`` in the language
 CD_SIGNATURE = Signature("cd", "objective", (
-        Param("steps", "int", 20), Param("buffer", "int", 1024), Param("reinit", "number", 0.05),
+        Param("steps", "int", 20, limit=STEP_LIMIT), Param("buffer", "int", 1024, limit=10**6), Param("reinit", "number", 0.05),
         Param("alpha", "number", 0.1, doc="weight of the L2 penalty on the energies"),
     ), "contrastive divergence with a replay buffer")
 

@@ -26,7 +26,7 @@ import lineax as lx
 import numpy as np
 
 from gendsl.core.catalog import Table
-from gendsl.core.signatures import Param, Signature
+from gendsl.core.signatures import STEP_LIMIT, Param, Signature
 from gendsl.mechanisms.evolve.processes import AbstractProcess, reverse_drift, score, velocity
 
 __all__ = ["SAMPLERS", "SOLVERS", "solve_ode", "ode_path", "solve_sde", "LangevinCorrected", "ode_evaluations",
@@ -34,12 +34,12 @@ __all__ = ["SAMPLERS", "SOLVERS", "solve_ode", "ode_path", "solve_sde", "Langevi
 
 #: ``ode(...)`` in the language
 ODE_SIGNATURE = Signature("ode", "sampler", (
-        Param("steps", "int_or_str", 64), Param("solver", "str", "heun", ("euler", "heun", "midpoint", "tsit5")),
+        Param("steps", "int_or_str", 64, limit=STEP_LIMIT), Param("solver", "str", "heun", ("euler", "heun", "midpoint", "tsit5")),
         Param("rtol", "number", 1e-3), Param("atol", "number", 1e-5),
     ), "probability-flow / velocity ODE")
 #: ``sde(...)`` in the language
 SDE_SIGNATURE = Signature("sde", "sampler", (
-        Param("steps", "int", 256), Param("corrector", "int", 0), Param("snr", "number", 0.16),
+        Param("steps", "int", 256, limit=STEP_LIMIT), Param("corrector", "int", 0, limit=100), Param("snr", "number", 0.16),
     ), "reverse-time SDE (Euler-Maruyama)")
 
 #: samplers of an evolve node, by name (each entry its signature)

@@ -32,7 +32,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from gendsl.core.signatures import Param, Signature
+from gendsl.core.signatures import STEP_LIMIT, Param, Signature
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms.base import build_network, check_vector_network, vector_network
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
@@ -45,8 +45,8 @@ __all__ = ["CNFPushforward", "velocity_network", "EVALS_PER_STEP", "LOG_PROB_PRO
 CNF_SIGNATURE = Signature("cnf", "map", (
         Param("net", "network", None), Param("trace", "str", "exact", ("exact", "hutchinson")),
         Param("train", "str", "likelihood", ("likelihood", "flow_matching")),
-        Param("rtol", "number", 1e-3), Param("atol", "number", 1e-5), Param("steps", "int_or_str", "adaptive"),
-        Param("max_steps", "int", 1000, doc="most solver steps of one adaptive solve"),
+        Param("rtol", "number", 1e-3), Param("atol", "number", 1e-5), Param("steps", "int_or_str", "adaptive", limit=STEP_LIMIT),
+        Param("max_steps", "int", 1000, limit=10**6, doc="most solver steps of one adaptive solve"),
     ), "continuous normalizing flow")
 
 #: Tsit5 evaluates the vector field six times per step (first-same-as-last)

@@ -21,7 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from gendsl.core.signatures import ACTIVATION, Param, Signature
+from gendsl.core.signatures import ACTIVATION, LAYER_LIMIT, WIDTH_LIMIT, Param, Signature
 from gendsl.mechanisms.pushforward.bijection import (
     AbstractBijection,
     Bijection,
@@ -36,7 +36,7 @@ __all__ = ["ElementwiseTransformer", "AffineTransformer", "Coupling", "coupling_
 
 #: ``coupling(...)`` in the language
 COUPLING_SIGNATURE = Signature("coupling", "map", (
-        Param("layers", "int", 8), Param("hidden", "ints", (64, 64)),
+        Param("layers", "int", 8, limit=LAYER_LIMIT), Param("hidden", "ints", (64, 64), limit=WIDTH_LIMIT),
         Param("activation", "str", "silu", ACTIVATION),
     ), "affine coupling flow (RealNVP)")
 

@@ -24,7 +24,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from gendsl.core.signatures import Param, Signature
+from gendsl.core.signatures import WIDTH_LIMIT, Param, Signature
 from gendsl.errors import GenRuntimeError, GenSemanticError
 from gendsl.mechanisms.base import build_network, check_vector_network, vector_network
 from gendsl.mechanisms.pushforward.node import PushforwardNode, initialise, static_part
@@ -35,8 +35,8 @@ __all__ = ["GeneratorPushforward", "networks"]
 #: ``generator(...)`` in the language
 GENERATOR_SIGNATURE = Signature("generator", "map", (
         Param("net", "network", None), Param("critic", "network", None),
-        Param("latent", "int", 0, doc="latent dimension (0: the variable's size)"),
-        Param("penalty", "number", 10.0), Param("critic_steps", "int", 5),
+        Param("latent", "int", 0, limit=WIDTH_LIMIT, doc="latent dimension (0: the variable's size)"),
+        Param("penalty", "number", 10.0), Param("critic_steps", "int", 5, limit=1000),
         Param("ema", "number", 0.99, doc="decay of the moving average of the generator kept for sampling (0: none)"),
     ), "implicit generator trained adversarially (WGAN-GP)")
 

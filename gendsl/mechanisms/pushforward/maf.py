@@ -15,7 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from gendsl.core.signatures import ACTIVATION, Param, Signature
+from gendsl.core.signatures import ACTIVATION, LAYER_LIMIT, WIDTH_LIMIT, Param, Signature
 from gendsl.mechanisms.pushforward.bijection import (
     AbstractBijection,
     Bijection,
@@ -30,7 +30,7 @@ __all__ = ["MaskedAffine", "build_maf"]
 
 #: ``maf(...)`` in the language
 MAF_SIGNATURE = Signature("maf", "map", (
-        Param("layers", "int", 5), Param("hidden", "ints", (64, 64)),
+        Param("layers", "int", 5, limit=LAYER_LIMIT), Param("hidden", "ints", (64, 64), limit=WIDTH_LIMIT),
         Param("activation", "str", "silu", ACTIVATION),
     ), "masked autoregressive flow")
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gendsl.core.signatures import ACTIVATION, Param, Signature
+from gendsl.core.signatures import ACTIVATION, LAYER_LIMIT, WIDTH_LIMIT, Param, Signature
 from gendsl.mechanisms.pushforward.bijection import Bijection
 from gendsl.mechanisms.pushforward.coupling import coupling_flow
 
@@ -23,7 +23,8 @@ __all__ = ["SplineTransformer", "build_spline"]
 
 #: ``spline(...)`` in the language
 SPLINE_SIGNATURE = Signature("spline", "map", (
-        Param("layers", "int", 4), Param("bins", "int", 8), Param("hidden", "ints", (64, 64)),
+        Param("layers", "int", 4, limit=LAYER_LIMIT), Param("bins", "int", 8, limit=1024),
+        Param("hidden", "ints", (64, 64), limit=WIDTH_LIMIT),
         Param("bound", "number", 4.0),
         Param("activation", "str", "silu", ACTIVATION),
     ), "rational-quadratic spline coupling flow")
