@@ -18,8 +18,9 @@ from gendsl import api
 from gendsl.advisor import advise, render
 from gendsl.bench import run_bench
 from gendsl.distill import distill_run, distill_summary
-from gendsl.errors import GenError, GenSyntaxError, Span, printable
+from gendsl.errors import GenError, printable
 from gendsl.inference_run import infer_run, read_data
+from gendsl.lang import read_text
 from gendsl.numerics.devices import initialize_distributed
 from gendsl.runs import PATIENCE, VALIDATION_SHARE, fit_run, sample_run, summary_line
 
@@ -28,7 +29,7 @@ __all__ = ["main", "build_parser"]
 
 def _cmd_check(args) -> int:
 
-    text = _read_source(args.file)
+    text = read_text(args.file)
     models = api.parse_all(text, str(args.file))
     for model in models:
         try:
@@ -37,21 +38,6 @@ def _cmd_check(args) -> int:
             print(f"model {model.name}: checked; not compiled: {printable(err.message)}")
     print(f"{args.file}: ok ({len(models)} model{'s' if len(models) != 1 else ''})")
     return 0
-
-
-def _read_source(path) -> str:
-
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except (OSError, ValueError) as err:
-        raise GenError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}", Span(str(path))) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        raise GenSyntaxError("the file is not valid UTF-8 text", Span(str(path), line, col)) from None
 
 
 def _cmd_describe(args) -> int:

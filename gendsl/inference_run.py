@@ -18,7 +18,7 @@ import numpy as np
 
 from gendsl import api
 from gendsl.errors import GenDataError
-from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, output_root
+from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, check_npz, output_root, read_text
 from gendsl.plots import trace_plot
 
 __all__ = ["read_data", "write_posterior", "infer_run"]
@@ -31,16 +31,18 @@ def read_data(path: str | Path) -> dict:
         raise GenDataError(f"data file '{path}' does not exist")
     if path.suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            with np.load(check_npz(path, "the data file"), allow_pickle=False) as archive:
                 return {k: archive[k] for k in archive.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
             raise GenDataError(f"cannot read the data file '{path}': {err}") from None
     if path.suffix != ".json":
         raise GenDataError(f"'{path}': infer reads a .json object (or an .npz archive) keyed by variable name")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path, "the data file"))
     except json.JSONDecodeError as err:
         raise GenDataError(f"'{path}' is not valid JSON: {err}") from None
+    except RecursionError:
+        raise GenDataError(f"'{path}' nests its JSON too deeply") from None
     if not isinstance(data, dict):
         raise GenDataError(f"'{path}' must hold a JSON object keyed by variable name")
     return data

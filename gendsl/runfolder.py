@@ -25,6 +25,7 @@ from gendsl.core.signatures import Spec
 from gendsl.core.types import VarType
 from gendsl.errors import GenDataError, GenError, GenSemanticError, Span
 from gendsl.lang import parse, read_text
+from gendsl.numerics.confined import read_text as read_record_text
 from gendsl.program import Program
 from gendsl.registry import CATALOG as _BARE_CATALOG
 from gendsl.registry import MECHANISMS
@@ -102,10 +103,12 @@ def _entering(folder: Path, span: Span | None):
 def read_record(folder: str | Path) -> dict:
     """``run.json`` of a run folder, or a :class:`GenDataError` saying the folder is not a run."""
     path = Path(folder) / "run.json"
+    if not path.exists():
+        raise GenDataError(f"{folder} is not a gendsl run folder: {path} is missing")
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        raise GenDataError(f"{folder} is not a gendsl run folder: {path} is missing or unreadable") from None
+        record = json.loads(read_record_text(path, "the run record"))
+    except (ValueError, RecursionError):
+        raise GenDataError(f"{folder} is not a gendsl run folder: {path} is not a JSON record") from None
     if not isinstance(record, dict):
         raise GenDataError(f"{path} does not hold a run record (a JSON object)")
     return record

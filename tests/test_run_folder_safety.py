@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +42,20 @@ def snapshot(folder: Path) -> dict[str, bytes]:
             if p.is_file() and not p.is_symlink()}
 
 
-@pytest.fixture
-def finished(tmp_path) -> Path:
-    out = tmp_path / "run"
-    code, err = fit(tmp_path, out)
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """One finished run, trained once for the module."""
+    folder = tmp_path_factory.mktemp("pristine")
+    code, err = fit(folder, folder / "run")
     assert code == 0, err
+    return folder / "run"
+
+
+@pytest.fixture
+def finished(tmp_path, pristine) -> Path:
+    """A copy of the finished run for one test to attack."""
+    out = tmp_path / "run"
+    shutil.copytree(pristine, out, symlinks=True)
     return out
 
 
@@ -227,3 +237,48 @@ def test_a_log_callback_sees_every_chunk():
     prog.fit({"x": x}, steps=30, batch_size=50, progress=False, validation=0.2, eval_every=10, log=rows.append)
     assert [r["step"] for r in rows] == [10, 20, 30]
     assert all(r["validation_loss"] is not None and np.isfinite(r["loss"]) for r in rows)
+
+
+# -- reading: no hang on a pipe, no endless device, no zip bomb, no recursion -------------------
+
+
+def _bomb(path: Path, rows: int) -> None:
+    """An ``.npz`` of a few kB whose one member's header declares ``rows * 2`` float64s (a real
+    bomb would follow with that many compressed zeros; the header is refused before them)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("x.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": (rows, 2)})
+            member.write(bytes(2**16))
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path):
+    _bomb(tmp_path / "d.npz", 2**27)  # declares 2 GiB
+    assert (tmp_path / "d.npz").stat().st_size < 2**20
+    (tmp_path / "m.gen").write_bytes(MODEL.encode())
+    code, err = run_cli(
+        ["fit", str(tmp_path / "m.gen"), "--data", str(tmp_path / "d.npz"), "--steps", "2", "--out", str(tmp_path / "run")])
+    assert code == 1 and ("zip bomb" in err or "declares shape" in err), err
+
+
+@pytest.mark.parametrize("target", ["fifo", "/dev/zero", "folder"])
+def test_a_run_folder_whose_files_are_not_files_is_refused(tmp_path, finished, target):
+    victim = finished / "run.json"
+    victim.unlink()
+    if target == "fifo":
+        os.mkfifo(victim)
+    elif target == "folder":
+        victim.mkdir()
+    else:
+        victim.symlink_to(target)
+    code, err = run_cli(["sample", str(finished), "--n", "5", "--out", str(tmp_path / "s.npy")])
+    assert code == 1 and ("not a regular file" in err or "is a folder" in err), err
+
+
+def test_json_nested_too_deep_is_a_data_error(tmp_path):
+    (tmp_path / "m.gen").write_text("model m {\n  data y: real\n  mu ~ normal(0, 1)\n  y ~ normal(mu, 1)\n}\n")
+    (tmp_path / "d.json").write_text('{"y": ' + "[" * 100000 + "]" * 100000 + "}")
+    code, err = run_cli(["infer", str(tmp_path / "m.gen"), "--data", str(tmp_path / "d.json"), "--out",
+                         str(tmp_path / "post")])
+    assert code == 1 and "too deeply" in err, err

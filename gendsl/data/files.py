@@ -13,6 +13,7 @@ import numpy as np
 from gendsl.data.dataset import Dataset
 from gendsl.data.sets import BUILTIN_NAMES, N_DEFAULT, builtin, labelled_blobs, quote
 from gendsl.errors import GenDataError, did_you_mean
+from gendsl.numerics.confined import check_npz, read_text, readable
 
 __all__ = ["TRUE_NLL_KEY", "load_source", "split_heldout"]
 
@@ -57,12 +58,15 @@ def _json_array(path: Path, key: str, value: object) -> np.ndarray:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
+    with np.load(check_npz(path, "the data file"), allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
 
 def _read_json(path: Path) -> dict[str, np.ndarray]:
-    raw = json.loads(path.read_text())
+    try:
+        raw = json.loads(read_text(path, "the data file"))
+    except RecursionError:
+        raise GenDataError(f"data file '{path}' nests its JSON too deeply") from None
     if not isinstance(raw, dict):
         raise GenDataError(f"data file '{path}' must hold a JSON object keyed by variable name")
     return {k: _json_array(path, k, v) for k, v in raw.items()}
@@ -134,7 +138,7 @@ def load_source(
         )
     try:
         if suffix == ".npy":
-            arrays = {variables[0]: np.load(path, allow_pickle=False, mmap_mode="r")}  # rows read on use
+            arrays = {variables[0]: np.load(readable(path, "the data file"), allow_pickle=False, mmap_mode="r")}
         elif suffix == ".npz":
             arrays = _read_npz(path)
         else:

@@ -6,6 +6,8 @@ what each mechanism accepts); :mod:`gendsl.api` passes the registry's.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from gendsl.core.catalog import Catalog
@@ -54,13 +56,30 @@ def parse(text: str, catalog: Catalog, model: str | None = None, file: str = "<s
     return _pick(parse_all(text, catalog, file), model, Span(file))
 
 
+#: largest .gen file read (16 MiB)
+MAX_SOURCE_BYTES = 16 * 2**20
+
+
+def _is_stdin(path: Path) -> bool:
+    """``/dev/stdin`` (``cat m.gen | gendsl fit /dev/stdin``): a pipe, read once and capped."""
+    return str(path) in ("/dev/stdin", "-")
+
+
 def read_text(path: str | Path) -> str:
     """The UTF-8 text of a ``.gen`` file; an unreadable or undecodable file is a :class:`GenError`."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) and not _is_stdin(path):
+            raise GenError(f"cannot read {path}: it is not a regular file", Span(str(path)))
+        if info.st_size > MAX_SOURCE_BYTES:
+            raise GenError(f"{path} is {info.st_size} bytes; a .gen file is read up to {MAX_SOURCE_BYTES}", Span(str(path)))
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SOURCE_BYTES + 1)
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
         raise GenError(f"cannot read {path}: {getattr(err, 'strerror', None) or err}", Span(str(path))) from None
+    if len(raw) > MAX_SOURCE_BYTES:
+        raise GenError(f"{path} is longer than the {MAX_SOURCE_BYTES} bytes a .gen file is read up to", Span(str(path)))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

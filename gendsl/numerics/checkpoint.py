@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendsl.errors import GenDataError
-from gendsl.numerics.confined import atomic_write_bytes, output_root
+from gendsl.numerics.confined import atomic_write_bytes, check_npz, output_root
 
 __all__ = ["CHECKPOINT", "save_checkpoint", "load_checkpoint", "has_checkpoint", "data_digest", "differences"]
 
@@ -66,9 +67,9 @@ def load_checkpoint(folder: str | Path, template: Any) -> tuple[Any, np.ndarray,
     """Read a checkpoint into the structure of ``template``: returns ``(state, losses, record)``."""
     path = Path(folder) / CHECKPOINT
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(check_npz(path, "the checkpoint"), allow_pickle=False) as f:
             stored = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise GenDataError(f"cannot read the checkpoint {path}: {err}") from None
     leaves, treedef = jax.tree_util.tree_flatten(template)
     if sum(k.startswith("leaf_") for k in stored) != len(leaves):

@@ -1,4 +1,6 @@
-"""Writing inside one output folder only: no write through a link, no path that leaves it.
+"""Writing inside one output folder only, and reading only what can be read safely.
+
+Writing: no write through a link, no path that leaves the output folder.
 
 Every file gendsl writes (run folders, parameters, checkpoints, pictures, draws) goes through
 :func:`atomic_write_bytes` into a folder made by :func:`confined_dir`:
@@ -12,16 +14,31 @@ a folder should be; ``atomic_write_bytes`` refuses a link or a folder at the tar
 temporary file beside it (created exclusively, never following a link), syncs it and renames it
 over the target, so a reader sees the old file or the new one and never half of one. Links
 above the root (``/tmp`` on macOS, a symlinked home) are the user's own choice and are allowed.
+
+Reading: :func:`readable` refuses what is not a regular file (a FIFO would hang, ``/dev/zero``
+never ends) and files above a size limit; :func:`check_npz` refuses an ``.npz`` whose members
+declare (in their headers, read before anything is decompressed) far more data than the file
+holds, a zip bomb.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from gendsl.errors import GenDataError
 
-__all__ = ["output_root", "confined_dir", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["output_root", "confined_dir", "atomic_write_bytes", "atomic_write_text", "readable", "read_text",
+           "check_npz", "TEXT_LIMIT", "NPZ_EXPANSION"]
+
+#: largest text file read (JSON records and data, model files): 64 MiB
+TEXT_LIMIT = 64 * 2**20
+#: an ``.npz`` may declare at most this many times its own size (and always 1 GiB)
+NPZ_EXPANSION, NPZ_FLOOR = 100, 2**30
 
 
 def _umask() -> int:
@@ -108,3 +125,56 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """:func:`atomic_write_bytes` of ``text`` in UTF-8, written byte for byte (no newline translation)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def readable(path: str | Path, what: str, limit: int | None = None) -> Path:
+    """``path`` if it is a regular file (links followed) of at most ``limit`` bytes; else a GenDataError."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise GenDataError(f"cannot read {what} {path}: {err.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a device, pipe or socket)"
+        raise GenDataError(f"cannot read {what} {path}: it is {kind}")
+    if limit is not None and info.st_size > limit:
+        raise GenDataError(f"{what} {path} is {info.st_size} bytes, more than the {limit} bytes read")
+    return path
+
+
+def read_text(path: str | Path, what: str, limit: int = TEXT_LIMIT) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes (no newline translation)."""
+    path = readable(path, what, limit)
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise GenDataError(f"{what} {path} is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise GenDataError(f"cannot read {what} {path}: {err.strerror}") from None
+
+
+def check_npz(path: str | Path, what: str) -> Path:
+    """``path`` if it is a regular ``.npz`` whose members declare at most ``NPZ_EXPANSION`` times
+    its size (and at least 1 GiB is always allowed), read from the headers alone."""
+    path = readable(path, what)
+    allowed = max(NPZ_FLOOR, NPZ_EXPANSION * os.path.getsize(path))
+    declared = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                declared += info.file_size  # what the member unpacks to, from the zip directory
+                if declared > allowed:
+                    raise GenDataError(f"{what} {path} unpacks to more than {allowed} bytes ({info.filename} and "
+                                       f"before): refused as a possible zip bomb")
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as member:
+                        version = np.lib.format.read_magic(member)
+                        header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                  else np.lib.format.read_array_header_2_0)
+                        shape, _, dtype = header(member)
+                    if int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > allowed:
+                        raise GenDataError(f"{what} {path}: member {info.filename} declares shape {list(shape)}, "
+                                           f"more than the {allowed} bytes allowed")
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise GenDataError(f"cannot read {what} {path}: {err}") from None
+    return path

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from gendsl.errors import GenDataError
-from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, output_root
+from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, check_npz, output_root, read_text
 
 __all__ = ["save", "load", "read_meta", "params_folder"]
 
@@ -47,8 +47,8 @@ def save(params: Any, path: str | Path, meta: dict) -> Path:
 def read_meta(path: str | Path) -> dict:
     folder = params_folder(path)
     try:
-        return json.loads((folder / _META).read_text())
-    except (OSError, ValueError):
+        return json.loads(read_text(folder / _META, "the parameters' record"))
+    except (GenDataError, ValueError, RecursionError):  # no record (an old folder): no fingerprints to check
         return {}
 
 
@@ -59,7 +59,7 @@ def load(path: str | Path, template: Any, other_nodes: bool = False) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     wanted = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
     try:
-        with np.load(folder / _ARRAYS, allow_pickle=False) as f:
+        with np.load(check_npz(folder / _ARRAYS, "the parameter file"), allow_pickle=False) as f:
             names = list(f.files)
             if other_nodes:
                 prefixes = tuple(jax.tree_util.keystr((jax.tree_util.DictKey(name),)) for name in template)
