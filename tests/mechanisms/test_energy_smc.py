@@ -10,6 +10,7 @@ import pytest
 
 import gendsl
 from gendsl.errors import GenSemanticError
+from gendsl.runs import evaluate_fit
 
 PARTICLES = 1000
 #: 1.5 N((-4, 0), I) + 3.5 N((4, 0), I), unnormalised: mode weights 0.3 / 0.7 (8 sd apart), Z = 5 * 2 pi
@@ -65,3 +66,18 @@ def test_smc_refuses_a_conditional_energy_and_log_z_needs_smc():
     node = compile_energy("energy(x^2 / 2, sampler=nuts())", "x: real").plan.node("x").mechanism
     with pytest.raises(GenSemanticError, match="smc"):
         node.log_normaliser({}, jax.random.key(0))
+
+
+def test_a_network_energy_starts_from_a_gaussian_fitted_to_its_data(tmp_path):
+    """The reference's moments are gathered during fit, kept with the parameters, and log Z reaches the metrics."""
+    prog = compile_energy("energy(mlp(hidden=[8]), sampler=smc(particles=64, mcmc_steps=2))", "data x: real[2]\n  x")
+    rng = np.random.default_rng(0)
+    x = np.stack([3 + 2 * rng.standard_normal(512), -1 + 0.5 * rng.standard_normal(512)], 1).astype(np.float32)
+    fit = prog.fit({"x": x}, steps=4, key=jax.random.key(0), batch_size=128)
+    reference = fit.params["x"]["reference"]
+    np.testing.assert_allclose(reference["loc"], x.mean(0), atol=0.3)
+    np.testing.assert_allclose(reference["scale"], x.std(0), rtol=0.2)
+    loaded = prog.load_params(prog.save(fit.params, tmp_path / "params"))
+    metrics = evaluate_fit(prog, loaded, {"x": x[:32]}, jax.random.key(1))
+    assert metrics["_draws"]["x"].shape == (32, 2) and np.isfinite(metrics["_draws"]["x"]).all()
+    assert set(metrics["log_z"]["x"]) == {"log_z", "se", "repeats"} and np.isfinite(metrics["log_z"]["x"]["log_z"])

@@ -84,6 +84,8 @@ class Energy(AbstractMechanism):
     signature = ENERGY_SIGNATURE
     bases = ("real", "positive", "unit")
     kind = "unnormalized"
+    #: ``log_normaliser(params, key, repeats)``: log Z and its standard error, when sampled by ``smc``
+    capabilities = frozenset({"log_normaliser"})
 
     @classmethod
     def self_reference(cls, spec, name) -> bool:
