@@ -81,6 +81,7 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
     metrics["sample_seconds_per_1000"] = seconds * 1000.0 / n_test
     metrics["nfe_per_sample"] = int(sum(int(info[n.name]["nfe"]) if "nfe" in info.get(n.name, {}) else n.mechanism.cost()
                                         for n in program.lowered(heldout).stochastic))
+    metrics.update(_log_normalisers(program, params, heldout, info, k1))
     real_test = real_matrix(program.model, heldout)
     real_draws = real_matrix(program.model, {k: np.asarray(v) for k, v in draws.items()})
     metrics["energy_distance"] = None
@@ -93,6 +94,19 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
             metrics["energy_distance_over_floor"] = metrics["energy_distance"] / floor if floor > 0 else None
     metrics["_draws"] = draws
     return metrics
+
+
+def _log_normalisers(program, params, heldout: dict, info: dict, key) -> dict:
+    """``{"log_z": {node: {"log_z", "se", "repeats"}}}`` for the nodes whose sampler estimated log Z
+    (an energy sampled by ``smc``: the ``"log_normaliser"`` capability), else nothing."""
+    nodes = [n for n in program.lowered(heldout).stochastic
+             if "log_normaliser" in type(n.mechanism).capabilities and "log_z" in info.get(n.name, {})]
+    out = {}
+    for node, k in zip(nodes, jax.random.split(key, max(1, len(nodes)))):
+        repeats = 8
+        log_z, se = node.mechanism.log_normaliser(params.get(node.name, {}), k, repeats)
+        out[node.name] = {"log_z": log_z, "se": se, "repeats": repeats}
+    return {"log_z": out} if out else {}
 
 
 def heldout_nll_stats(log_prob: np.ndarray) -> dict:

@@ -6,7 +6,9 @@ context. With ``base=`` the density is tilted: ``base(x) * exp(-E(x))`` for a di
 mechanism (built as a nested node through the registry); ``base=NAME`` starts the chains at the
 value of the variable ``NAME`` (whose density belongs to its own node).
 
-Sampling runs the node's blackjax kernel (``sampler=``, NUTS by default for expressions, MALA for
+``sampler=smc(...)`` moves a population from a reference (the base, else a Gaussian) to the
+density by blackjax's adaptive tempered SMC and estimates log Z (:mod:`.tempered`). Otherwise
+sampling runs the node's blackjax kernel (``sampler=``, NUTS by default for expressions, MALA for
 networks) in unconstrained coordinates, from noise (uniform in [-2, 2]) or from base draws, in
 one of two ways. *One chain per draw*: warm-up, ``steps`` transitions, the last state is the draw
 (short-run sampling, as energy-based models are trained; always so when the energy depends on
@@ -45,8 +47,9 @@ from gendsl.mechanisms.base import (
     context_vector,
     split_module,
 )
+from gendsl.mechanisms.energy import tempered
 from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, dsm_loss, ssm_loss
-from gendsl.numerics import kernels, mcmc
+from gendsl.numerics import kernels, mcmc, smc
 
 __all__ = ["CONFINE", "AUTO_CHAINS", "Energy"]
 
@@ -81,6 +84,8 @@ class Energy(AbstractMechanism):
     signature = ENERGY_SIGNATURE
     bases = ("real", "positive", "unit")
     kind = "unnormalized"
+    #: ``log_normaliser(params, key, repeats)``: log Z and its standard error, when sampled by ``smc``
+    capabilities = frozenset({"log_normaliser"})
 
     @classmethod
     def self_reference(cls, spec, name) -> bool:
@@ -144,7 +149,11 @@ class Energy(AbstractMechanism):
             self.groups = ("main", *(g for g in self.base.groups if g != "main"))
 
     def _set_sampler(self, sampler: Spec) -> None:
-        """The kernel, its warm-up and steps, and how draws are spread over chains."""
+        """The kernel, its warm-up and steps, and how draws are spread over chains (or SMC's settings)."""
+        self.smc = smc.config_from_spec(sampler) if sampler.name == "smc" else None
+        if self.smc is not None:
+            self._set_smc()
+            return
         self.config = kernels.config_from_spec(sampler)
         self.num_warmup, self.num_steps, chains = sampler["warmup"], sampler["steps"], sampler["chains"]
         conditioned = [p for p in self.ctx.parents if p != self.base_name]
@@ -159,6 +168,17 @@ class Energy(AbstractMechanism):
         self.sampler_name = f"{self.config.describe()} x {self.num_warmup}+{self.num_steps}"
         if self.base is not None or self.base_name:
             self.sampler_name += f" from {'base' if self.base is not None else self.base_name}"
+
+    def _set_smc(self) -> None:
+        """``smc(...)``: one population for the whole sample, from the base or a Gaussian; ``cd``
+        negatives (when trained so) come from MALA's defaults."""
+        if self.ctx.parents:
+            raise GenSemanticError(
+                f"smc(...) draws the whole sample from one population, but the energy of '{self.ctx.name}' depends "
+                f"on {', '.join(self.ctx.parents)}; use a kernel such as mala() (one chain per draw)", self.ctx.span)
+        self.config = kernels.config_from_spec(default_spec(kernels.MALA_SIGNATURE))
+        self.chains = 0
+        self.sampler_name = f"{self.smc.describe()} from {'base' if self.base is not None else 'a Gaussian'}"
 
     # -- parameters ------------------------------------------------------------------------------
     def _build(self, key: jax.Array):
@@ -177,6 +197,8 @@ class Energy(AbstractMechanism):
             params["energy"] = self._init_network(k_net)
         if self.base_trains:
             params["base"] = self.base.init(k_base)
+        if self.smc is not None and self.network and self.base is None:
+            params["reference"] = tempered.fitted_reference(tempered.init_moments(self.dim))
         return params
 
     # -- densities -------------------------------------------------------------------------------
@@ -240,7 +262,10 @@ class Energy(AbstractMechanism):
 
     def _sample_impl(self, params, key, given, n: int):
         start_key, run_key = jax.random.split(key)
-        if self.chains:
+        info = {}
+        if self.smc is not None:
+            u, info = tempered.sample(self, params, key, n)
+        elif self.chains:
             chains = min(n, self.chains)
             per_chain = -(-n // chains)
             thin = max(1, self.num_steps // per_chain)
@@ -256,11 +281,24 @@ class Energy(AbstractMechanism):
                                             u_start[None], self.num_warmup, self.num_steps)[0]
 
             u = jax.vmap(one)(jax.random.split(run_key, n), u0, given)
-        return jax.vmap(lambda q: self.transform(q.reshape(self.u_shape)))(u)
+        return jax.vmap(lambda q: self.transform(q.reshape(self.u_shape)))(u), info
 
     def sample(self, params, key: jax.Array, n: int, given: dict | None = None) -> jax.Array:
-        """``n`` draws, shape ``(n, *shape)``: each the last state of its own chain, or spread over long chains."""
+        """``n`` draws, shape ``(n, *shape)``: each the last state of its own chain, spread over long chains,
+        or resampled from SMC's final particles."""
+        return self._sample(params, key, self._parents(given), n=n)[0]
+
+    def sample_with_info(self, params, key: jax.Array, n: int, given: dict | None = None) -> tuple[jax.Array, dict]:
+        """The draws and, for ``smc``, the run's ``log_z``, ``tempering_steps`` and ``acceptance_rate`` (scalars)."""
         return self._sample(params, key, self._parents(given), n=n)
+
+    def log_normaliser(self, params, key: jax.Array, repeats: int = 8) -> tuple[float, float]:
+        """log Z of ``exp(-E)`` (times the base) by ``repeats`` independent SMC runs: ``(mean, standard error)``."""
+        if self.smc is None:
+            raise GenSemanticError(f"log Z is estimated by sampler=smc(...); the energy of '{self.ctx.name}' is "
+                                   f"sampled by {self.config.name}", self.ctx.span)
+        log_z, se = jax.jit(tempered.log_normaliser, static_argnums=(0, 3))(self, params, key, repeats)
+        return float(log_z), float(se)
 
     # -- training --------------------------------------------------------------------------------
     def _frozen_base(self, params) -> dict:
@@ -313,6 +351,8 @@ class Energy(AbstractMechanism):
         state = {}
         if self.base_trains:
             state["base"] = self.base.init_train_state(k_base, params["base"])
+        if "reference" in params:
+            state["moments"] = tempered.init_moments(self.dim)
         if persistent and self.objective is not None and self.objective.name == "cd":
             state["buffer"] = mcmc.uniform_starts(k_buffer, (self.objective["buffer"], self.dim))
         return state
@@ -328,7 +368,10 @@ class Energy(AbstractMechanism):
             total = total + base_loss
         if group != "main" or self.objective is None:
             return total, state
-        loss, buffer = self._objective(params, self._unconstrain(x), given, k_obj, state.get("buffer"))
+        u = self._unconstrain(x)
+        if "moments" in state:
+            state["moments"] = tempered.update_moments(state["moments"], u)
+        loss, buffer = self._objective(params, u, given, k_obj, state.get("buffer"))
         if buffer is not None:
             state["buffer"] = buffer
         return total + loss, state
@@ -337,11 +380,15 @@ class Energy(AbstractMechanism):
         labels = {}
         if "energy" in params:
             labels["energy"] = jax.tree_util.tree_map(lambda _: "main", params["energy"])
+        if "reference" in params:
+            labels["reference"] = jax.tree_util.tree_map(lambda _: "main", params["reference"])
         if "base" in params:
             labels["base"] = self.base.param_labels(params["base"])
         return labels
 
     def finalize(self, params, state):
+        if "moments" in state:
+            params = {**params, "reference": tempered.fitted_reference(state["moments"])}
         if "base" in params:
             return {**params, "base": self.base.finalize(params["base"], state.get("base", ()))}
         return params
@@ -358,8 +405,11 @@ class Energy(AbstractMechanism):
 
     @classmethod
     def _chain_cost(cls, spec: Spec) -> int:
-        """Transitions (warm-up and kept) times gradient evaluations per transition."""
+        """Transitions (warm-up and kept) times gradient evaluations per transition; for ``smc``, energy
+        evaluations per particle of a typical run."""
         sampler = cls._sampler_spec(spec)
+        if sampler.name == "smc":
+            return smc.config_from_spec(sampler).evaluations()
         return (sampler["warmup"] + sampler["steps"]) * kernels.config_from_spec(sampler).gradient_steps()
 
     @classmethod
