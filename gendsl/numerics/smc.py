@@ -38,9 +38,10 @@ __all__ = ["SMC_SIGNATURE", "SMC_SAMPLERS", "SMCConfig", "SMCResult", "TYPICAL_T
 
 #: ``smc(...)`` in the language
 SMC_SIGNATURE = Signature("smc", "kernel", (
-        Param("particles", "int", 1000), Param("mcmc_steps", "int", 10, doc="random-walk moves per tempering step"),
+        Param("particles", "int", 1000, limit=10**6),
+        Param("mcmc_steps", "int", 10, limit=10**4, doc="random-walk moves per tempering step"),
         Param("target_ess", "number", 0.5, doc="effective sample size kept at each tempering step, as a fraction"),
-        Param("max_steps", "int", 200, doc="most tempering steps"),
+        Param("max_steps", "int", 200, limit=10**4, doc="most tempering steps"),
     ), "adaptive tempered SMC from the base (or a Gaussian) to the target; estimates log Z")
 
 #: the population samplers by name (beside the kernels; see the module docstring)
