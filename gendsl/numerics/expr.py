@@ -51,7 +51,7 @@ IMPLEMENTATIONS = {
     "cumsum": lambda x, axis=None: jnp.cumsum(x, axis=0 if axis is None else axis), "log_mix": _log_mix,
     "sum_last": lambda x: jnp.sum(x, axis=-1), "softmax": jax.nn.softmax,
     "dot": jnp.dot, "matmul": jnp.matmul, "transpose": jnp.transpose, "cholesky": jnp.linalg.cholesky,
-    "inverse": jnp.linalg.inv, "eye": None, "concat": lambda *xs: jnp.concatenate(xs), "logpdf": None,
+    "inverse": jnp.linalg.inv, "eye": None, "concat": lambda *xs: jnp.concatenate(xs), "logpdf": None, "ode": None,
 }
 
 _BINARY = {"+": jnp.add, "-": jnp.subtract, "*": jnp.multiply, "/": jnp.true_divide, "^": jnp.power,
