@@ -96,6 +96,8 @@ model shapes {
     (["fn normal(x) = x", "y = 1"], "'normal' is a distribution"),
     (["fn f(x) = [x, x]", "y = f([1.0, 2.0]) + [1.0, 2.0, 3.0]"], "do not broadcast"),
     (["fn f(x) = g(x)", "fn g(x) = x", "y = f(1)"], "defined later (line"),
+    (['fn f(t, y) = y + "a"', "y = ode(f, 1.0, 0.0, [1.0])"], "a string cannot be used as a number"),
+    (["fn f(t, y, k) = -k * y", "y = ode(f, 1.0, 0.0, [1.0])"], "'f' takes 3 (t, y, k)"),
 ])
 def test_misused_functions_are_errors(lines, words):
     body = "\n  ".join(["mu ~ normal(0, 1)", *lines])

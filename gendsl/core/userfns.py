@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from gendsl.core.ast import BinOp, Call, Expr, Index, Lambda, ListExpr, Name, Num, Slice, Unary, walk
+from gendsl.core.ast import BinOp, Call, Expr, Index, Lambda, ListExpr, Name, Num, Slice, Str, Unary, unparse, walk
 from gendsl.core.catalog import Catalog
 from gendsl.core.functions import FUNCTIONS, STAN_ODES, TAKES_FUNCTION
 from gendsl.core.hints import function_hint
@@ -66,7 +66,11 @@ class _Expander:
                                         f"functions and functions defined before it; '{ref.id}' is not one of its "
                                         f"arguments (pass it in: fn {st.name}({', '.join((*st.params, ref.id))}) "
                                         f"= ...)", ref.span))
-        if strays:
+        options = {id(v) for c in walk(st.rhs) if isinstance(c, Call) and c.func in TAKES_FUNCTION for _, v in c.kwargs}
+        strings = [e for e in walk(st.rhs) if isinstance(e, Str) and id(e) not in options]
+        for e in strings:
+            self.errors.append(_err(f"a string cannot be used as a number, got {unparse(e)[:40]}", e.span))
+        if strays or strings:
             self.failed.add(st.name)
             return
         try:
