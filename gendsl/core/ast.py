@@ -13,7 +13,8 @@ from typing import Iterator, Union
 
 from gendsl.errors import Span
 
-__all__ = ["Expr", "Opaque", "Num", "Str", "Name", "Unary", "BinOp", "Call", "Index", "Slice", "ListExpr", "Lambda", "COMPARISONS",
+__all__ = ["Expr", "Opaque", "Num", "Str", "Name", "Unary", "BinOp", "Call", "Index", "Slice", "ListExpr", "Lambda",
+           "COMPARISONS",
            "walk", "names_in", "unparse"]
 
 _NOSPAN = Span()

@@ -297,7 +297,8 @@ def _check_parts(parts: list[Expr], catalog: Catalog, errors: _Errors) -> None:
     """Literals that cannot be computed with, and calls of unknown functions (the distribution
     inside ``logpdf(DIST(...), y)`` excepted)."""
     inside_logpdf = {id(p.args[0]) for p in parts if isinstance(p, Call) and p.func == "logpdf" and p.args}
-    solvers = {id(v) for p in parts if isinstance(p, Call) and p.func in TAKES_FUNCTION for k, v in p.kwargs if k == "solver"}
+    solvers = {id(v) for p in parts if isinstance(p, Call) and p.func in TAKES_FUNCTION
+               for k, v in p.kwargs if k == "solver"}
     for part in parts:
         problem = None if id(part) in solvers else _value_error(part)
         if problem is not None:

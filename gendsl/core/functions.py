@@ -19,7 +19,8 @@ from typing import Callable
 from gendsl.core.ast import Call, ListExpr, Num, Str, Unary
 from gendsl.core.types import Shape, broadcast_shapes, shape_str
 
-__all__ = ["Function", "FUNCTIONS", "STAN_NAMES", "TAKES_FUNCTION", "STAN_ODES", "ODE_SOLVERS", "ode_options", "reduction_axis", "literal_axis"]
+__all__ = ["Function", "FUNCTIONS", "STAN_NAMES", "TAKES_FUNCTION", "STAN_ODES", "ODE_SOLVERS", "ode_options",
+           "reduction_axis", "literal_axis"]
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,8 @@ FUNCTIONS: dict[str, Function] = {
     "inverse": _fn("inverse", (1, 1), _square, "inverse(S)", "matrix inverse"),
     "eye": _fn("eye", (1, 1), _eye, "eye(n)", "the n x n identity (n an integer literal or an int input)"),
     "concat": _fn("concat", (1, 8), _concat, "concat(a, b, ...)", "join vectors of known lengths"),
-    "ode": _fn("ode", (4, 12), _unused, 'ode(f, y0, t0, ts, a, ..., solver="tsit5", rtol=1e-6, atol=1e-6, max_steps=4096)',
+    "ode": _fn("ode", (4, 12), _unused,
+               'ode(f, y0, t0, ts, a, ..., solver="tsit5", rtol=1e-6, atol=1e-6, max_steps=4096)',
                "the solution of dy/dt = f(t, y, a, ...) from y(t0) = y0 at the times ts (a vector, increasing, "
                "from t0): shape [len(ts), *shape(y0)]. f is a user function 'fn f(t, y, a, ...) = ...' returning "
                "dy/dt with y's shape; solver=\"kvaerno5\" for a stiff system; differentiable",

@@ -132,7 +132,8 @@ class _Expander:
     def _refuse_unknown(self, e: Call, inside: str | None) -> None:
         """Calls in a function's body: the function itself (recursion) or one defined later."""
         if inside is None:
-            if e.func not in FUNCTIONS and e.func not in self.catalog.signatures and did_you_mean(e.func, self.functions):
+            known = e.func in FUNCTIONS or e.func in self.catalog.signatures
+            if not known and did_you_mean(e.func, self.functions):
                 raise _err(f"unknown function '{e.func}'{did_you_mean(e.func, self.functions)}", e.span)
             return
         if e.func == inside:
