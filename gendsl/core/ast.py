@@ -13,7 +13,8 @@ from typing import Iterator, Union
 
 from gendsl.errors import Span
 
-__all__ = ["Expr", "Opaque", "Num", "Str", "Name", "Unary", "BinOp", "Call", "Index", "Slice", "ListExpr", "COMPARISONS",
+__all__ = ["Expr", "Opaque", "Num", "Str", "Name", "Unary", "BinOp", "Call", "Index", "Slice", "ListExpr", "Lambda",
+           "COMPARISONS",
            "walk", "names_in", "unparse"]
 
 _NOSPAN = Span()
@@ -89,6 +90,19 @@ class ListExpr:
 
 
 @dataclass(frozen=True)
+class Lambda:
+    """A user function passed by name (``ode(f, ...)``), its body expanded: it reads only ``params``.
+
+    :func:`walk` does not enter the body (its names are the arguments, not variables of the model).
+    """
+
+    name: str
+    params: tuple[str, ...]
+    body: "Expr"
+    span: Span = field(default=_NOSPAN, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Opaque:
     """A Python function of the variable (builder API only), e.g. an energy written with jax.numpy.
 
@@ -101,7 +115,7 @@ class Opaque:
     span: Span = field(default=_NOSPAN, compare=False, repr=False)
 
 
-Expr = Union[Num, Str, Name, Unary, BinOp, Call, Index, Slice, ListExpr, Opaque]
+Expr = Union[Num, Str, Name, Unary, BinOp, Call, Index, Slice, ListExpr, Lambda, Opaque]
 
 
 def walk(expr: Expr) -> Iterator[Expr]:
@@ -172,6 +186,8 @@ def unparse(expr: Expr, parent_prec: int = 0) -> str:
         return ":".join("" if b is None else unparse(b) for b in (expr.start, expr.stop))
     if isinstance(expr, ListExpr):
         return "[" + ", ".join(unparse(i) for i in expr.items) + "]"
+    if isinstance(expr, Lambda):
+        return expr.name
     if isinstance(expr, Opaque):
         return f"<python {expr.label}>"
     raise TypeError(f"not an expression: {expr!r}")

@@ -14,13 +14,14 @@ import networkx as nx
 
 from gendsl.core.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Str, Unary, names_in, unparse, walk
 from gendsl.core.catalog import Catalog
-from gendsl.core.functions import FUNCTIONS
+from gendsl.core.functions import FUNCTIONS, TAKES_FUNCTION
 from gendsl.core.hints import function_hint
 from gendsl.core.model import Factor, Model, Statement, Variable
 from gendsl.core.resolve import literal, resolve_call
 from gendsl.core.shapes import Shapes, compatible, distribution_shape
 from gendsl.core.signatures import Spec
 from gendsl.core.types import Shape, VarType, shape_str
+from gendsl.core.userfns import expand_functions
 from gendsl.errors import GenError, GenSemanticError, Span, did_you_mean
 
 __all__ = ["Typing", "check"]
@@ -132,6 +133,9 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
     """
     errors = _Errors()
     span = span or Span()
+    written = tuple(statements)
+    statements, problems = expand_functions(statements, catalog)  # fn statements out, their calls expanded
+    errors.items.extend(problems)
 
     # 1. definitions and roles
     data_decl: dict[str, Statement] = {}
@@ -286,15 +290,17 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
             errors.extend(err)
         factors.append(Factor(st.rhs, read, st.span))
     errors.raise_if_any()
-    return Model(name, graph, span, tuple(statements), tuple(factors), tuple(shapes.uses.values()))
+    return Model(name, graph, span, written, tuple(factors), tuple(shapes.uses.values()))
 
 
 def _check_parts(parts: list[Expr], catalog: Catalog, errors: _Errors) -> None:
     """Literals that cannot be computed with, and calls of unknown functions (the distribution
     inside ``logpdf(DIST(...), y)`` excepted)."""
     inside_logpdf = {id(p.args[0]) for p in parts if isinstance(p, Call) and p.func == "logpdf" and p.args}
+    solvers = {id(v) for p in parts if isinstance(p, Call) and p.func in TAKES_FUNCTION
+               for k, v in p.kwargs if k == "solver"}
     for part in parts:
-        problem = _value_error(part)
+        problem = None if id(part) in solvers else _value_error(part)
         if problem is not None:
             errors.add(problem, part.span)
         if isinstance(part, Call) and part.func not in FUNCTIONS and id(part) not in inside_logpdf:

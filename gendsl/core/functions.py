@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from gendsl.core.ast import Call, ListExpr, Num, Unary
+from gendsl.core.ast import Call, ListExpr, Num, Str, Unary
 from gendsl.core.types import Shape, broadcast_shapes, shape_str
 
-__all__ = ["Function", "FUNCTIONS", "STAN_NAMES", "reduction_axis", "literal_axis"]
+__all__ = ["Function", "FUNCTIONS", "STAN_NAMES", "TAKES_FUNCTION", "STAN_ODES", "ODE_SOLVERS", "ode_options",
+           "reduction_axis", "literal_axis"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,29 @@ def reduction_axis(call: Call) -> int | None:
     if fn is not None and fn.over_items and len(call.args) == 1 and isinstance(call.args[0], ListExpr):
         return 0
     return None
+
+
+def ode_options(call: Call) -> dict:
+    """The options of an ``ode(...)`` call, defaults filled in: ``solver``, ``rtol``, ``atol``, ``max_steps``.
+
+    Raises ``ValueError`` with a message for the user when one is not a literal of its kind.
+    """
+    out = {"solver": "tsit5", "rtol": 1e-6, "atol": 1e-6, "max_steps": 4096}
+    for key, value in call.kwargs:
+        if key == "solver":
+            if not isinstance(value, Str) or value.value not in ODE_SOLVERS:
+                raise ValueError(f"solver= must be one of {', '.join(map(repr, ODE_SOLVERS))} (kvaerno5 for a stiff "
+                                 f"system)")
+            out[key] = value.value
+        elif key == "max_steps":
+            if not isinstance(value, Num) or not isinstance(value.value, int) or value.value <= 0:
+                raise ValueError("max_steps= must be a positive integer literal")
+            out[key] = value.value
+        else:
+            if not isinstance(value, Num) or value.value <= 0:
+                raise ValueError(f"{key}= must be a positive number literal, e.g. {key}=1e-6")
+            out[key] = float(value.value)
+    return out
 
 
 def _elementwise(shapes, _lits, _axis):
@@ -161,8 +185,8 @@ def _log_mix(shapes, _lits, _axis):
     return lps[1:]
 
 
-def _unused(shapes, _lits, _axis):  # logpdf: the check computes its shape from the distribution
-    raise AssertionError("logpdf's shape comes from its distribution")
+def _unused(shapes, _lits, _axis):  # logpdf, ode: the check computes their shapes (gendsl.core.shapes)
+    raise AssertionError("the shape of logpdf and ode comes from their first argument")
 
 
 _UNARY = {
@@ -214,7 +238,22 @@ FUNCTIONS: dict[str, Function] = {
     "inverse": _fn("inverse", (1, 1), _square, "inverse(S)", "matrix inverse"),
     "eye": _fn("eye", (1, 1), _eye, "eye(n)", "the n x n identity (n an integer literal or an int input)"),
     "concat": _fn("concat", (1, 8), _concat, "concat(a, b, ...)", "join vectors of known lengths"),
+    "ode": _fn("ode", (4, 12), _unused,
+               'ode(f, y0, t0, ts, a, ..., solver="tsit5", rtol=1e-6, atol=1e-6, max_steps=4096)',
+               "the solution of dy/dt = f(t, y, a, ...) from y(t0) = y0 at the times ts (a vector, increasing, "
+               "from t0): shape [len(ts), *shape(y0)]. f is a user function 'fn f(t, y, a, ...) = ...' returning "
+               "dy/dt with y's shape; solver=\"kvaerno5\" for a stiff system; differentiable",
+               keywords=("solver", "rtol", "atol", "max_steps")),
 }
+
+#: functions whose first argument is a user function, passed by name
+TAKES_FUNCTION = ("ode",)
+
+#: Stan's ODE solvers: refused with a hint to ode(...), their first argument read as a function name
+STAN_ODES = ("ode_rk45", "ode_rk45_tol", "ode_bdf", "ode_bdf_tol", "ode_adams", "ode_ckrk", "integrate_ode_rk45")
+
+#: the solvers of ode(..., solver=...): explicit adaptive Runge-Kutta, and implicit for stiff systems
+ODE_SOLVERS = ("tsit5", "kvaerno5")
 
 #: Stan spellings -> the gendsl form, for "did you mean" hints
 STAN_NAMES = {
@@ -222,4 +261,8 @@ STAN_NAMES = {
     "inv": "1 / x", "fabs": "abs(x)", "multiply_log": "x * log(y)", "exp2": "2 ^ x",
     "columns_dot_product": "sum(a * b, axis=0)", "rows_dot_product": "sum(a * b, axis=1)",
     "mdivide_left_tri_low": "dot(inverse(L), b)", "num_elements": "an int input",
+    "ode_rk45": "ode(f, y0, t0, ts, ...)", "ode_rk45_tol": "ode(f, y0, t0, ts, ..., rtol=..., atol=..., max_steps=...)",
+    "ode_bdf": 'ode(f, y0, t0, ts, ..., solver="kvaerno5")', "ode_adams": "ode(f, y0, t0, ts, ...)",
+    "ode_ckrk": "ode(f, y0, t0, ts, ...)", "integrate_ode_rk45": "ode(f, y0, t0, ts, ...)",
+    "ode_bdf_tol": 'ode(f, y0, t0, ts, ..., solver="kvaerno5", rtol=..., atol=..., max_steps=...)',
 }

@@ -27,8 +27,9 @@ ROLES = ("input", "observed", "latent", "deterministic")
 
 @dataclass(frozen=True)
 class Statement:
-    """One line of a model, as written. ``kind`` is "data", "sample", "let" or "target"
-    (``target += EXPR``; its ``name`` is "target")."""
+    """One line of a model, as written. ``kind`` is "data", "sample", "let", "target"
+    (``target += EXPR``; its ``name`` is "target") or "fn" (``fn NAME(ARGS) = EXPR``: ``params``
+    are the argument names, ``rhs`` the body)."""
 
     kind: str
     name: str
@@ -36,6 +37,7 @@ class Statement:
     rhs: Expr | None = None
     span: Span = field(default_factory=Span, compare=False)
     type_span: Span | None = field(default=None, compare=False)
+    params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

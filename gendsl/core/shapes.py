@@ -7,9 +7,9 @@ compiler checks against the axis lengths when the data are bound.
 
 from __future__ import annotations
 
-from gendsl.core.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Slice, Str, Unary, unparse
+from gendsl.core.ast import BinOp, Call, Expr, Index, Lambda, ListExpr, Name, Num, Slice, Str, Unary, unparse
 from gendsl.core.catalog import Catalog
-from gendsl.core.functions import FUNCTIONS, literal_axis, reduction_axis
+from gendsl.core.functions import FUNCTIONS, TAKES_FUNCTION, literal_axis, ode_options, reduction_axis
 from gendsl.core.hints import function_hint
 from gendsl.core.model import IndexUse
 from gendsl.core.resolve import resolve_call
@@ -143,6 +143,8 @@ class Shapes:
             raise GenSemanticError(f"{e.func}(): axis= must be an integer literal, got '{unparse(axis)}'", axis.span)
         if fn.takes_distribution:
             return self._logpdf(e)
+        if e.func in TAKES_FUNCTION:
+            return self._ode(e)
         shapes = [self.of(a) for a in e.args]
         lits = [a.value if isinstance(a, Num) and isinstance(a.value, int) else
                 (a.id if isinstance(a, Name) and a.id in self.int_inputs else None) for a in e.args]
@@ -162,6 +164,34 @@ class Shapes:
         draw = distribution_shape(spec, dcall, self)
         full = self._broadcast(e, [draw, self.of(value)])
         return full[:len(full) - EVENT_NDIM[sig.event]]
+
+    def _ode(self, e: Call) -> Shape:
+        """``ode(f, y0, t0, ts, a, ...)``: ``[len(ts), *shape(y0)]``, once f's body, given the shapes
+        of ``t0``, ``y0`` and the extra arguments, gives dy/dt of y0's shape."""
+        f, y0, t0, ts, *extra = e.args
+        if not isinstance(f, Lambda):
+            raise GenSemanticError(f"ode()'s first argument must be a user function 'fn f(t, y, ...) = ...', "
+                                   f"got '{unparse(f)[:40]}'", f.span)
+        try:
+            ode_options(e)
+        except ValueError as err:
+            raise GenSemanticError(f"ode(): {err}", e.span) from None
+        if len(f.params) != 2 + len(extra):
+            raise GenSemanticError(f"ode() passes f(t, y{''.join(', ' + unparse(a) for a in extra)}) "
+                                   f"({2 + len(extra)} arguments), but '{f.name}' takes {len(f.params)} "
+                                   f"({', '.join(f.params)})", e.span)
+        y_shape, times = self.of(y0), self.of(ts)
+        if self.of(t0) != ():
+            raise GenSemanticError(f"ode(): t0 must be a scalar, got shape {shape_str(self.of(t0))}", t0.span)
+        if len(times) != 1:
+            raise GenSemanticError(f"ode(): ts must be a vector of output times, got shape {shape_str(times)}", ts.span)
+        arg_types = [VarType("real", s) for s in ((), y_shape, *(self.of(a) for a in extra))]
+        inner = Shapes(dict(zip(f.params, arg_types)), set(), self.catalog)
+        slope = inner.of(f.body)
+        if not compatible(y_shape, slope):
+            raise GenSemanticError(f"ode(): '{f.name}' returns dy/dt of shape {shape_str(slope)} but y0 has shape "
+                                   f"{shape_str(y_shape)}; dy/dt must have y's shape", e.span)
+        return (times[0], *y_shape)
 
     @staticmethod
     def _check_literal_index(e: Index, i: Expr, dim) -> None:

@@ -24,8 +24,11 @@ import jax.numpy as jnp
 from numpyro.distributions.transforms import biject_to
 
 from gendsl.compiler.bind import dtype_for
+from gendsl.core.ast import Call, walk
+from gendsl.core.functions import TAKES_FUNCTION
 from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError, ImproperPriorWarning
 from gendsl.inference.discrete import deterministic_value, plan
+from gendsl.numerics.ode import STEP_LIMIT_ADVICE
 
 __all__ = ["Block", "LogJoint"]
 
@@ -327,7 +330,14 @@ class LogJoint:
                 parts.append("the log-density of " + ", ".join(f"'{n}' is {float(terms[n]):g}" for n in bad))
             if bad_grad:
                 parts.append("the gradient with respect to " + ", ".join(f"'{n}'" for n in bad_grad) + " is not finite")
+            advice = f"; if {STEP_LIMIT_ADVICE}" if _solves_odes(self.lowered.model) else ""
             raise GenRuntimeError(
                 "could not find a starting point with a finite log-density: " + "; ".join(parts)
-                + ". Check that the data lie in the supports of their distributions, or pass init={...}",
+                + ". Check that the data lie in the supports of their distributions, or pass init={...}" + advice,
                 self.lowered.model.span)
+
+
+def _solves_odes(model) -> bool:
+    """Whether an expression of ``model`` (a right-hand side or a ``target +=`` term) calls ``ode``."""
+    exprs = [v.rhs for v in model.variables() if v.rhs is not None] + [f.expr for f in model.factors]
+    return any(isinstance(e, Call) and e.func in TAKES_FUNCTION for x in exprs for e in walk(x))

@@ -130,6 +130,16 @@ class _ToIR(Transformer_NonRecursive):
         return Statement("target", "target", None, rhs, self._span(name))
 
     @v_args(meta=True)
+    def fn_stmt(self, meta, items):
+        """``fn NAME(ARG, ...) = EXPR``: a user function (expanded at its calls by the check)."""
+        name, *params, body = items
+        params = [p for p in params if p is not None]
+        for i, p in enumerate(params):
+            if str(p) in map(str, params[:i]):
+                raise GenSyntaxError(f"the argument '{p}' of '{name}' is named twice", self._span(p))
+        return Statement("fn", str(name), None, body, self._span(name), params=tuple(map(str, params)))
+
+    @v_args(meta=True)
     def type(self, meta, items):
         base, bounds, dims, vocab = items
         shape = tuple(dims) if dims is not None else ()

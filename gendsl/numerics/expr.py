@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import jax.scipy.special as jss
 
 from gendsl.core.ast import COMPARISONS, BinOp, Call, Expr, Index, ListExpr, Name, Num, Opaque, Slice, Str, Unary
-from gendsl.core.functions import FUNCTIONS, reduction_axis
+from gendsl.core.functions import FUNCTIONS, TAKES_FUNCTION, ode_options, reduction_axis
+from gendsl.numerics.ode import solve_at
 
 __all__ = ["IMPLEMENTATIONS", "evaluate"]
 
@@ -50,7 +51,7 @@ IMPLEMENTATIONS = {
     "cumsum": lambda x, axis=None: jnp.cumsum(x, axis=0 if axis is None else axis), "log_mix": _log_mix,
     "sum_last": lambda x: jnp.sum(x, axis=-1), "softmax": jax.nn.softmax,
     "dot": jnp.dot, "matmul": jnp.matmul, "transpose": jnp.transpose, "cholesky": jnp.linalg.cholesky,
-    "inverse": jnp.linalg.inv, "eye": None, "concat": lambda *xs: jnp.concatenate(xs), "logpdf": None,
+    "inverse": jnp.linalg.inv, "eye": None, "concat": lambda *xs: jnp.concatenate(xs), "logpdf": None, "ode": None,
 }
 
 _BINARY = {"+": jnp.add, "-": jnp.subtract, "*": jnp.multiply, "/": jnp.true_divide, "^": jnp.power,
@@ -82,6 +83,18 @@ def _subscript(i, env: dict, forms):
     return jnp.asarray(evaluate(i, env, forms)).astype(jnp.int32)
 
 
+def _ode(call: Call, env: dict, forms) -> jax.Array:
+    """``ode(f, y0, t0, ts, a, ...)``: y at the times ts, shape ``(len(ts), *y0.shape)`` (diffrax)."""
+    f, y0, t0, ts, *extra = call.args
+
+    def field(t, y, args):
+        slope = evaluate(f.body, dict(zip(f.params, (t, y, *args))), forms)
+        return jnp.broadcast_to(jnp.asarray(slope, y.dtype), y.shape)
+
+    values = [_as_float(evaluate(a, env, forms)) for a in (y0, t0, ts, *extra)]
+    return solve_at(field, values[0], values[1], values[2], tuple(values[3:]), **ode_options(call))
+
+
 def evaluate(expr: Expr, env: dict, forms: Mapping[str, Callable] | None = None) -> jax.Array:
     """Value of ``expr`` for one example; ``env`` maps names to (unbatched) arrays.
 
@@ -110,6 +123,8 @@ def evaluate(expr: Expr, env: dict, forms: Mapping[str, Callable] | None = None)
     if isinstance(expr, Call):
         if forms is not None and expr.func in forms:
             return forms[expr.func](expr, env, lambda e: evaluate(e, env, forms))
+        if expr.func in TAKES_FUNCTION:
+            return _ode(expr, env, forms)
         if expr.func == "eye":
             n = expr.args[0]
             size = n.value if isinstance(n, Num) else int(env[n.id])

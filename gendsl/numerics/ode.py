@@ -27,7 +27,8 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
-__all__ = ["TRACES", "divergence", "rademacher_probes", "solve", "integrate_divergence", "log_prob_through_ode"]
+__all__ = ["TRACES", "SOLVERS", "STEP_LIMIT_ADVICE", "divergence", "rademacher_probes", "solve", "solve_at",
+           "integrate_divergence", "log_prob_through_ode"]
 
 #: how the divergence is computed
 TRACES = ("exact", "hutchinson")
@@ -80,6 +81,41 @@ def solve(field: Callable, y0, t0: float, t1: float, args=None, *, steps="adapti
                               stepsize_controller=controller, adjoint=diffrax.RecursiveCheckpointAdjoint(),
                               max_steps=max_steps, saveat=diffrax.SaveAt(t1=True))
     return jax.tree_util.tree_map(lambda a: a[-1], sol.ys), sol.stats["num_steps"]
+
+
+#: the solvers of ``ode(..., solver=...)`` in expressions
+SOLVERS = {"tsit5": diffrax.Tsit5, "kvaerno5": diffrax.Kvaerno5}
+
+#: what to change when a solve in an expression fails (its values are then NaN)
+STEP_LIMIT_ADVICE = ('an ode() solve did not finish (step limit reached or the step size collapsed): increase '
+                     'max_steps or loosen rtol/atol, or try solver="kvaerno5" for a stiff system')
+
+
+def solve_at(field: Callable, y0: jax.Array, t0, ts: jax.Array, args=(), *, solver: str = "tsit5",
+             rtol: float = 1e-6, atol: float = 1e-6, max_steps: int = 4096) -> jax.Array:
+    """Solve ``dy/dt = field(t, y, args)`` from ``y(t0) = y0`` and return ``y`` at the times ``ts``.
+
+    Parameters
+    ----------
+    y0:
+        Initial state, any shape ``S``.
+    ts:
+        ``(T,)`` increasing output times, the first at or after ``t0``.
+    solver:
+        A key of :data:`SOLVERS`; the step size is adapted by a PID controller with ``rtol`` / ``atol``.
+
+    Returns
+    -------
+    ``(T, *S)``; every value is NaN when the solve fails (``max_steps`` reached, say), so a
+    log-density through it is NaN and a sampler rejects the point (see :data:`STEP_LIMIT_ADVICE`).
+    Differentiable by diffrax's default adjoint (``RecursiveCheckpointAdjoint``).
+    """
+    ts = jnp.asarray(ts, jnp.result_type(float))
+    sol = diffrax.diffeqsolve(diffrax.ODETerm(field), SOLVERS[solver](), jnp.asarray(t0, ts.dtype), ts[-1], None,
+                              jnp.asarray(y0, ts.dtype), args=args, saveat=diffrax.SaveAt(ts=ts),
+                              stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+                              max_steps=max_steps, throw=False)
+    return jnp.where(sol.result == diffrax.RESULTS.successful, sol.ys, jnp.nan)
 
 
 def _augmented(t, state, args):
