@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gendsl.compiler.bind import prepare
+from gendsl.compiler.bind import prepare, prepare_given
 from gendsl.compiler.describe import describe
 from gendsl.compiler.lower import Lowered, bind_dims, lower
+from gendsl.compiler.programs import ancestral_sampler, joint_log_prob, joint_loss, joint_train_loss
 from gendsl.core.model import Model
 from gendsl.core.signatures import learned_spec
 from gendsl.errors import GenDataError, GenRuntimeError
@@ -77,33 +78,6 @@ class Program:
         """The joint's likelihood kind: the weakest of its nodes' kinds."""
         return weakest_kind(n.mechanism.kind for n in self.plan.stochastic)
 
-    # -- graph evaluation (batched) ----------------------------------------------------------------
-    @staticmethod
-    def _given(node, values: dict) -> dict:
-        return {p: values[p] for p in node.mechanism.ctx.parents}
-
-    @staticmethod
-    def _deterministic(node, values: dict, n: int) -> jax.Array:
-        env = {p: values[p] for p in node.var.parents if p in values}
-        if env:
-            return jax.vmap(node.compute)(env)
-        return jnp.broadcast_to(node.compute({}), (n, *node.type.shape))
-
-    @staticmethod
-    def _factor(factor, values: dict, n: int) -> jax.Array:
-        """A ``target +=`` term per example: ``(n,)``."""
-        env = {p: values[p] for p in factor.parents if p in values}
-        if env:
-            return jax.vmap(factor.compute)(env)
-        return jnp.broadcast_to(factor.compute({}), (n,))
-
-    def _complete(self, lowered: Lowered, values: dict, n: int) -> dict:
-        values = dict(values)
-        for node in lowered.nodes:
-            if node.var.role == "deterministic" and node.name not in values:
-                values[node.name] = self._deterministic(node, values, n)
-        return values
-
     # -- entry points ------------------------------------------------------------------------------
     def init(self, key: jax.Array, data: Mapping[str, Any] | None = None) -> dict:
         """Fresh parameters: a dict from variable name to that node's parameter PyTree."""
@@ -130,21 +104,6 @@ class Program:
         arrays, n = prepare(lowered, data, required, batched=True, allowed=allowed)
         return arrays, n
 
-    def _joint_train_loss(self, lowered: Lowered):
-        def loss_fn(params, node_state, batch, key, group):
-            n = next(iter(batch.values())).shape[0]
-            values = self._complete(lowered, batch, n)
-            total = jnp.zeros(())
-            new_state = {}
-            keys = jax.random.split(key, max(1, len(lowered.stochastic)))
-            for node, k in zip(lowered.stochastic, keys):
-                loss, new_state[node.name] = node.mechanism.train_loss(
-                    params.get(node.name, {}), node_state[node.name], values[node.name], self._given(node, values), k, group)
-                total = total + loss
-            return total, new_state
-
-        return loss_fn
-
     def check_data(self, data: Mapping[str, Any]) -> None:
         """Raise :class:`GenDataError` if ``data`` cannot train this model (nothing is traced)."""
         self._prepare_batched(data, self.lowered(data), "fit")
@@ -152,11 +111,8 @@ class Program:
     def loss(self, params: dict, data: Mapping[str, Any], key: jax.Array) -> jax.Array:
         """The training loss on ``data``: sum over nodes, parents teacher-forced (scalar)."""
         lowered = self.lowered(data)
-        arrays, n = self._prepare_batched(data, lowered, "loss")
-        values = self._complete(lowered, arrays, n)
-        keys = jax.random.split(key, max(1, len(lowered.stochastic)))
-        return sum(node.mechanism.loss(params.get(node.name, {}), values[node.name], self._given(node, values), k)
-                   for node, k in zip(lowered.stochastic, keys))
+        arrays, _ = self._prepare_batched(data, lowered, "loss")
+        return joint_loss(lowered)(params, arrays, key)
 
     def fit(self, data: Mapping[str, Any], steps: int = 2000, key: jax.Array | None = None, batch_size: int = 256,
             optimizer: optax.GradientTransformation | None = None, params: dict | None = None,
@@ -296,16 +252,11 @@ class Program:
         parameters (compiled once per binding of the dimensions)."""
         cache_key = ("validation", lowered.dims)
         if cache_key not in self._jitted:
+            objective = joint_loss(lowered)
+
             @jax.jit
             def loss(data, key, state):
-                n = next(iter(data.values())).shape[0]
-                values = self._complete(lowered, data, n)
-                keys = jax.random.split(key, max(1, len(lowered.stochastic)))
-                total = jnp.zeros(())
-                for node, k in zip(lowered.stochastic, keys):
-                    p = node.mechanism.finalize(state.params.get(node.name, {}), state.node_state[node.name])
-                    total = total + node.mechanism.loss(p, values[node.name], self._given(node, values), k)
-                return total
+                return objective(self.finalize(state.params, state.node_state, lowered), data, key)
 
             self._jitted[cache_key] = loss
         return self._jitted[cache_key]
@@ -318,7 +269,7 @@ class Program:
         key = ("fit", lowered.dims, id(optimizer), groups, jax.tree_util.tree_structure(labels),
                tuple(jax.tree_util.tree_leaves(labels)))
         if key not in self._jitted:  # the optimiser is kept with its entry, so its id is not reused
-            init, step = build_trainer(self._joint_train_loss(lowered), optimizer, groups, labels)
+            init, step = build_trainer(joint_train_loss(lowered), optimizer, groups, labels)
             self._jitted[key] = (init, step, {}, optimizer)
         return self._jitted[key][:3]
 
@@ -372,7 +323,7 @@ class Program:
                                   lowered.factors[0].factor.span)
         inputs = [v.name for v in self.model.by_role("input") if v.name not in lowered.dim_values]
         arrays, m = prepare(lowered, data, inputs, batched=True, allowed=[*inputs, *lowered.dim_values])
-        clamped, m_given = self._clamped(lowered, given or {})
+        clamped, m_given = prepare_given(lowered, given or {})
         for what, count in (("inputs", m), ("given values", m_given)):
             if count not in (None, 1, n) and (arrays if what == "inputs" else clamped):
                 raise GenDataError(f"the {what} hold {count} examples but {n} draws were asked for", self.model.span)
@@ -381,38 +332,10 @@ class Program:
         out, info = fn(params, key, arrays)
         return {k: v for k, v in out.items() if self.model[k].role != "input"}, info
 
-    def _clamped(self, lowered: Lowered, given: Mapping[str, Any]) -> tuple[dict, int | None]:
-        """Checked ``(n or 1, *shape)`` arrays of the ``given=`` values of :meth:`sample`, and their count."""
-        modelled = [v.name for v in self.model.by_role("observed", "latent")]
-        unknown = sorted(set(given) - set(modelled))
-        if unknown:
-            raise GenDataError(f"given= names {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
-                               f"not a modelled variable of '{self.model.name}' (it has: {', '.join(modelled)})",
-                               self.model.span)
-        if not given:
-            return {}, None
-        values = {}
-        for name, value in given.items():  # one value for every draw may be written without its event axes
-            arr, shape = np.asarray(value), tuple(int(d) for d in lowered.node(name).type.shape)
-            values[name] = arr.reshape(shape) if arr.shape != shape and arr.size == int(np.prod(shape)) else arr
-        return prepare(lowered, values, list(values), batched=True, allowed=list(values))
-
     def _sampler(self, lowered: Lowered, n: int, mesh=None, clamped: tuple[str, ...] = ()):
         cache_key = ("sample", lowered.dims, n, mesh, clamped)
         if cache_key not in self._jitted:
-            def draw(params, key, inputs):
-                values, info = dict(inputs), {}
-                keys = jax.random.split(key, max(1, len(lowered.nodes)))
-                for node, k in zip(lowered.nodes, keys):
-                    if node.name in clamped:
-                        continue
-                    if node.var.role == "deterministic":
-                        values[node.name] = self._deterministic(node, values, n)
-                    elif node.mechanism is not None:
-                        values[node.name], info[node.name] = node.mechanism.sample_with_info(
-                            params.get(node.name, {}), k, n, self._given(node, values))
-                return values, info
-
+            draw = ancestral_sampler(lowered, n, clamped)
             if mesh is None:
                 self._jitted[cache_key] = jax.jit(draw)
             else:
@@ -430,14 +353,7 @@ class Program:
         arrays, n = self._prepare_batched(data, lowered, "log_prob")
         cache_key = ("log_prob", lowered.dims)
         if cache_key not in self._jitted:
-            def joint(params, arrays):
-                n = next(iter(arrays.values())).shape[0]
-                values = self._complete(lowered, arrays, n)
-                return (sum(node.mechanism.log_prob(params.get(node.name, {}), values[node.name], self._given(node, values))
-                            for node in lowered.stochastic)
-                        + sum(self._factor(f, values, n) for f in lowered.factors))
-
-            self._jitted[cache_key] = jax.jit(joint)
+            self._jitted[cache_key] = jax.jit(joint_log_prob(lowered))
         return self._jitted[cache_key](params, arrays)
 
     def infer(self, data: Mapping[str, Any], key: jax.Array | None = None, num_chains: int = 4,
@@ -480,16 +396,7 @@ class Program:
         conditional model the ``x`` of a joint run); a node whose stored fingerprint differs from
         its own (another mechanism, network or option, even with equal shapes) is refused.
         """
-        meta = params_io.read_meta(path)
-        dims = dict(meta.get("dims") or {})
+        dims = dict(params_io.read_meta(path).get("dims") or {})
         template = self.init(jax.random.key(0), {**dims, **(data or {})})
-        stored = meta.get("nodes")
-        if isinstance(stored, dict):
-            for name, mine in self.fingerprints().items():
-                if name in template and stored.get(name) != mine:
-                    found = "no parameters for it" if name not in stored else f"parameters for '{stored[name]}'"
-                    raise GenDataError(f"the parameters at {path} do not belong to '{name}' of model "
-                                       f"'{self.model.name}': the file has {found}, the model needs '{mine}'",
-                                       self.model[name].span)
-        return params_io.load(path, template, other_nodes=isinstance(stored, dict))
+        return params_io.load(path, template, self.fingerprints(), f"model '{self.model.name}'")
 

@@ -17,7 +17,7 @@ from gendsl.core.types import bind_dim, shape_str
 from gendsl.errors import GenDataError
 from gendsl.mechanisms.constraints import type_constraint
 
-__all__ = ["prepare", "dtype_for"]
+__all__ = ["prepare", "prepare_given", "dtype_for"]
 
 
 def dtype_for(base: str):
@@ -202,3 +202,22 @@ def prepare(lowered, data: Mapping[str, object], required: Iterable[str], *, bat
             if name not in lengths:
                 arrays[name] = jnp.broadcast_to(arr, (n, *arr.shape))
     return arrays, n
+
+
+def prepare_given(lowered, given: Mapping[str, object]) -> tuple[dict, int | None]:
+    """Checked ``(n or 1, *shape)`` arrays of values that clamp modelled variables (``sample``'s
+    ``given=``) and their number of examples (None when nothing is given). One value for every
+    draw may be written without its event axes (``{"label": 3}`` for a ``token[1]``)."""
+    model = lowered.model
+    modelled = [v.name for v in model.by_role("observed", "latent")]
+    unknown = sorted(set(given) - set(modelled))
+    if unknown:
+        raise GenDataError(f"given= names {', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'} "
+                           f"not a modelled variable of '{model.name}' (it has: {', '.join(modelled)})", model.span)
+    if not given:
+        return {}, None
+    values = {}
+    for name, value in given.items():
+        arr, shape = np.asarray(value), tuple(int(d) for d in lowered.node(name).type.shape)
+        values[name] = arr.reshape(shape) if arr.shape != shape and arr.size == int(np.prod(shape)) else arr
+    return prepare(lowered, values, list(values), batched=True, allowed=list(values))

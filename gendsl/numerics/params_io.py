@@ -52,10 +52,23 @@ def read_meta(path: str | Path) -> dict:
         return {}
 
 
-def load(path: str | Path, template: Any, other_nodes: bool = False) -> Any:
+def load(path: str | Path, template: Any, fingerprints: dict[str, str] | None = None, owner: str = "the model") -> Any:
     """Read parameters into the structure of ``template`` (a dict by node name), checking every
-    name and shape; with ``other_nodes`` the file may also hold nodes ``template`` lacks."""
+    name and shape.
+
+    When the file records each node's fingerprint (``meta.json``'s ``nodes``, written by
+    :func:`save`), nodes are taken by name: the file may hold nodes ``template`` lacks, and a node
+    whose stored fingerprint differs from ``fingerprints[name]`` is refused (another mechanism,
+    network or option, even with equal shapes). ``owner`` names the model in messages.
+    """
     folder = params_folder(path)
+    stored_prints = read_meta(path).get("nodes")
+    other_nodes = isinstance(stored_prints, dict)
+    for name, mine in (fingerprints or {}).items() if other_nodes else ():
+        if name in template and stored_prints.get(name) != mine:
+            found = "no parameters for it" if name not in stored_prints else f"parameters for '{stored_prints[name]}'"
+            raise GenDataError(f"the parameters at {path} do not belong to '{name}' of {owner}: the file has {found}, "
+                               f"the model needs '{mine}'")
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     wanted = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
     try:
