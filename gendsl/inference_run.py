@@ -2,8 +2,10 @@
 
 The folder receives ``summary.json`` (per variable: mean, sd, mcse_mean, quantiles, ess_bulk,
 r_hat; and ``divergences``: the total and the count of each chain), ``sampler.json`` (kernel, step
-sizes, tree depths, acceptance, timings), ``draws.npz`` (every variable, shape
-``(chains, draws, ...)``) and ``trace.png``.
+sizes, tree depths, acceptance, E-BFMI, timings), ``draws.npz`` (every variable, shape
+``(chains, draws, ...)``), ``posterior.nc`` (ArviZ's InferenceData as netCDF: posterior,
+sample_stats, pointwise log_likelihood, observed and constant data; ``arviz.from_netcdf`` reads
+it) and ``trace.png``.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ def _jsonable(value):
 
 
 def write_posterior(post, out_dir: str | Path) -> Path:
-    """Write ``summary.json``, ``sampler.json``, ``draws.npz`` and ``trace.png`` of ``post`` into ``out_dir``
-    (``draws.npz`` holds every variable's draws, and ``NAME.probabilities`` for each discrete latent)."""
+    """Write ``summary.json``, ``sampler.json``, ``draws.npz``, ``posterior.nc`` and ``trace.png`` of
+    ``post`` into ``out_dir`` (``draws.npz`` holds every variable's draws, and ``NAME.probabilities``
+    for each discrete latent)."""
     out = output_root(out_dir)
     summary = {name: {k: _jsonable(v) for k, v in stats.items()} for name, stats in post.summary().items()}
     summary["divergences"] = {"total": int(post.divergences), "per_chain": post.divergences.per_chain.tolist()}
@@ -67,6 +70,7 @@ def write_posterior(post, out_dir: str | Path) -> Path:
     buf = io.BytesIO()
     np.savez(buf, **post.samples, **{f"{name}.probabilities": p for name, p in post.probabilities.items()})
     atomic_write_bytes(out / "draws.npz", buf.getvalue())
+    atomic_write_bytes(out / "posterior.nc", post.to_netcdf_bytes())
     trace_plot(post.samples, out / "trace.png")
     return out
 

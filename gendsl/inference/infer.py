@@ -42,6 +42,9 @@ OPTIONS = ("target_accept", "max_tree_depth", "mass", "step_size", "num_integrat
 #: it to check that the chains are split across devices.
 _observe = None
 
+#: E-BFMI below which a chain is reported (Stan's threshold)
+E_BFMI_LOW = 0.3
+
 #: per program: compiled functions and log joints, by model dimensions and settings
 _CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
@@ -226,7 +229,8 @@ def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmu
         per_draw = jax.vmap(jax.vmap(lambda z, k: (joint.constrain(z, arrays, params, k),
                                                    joint.conditionals(z, arrays, params))))
         draws, conditionals = per_draw(positions, keys)
-        return {**draws, **{f"{name} probabilities": jnp.exp(lp) for name, lp in conditionals.items()}}, stats, tuning
+        draws = {**draws, **{f"{name} probabilities": jnp.exp(lp) for name, lp in conditionals.items()}}
+        return draws, positions, stats, tuning
 
     t0 = time.perf_counter()
     if mesh is None:
@@ -319,10 +323,11 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         compiled, compile_seconds = _runner(program, joint, config, num_chains, num_samples, num_warmup,
                                             opts["thin"], opts["chain_method"], mesh, args)
         t0 = time.perf_counter()
-        draws, stats, tuning = jax.block_until_ready(compiled(*args))
+        draws, positions, stats, tuning = jax.block_until_ready(compiled(*args))
         seconds = time.perf_counter() - t0
         if _observe is not None:
             _observe(compiled, draws, stats, tuning)
+        observed = set(joint.observed) | set(conditioned)
         post = Posterior(
             samples={k: np.asarray(draws[k]) for k in (*joint.latents, *joint.discrete, *joint.tracked)},
             latents=(*joint.latents, *joint.discrete),
@@ -339,9 +344,28 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
             max_tree_depth=config.max_tree_depth,
             compile_seconds=compile_seconds,
             sampling_seconds=seconds,
+            energy=np.asarray(stats.energy),
+            lp=np.asarray(stats.logdensity),
+            observed_data={k: np.asarray(v) for k, v in arrays.items() if k in observed},
+            constant_data={k: np.asarray(v) for k, v in arrays.items() if k not in observed},
+            pointwise=_pointwise(program, joint, positions, arrays, node_params, opts["precision"]),
         )
     _warn(post, config)
     return post
+
+
+def _pointwise(program, joint: LogJoint, positions, arrays, params, precision: str):
+    """A thunk computing the pointwise log-likelihood of every draw: name -> ``(C, N, *batch)``
+    numpy arrays (one program, compiled on first use and cached per model and shapes)."""
+    def compute() -> dict[str, np.ndarray]:
+        with jax.enable_x64(precision == "double"):
+            cache = _cache(program)
+            ckey = ("log_likelihood", joint.lowered.dims, joint.latents, _signature((positions, arrays, params)))
+            if ckey not in cache:
+                cache[ckey] = jax.jit(jax.vmap(jax.vmap(joint.log_likelihood, (0, None, None)), (0, None, None)))
+            return {k: np.asarray(v) for k, v in cache[ckey](positions, arrays, params).items()}
+
+    return compute
 
 
 def _warn(post: Posterior, config) -> None:
@@ -354,3 +378,7 @@ def _warn(post: Posterior, config) -> None:
         if hits:
             warnings.warn(f"{hits} transition(s) reached the maximum tree depth {config.max_tree_depth}: "
                           f"raise max_tree_depth or reparameterise", stacklevel=3)
+    low = [round(float(b), 2) for b in post.e_bfmi if b < E_BFMI_LOW]
+    if low:
+        warnings.warn(f"E-BFMI below {E_BFMI_LOW} in {len(low)} chain(s) ({low}): the sampler explores the energy "
+                      f"levels poorly (heavy tails or a funnel); reparameterise (e.g. non-centred)", stacklevel=3)

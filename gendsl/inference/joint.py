@@ -241,6 +241,25 @@ class LogJoint:
             out[group.name] = marginal + sum(jacobians.get(name, 0.0) for name in group.terms)
         return out
 
+    @property
+    def observed(self) -> tuple[str, ...]:
+        """The observed nodes with a log-likelihood of their own: :meth:`log_likelihood`'s keys (a
+        node that depends on a discrete latent is summed into that latent's marginal instead)."""
+        given = {b.name for b in self.blocks} | set(self.discrete)
+        return tuple(n.name for n in self.lowered.stochastic
+                     if n.var.role == "observed" and n.name not in given and n.name not in self._summed)
+
+    def log_likelihood(self, z: jax.Array, data, params) -> dict[str, jax.Array]:
+        """Pointwise log-likelihood at the unconstrained point ``z``: for each name of
+        :attr:`observed`, the log-density of each of its independent elements given the latents
+        (a leaf distribution: shape the variable's batch shape; another mechanism: one value)."""
+        values = self._walk(z, data, params)[0]
+        out = {}
+        for name in self.observed:
+            node = self.lowered.node(name)
+            out[name] = node.mechanism.log_prob_elements(params.get(name, {}), values[name], self._given(node, values))
+        return out
+
     def constrain(self, z: jax.Array, data, params, key: jax.Array | None = None) -> dict[str, jax.Array]:
         """The latents and the tracked deterministic quantities at ``z``, in their own spaces.
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from gendsl.errors import GenRuntimeError
-from gendsl.numerics.diagnostics import summarize, table
+from gendsl.inference import inference_data
+from gendsl.numerics.diagnostics import e_bfmi, summarize, table
 
 __all__ = ["Divergences", "Summary", "Posterior"]
 
@@ -69,6 +69,11 @@ class Posterior:
         Adapted inverse mass matrix of each chain: ``(chains, d)`` (diagonal) or ``(chains, d, d)``.
     tree_depth, num_steps, acceptance_rate:
         Per transition, shape ``(chains, draws)`` (tree depth is 0 for kernels other than NUTS).
+    energy, lp:
+        Per kept draw, ``(chains, draws)``: the Hamiltonian energy (NaN for kernels without a
+        momentum) and the log joint density in unconstrained space (Stan's ``lp__``).
+    observed_data, constant_data:
+        The observed variables' values and the other data (inputs), for ArviZ's groups.
     kernel:
         The kernel and its settings, in words.
     num_warmup:
@@ -92,12 +97,33 @@ class Posterior:
     compile_seconds: float = 0.0
     sampling_seconds: float = 0.0
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    energy: np.ndarray | None = None
+    lp: np.ndarray | None = None
+    observed_data: dict[str, np.ndarray] = field(default_factory=dict)
+    constant_data: dict[str, np.ndarray] = field(default_factory=dict)
+    #: computes the pointwise log-likelihood of every draw on demand (see :meth:`log_likelihood`)
+    pointwise: Callable[[], dict[str, np.ndarray]] | None = field(default=None, repr=False)
     _summary: Summary | None = field(default=None, repr=False)
+    _log_likelihood: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def divergences(self) -> Divergences:
         """Divergent transitions after warm-up: the total (an ``int``) and ``.per_chain``."""
         return Divergences(self.diverging.sum(axis=1))
+
+    @property
+    def e_bfmi(self) -> np.ndarray:
+        """E-BFMI of each chain, ``(chains,)`` (:func:`~gendsl.numerics.diagnostics.e_bfmi`; NaN
+        without energies). Below 0.3 the chain explores the energy levels poorly."""
+        return e_bfmi(self.energy) if self.energy is not None else np.full(self.num_chains, np.nan)
+
+    def log_likelihood(self) -> dict[str, np.ndarray]:
+        """Pointwise log-likelihood of every draw: observed name -> ``(chains, draws, *batch)`` (a
+        leaf distribution's elements; one value per draw for another mechanism). Computed on the
+        first call (one compiled pass over the draws), for ``az.loo`` / ``az.waic``."""
+        if self._log_likelihood is None:
+            self._log_likelihood = self.pointwise() if self.pointwise is not None else {}
+        return self._log_likelihood
 
     @property
     def num_chains(self) -> int:
@@ -125,6 +151,8 @@ class Posterior:
         if "nuts" in self.kernel:
             line += (f"; mean tree depth {float(self.tree_depth.mean()):.2f}, "
                      f"{int((self.tree_depth >= self.max_tree_depth).sum())} at the maximum {self.max_tree_depth}")
+        if np.all(np.isfinite(self.e_bfmi)):
+            line += "; E-BFMI " + ", ".join(f"{b:.2f}" for b in self.e_bfmi)
         return line
 
     def __str__(self) -> str:
@@ -142,23 +170,18 @@ class Posterior:
             "mean_tree_depth": self.tree_depth.mean(axis=1).tolist(),
             "max_tree_depth_hits": (self.tree_depth >= self.max_tree_depth).sum(axis=1).tolist(),
             "mean_acceptance_rate": self.acceptance_rate.mean(axis=1).tolist(),
+            "e_bfmi": [float(b) if np.isfinite(b) else None for b in self.e_bfmi],
             "gradient_evaluations": int(self.num_steps.sum()),
             "compile_seconds": self.compile_seconds,
             "sampling_seconds": self.sampling_seconds,
         }
 
     def to_arviz(self):
-        """The draws and sampler statistics as an ``arviz.InferenceData`` (needs ``pip install arviz``)."""
-        try:
-            import arviz as az
-        except ImportError:
-            raise GenRuntimeError("to_arviz() needs ArviZ: pip install arviz (or pip install gendsl[arviz])") from None
-        chains, draws = self.tree_depth.shape
-        stats = {
-            "diverging": self.diverging,
-            "tree_depth": self.tree_depth,
-            "n_steps": self.num_steps,
-            "acceptance_rate": self.acceptance_rate,
-            "step_size": np.broadcast_to(self.step_size[:, None], (chains, draws)),
-        }
-        return az.from_dict(posterior=dict(self.samples), sample_stats=stats)
+        """The draws, sampler statistics (Stan's names), pointwise log-likelihood and data as an
+        ``arviz.InferenceData`` (needs ``pip install arviz``); see :mod:`gendsl.inference.inference_data`."""
+        return inference_data.to_arviz(self)
+
+    def to_netcdf_bytes(self) -> bytes:
+        """The same groups as a netCDF-4 file's contents (``arviz.from_netcdf`` reads it), written
+        without importing ArviZ."""
+        return inference_data.netcdf_bytes(self)

@@ -183,6 +183,13 @@ class AbstractMechanism(abc.ABC):
     def log_prob(self, params, x: jax.Array, given: dict) -> jax.Array:
         """Per-example log-density of ``x`` (shape ``(n, *shape)``), shape ``(n,)``."""
 
+    def log_prob_elements(self, params, x: jax.Array, given: dict) -> jax.Array:
+        """The log-density of ONE example (``x`` of the variable's shape, ``given`` unbatched) split
+        into the terms of its independent elements where the mechanism factorises so (a leaf
+        distribution: shape the variable's batch shape), else whole: shape ``()``. The terms sum
+        to the example's :meth:`log_prob` (pointwise log-likelihoods for LOO and WAIC)."""
+        return self.log_prob(params, x[None], jax.tree_util.tree_map(lambda v: v[None], given))[0]
+
     def sample_with_info(self, params, key: jax.Array, n: int, given: dict) -> tuple[jax.Array, dict]:
         """:meth:`sample` and what it measured, as values: ``(draws, info)``, ``info`` a dict of
         arrays (``"nfe"``: network evaluations per sample, for nodes whose count is only known

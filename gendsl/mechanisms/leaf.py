@@ -99,6 +99,10 @@ class Leaf(AbstractMechanism):
 
         return jax.vmap(one)(x, given)
 
+    def log_prob_elements(self, params, x, given):
+        """The distribution's log-density of each independent element of ONE example: its batch shape."""
+        return self.distribution(given).log_prob(x)
+
     def sample(self, params, key, n, given):
         if self.typed_support:
             what = ("an improper flat prior" if self.improper else

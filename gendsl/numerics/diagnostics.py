@@ -16,7 +16,7 @@ from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
-__all__ = ["STATS", "rank_normalize", "ess_bulk", "r_hat", "summarize", "table"]
+__all__ = ["STATS", "rank_normalize", "ess_bulk", "r_hat", "summarize", "e_bfmi", "table"]
 
 #: the statistics :func:`summarize` reports for each variable
 STATS = ("mean", "sd", "mcse_mean", "q5", "q50", "q95", "ess_bulk", "r_hat")
@@ -100,6 +100,16 @@ def summarize(draws: Mapping[str, np.ndarray]) -> dict[str, dict]:
         }
         out[name] = {k: _scalar_or_array(np.asarray(v, dtype=np.float64)) for k, v in stats.items()}
     return out
+
+
+def e_bfmi(energy: np.ndarray) -> np.ndarray:
+    """The energy Bayesian fraction of missing information of each chain, ``(C, N) -> (C,)``:
+    ``sum(diff(E)^2) / sum((E - mean E)^2)`` over a chain's Hamiltonian energies (Betancourt, 2016).
+    Below 0.3 the momentum resampling explores the energy levels poorly (a heavy tail, a funnel).
+    NaN for kernels without an energy."""
+    e = np.asarray(energy, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(np.diff(e, axis=1) ** 2, axis=1) / np.sum((e - e.mean(axis=1, keepdims=True)) ** 2, axis=1)
 
 
 def table(summary: Mapping[str, Mapping[str, object]], max_rows: int = 60) -> str:

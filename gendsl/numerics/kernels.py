@@ -198,12 +198,21 @@ class ChainStats(NamedTuple):
         Gradient evaluations of the transition.
     acceptance_rate:
         Mean Metropolis acceptance probability of the transition (Langevin: 1).
+    energy:
+        NUTS and HMC: the Hamiltonian (potential plus kinetic energy) of the state the transition
+        ends in, whose spread against its changes is the E-BFMI; NaN (the default) for kernels
+        without a momentum (MALA, Langevin).
+    logdensity:
+        The log-density of the state the transition ends in (Stan's ``lp__``); the driver of
+        :mod:`gendsl.numerics.mcmc` records it, so a kernel need not.
     """
 
     is_divergent: jax.Array
     tree_depth: jax.Array
     num_steps: jax.Array
     acceptance_rate: jax.Array
+    energy: jax.Array | float = float("nan")
+    logdensity: jax.Array | float = float("nan")
 
 
 class State(NamedTuple):
@@ -239,7 +248,7 @@ def _nuts_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
         new, info = kernel(key, _as_hmc(state), logdensity_fn, tuning.step_size, tuning.inverse_mass_matrix,
                            max_num_doublings=config.max_tree_depth)
         return State(*new), ChainStats(info.is_divergent, info.num_trajectory_expansions,
-                                        info.num_integration_steps, info.acceptance_rate)
+                                        info.num_integration_steps, info.acceptance_rate, info.energy)
 
     return step
 
@@ -253,7 +262,8 @@ def _hmc_step(config: KernelConfig, logdensity_fn: Callable) -> Callable:
         new, info = kernel(key, _as_hmc(state), logdensity_fn, tuning.step_size, tuning.inverse_mass_matrix,
                            config.num_integration_steps)
         return State(*new), ChainStats(info.is_divergent, jnp.zeros((), jnp.int32),
-                                        jnp.asarray(info.num_integration_steps, jnp.int32), info.acceptance_rate)
+                                        jnp.asarray(info.num_integration_steps, jnp.int32), info.acceptance_rate,
+                                        info.energy)
 
     return step
 

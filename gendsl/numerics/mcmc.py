@@ -48,7 +48,8 @@ def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_w
         if keep:
             draws = (jnp.zeros((num_samples, dim), dtype),
                      ChainStats(jnp.zeros(num_samples, bool), jnp.zeros(num_samples, jnp.int32),
-                                jnp.zeros(num_samples, jnp.int32), jnp.zeros(num_samples, dtype)))
+                                jnp.zeros(num_samples, jnp.int32), jnp.zeros(num_samples, dtype),
+                                jnp.zeros(num_samples, dtype), jnp.zeros(num_samples, dtype)))
         return init_state(logdensity_fn, position), adapt_init(position), draws
 
     def store(draws, t, state, stats):
@@ -57,7 +58,9 @@ def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_w
                 ChainStats(acc.is_divergent.at[where].set(acc.is_divergent[where] | stats.is_divergent),
                            acc.tree_depth.at[where].max(stats.tree_depth),
                            acc.num_steps.at[where].add(stats.num_steps.astype(jnp.int32)),
-                           acc.acceptance_rate.at[where].add(stats.acceptance_rate.astype(dtype) / thin)))
+                           acc.acceptance_rate.at[where].add(stats.acceptance_rate.astype(dtype) / thin),
+                           acc.energy.at[where].set(jnp.asarray(stats.energy, dtype)),
+                           acc.logdensity.at[where].set(state.logdensity.astype(dtype))))
 
     def transition(carry, xs):
         state, adapt, draws = carry
@@ -136,8 +139,8 @@ def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, po
     (draws, stats, tuning):
         ``draws`` of shape ``(C, num_samples, d)``; :class:`ChainStats` of shape
         ``(C, num_samples)`` (over each thinned block: any divergence, the deepest tree, the
-        gradient evaluations summed, the mean acceptance rate); the warm-up's :class:`Tuning`
-        with a leading ``C``.
+        gradient evaluations summed, the mean acceptance rate; the last transition's energy and
+        log-density); the warm-up's :class:`Tuning` with a leading ``C``.
     """
     _, tuning, (draws, stats) = _drive(config, logdensity_fn, key, positions, num_warmup, num_samples, thin, True,
                                        chain_method)
