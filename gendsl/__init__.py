@@ -6,6 +6,7 @@ from gendsl.api import compile, load, parse, parse_all
 from gendsl.builder import prior
 from gendsl.distill import distill
 from gendsl.errors import GenDataError, GenError, GenRuntimeError, GenSemanticError, GenSyntaxError
+from gendsl.numerics import compile_cache
 from gendsl.program import Program
 from gendsl.sampling_options import with_sampling
 
@@ -26,3 +27,5 @@ __all__ = [
     "GenRuntimeError",
 ]
 __version__ = "0.1.0"
+
+compile_cache.enable_default()  # JAX's persistent compilation cache (GENDSL_COMPILE_CACHE=0: off)

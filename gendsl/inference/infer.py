@@ -14,6 +14,7 @@ of the same shapes runs without tracing again.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 import weakref
@@ -25,6 +26,7 @@ import numpy as np
 
 from gendsl.compiler.bind import prepare
 from gendsl.errors import GenDataError, did_you_mean
+from gendsl.inference import progress
 from gendsl.inference.joint import LogJoint
 from gendsl.inference.posterior import Posterior
 from gendsl.numerics import kernels, mcmc
@@ -34,7 +36,7 @@ __all__ = ["OPTIONS", "infer", "log_joint"]
 
 #: keyword options of :func:`infer` beyond its named arguments
 OPTIONS = ("target_accept", "max_tree_depth", "mass", "step_size", "num_integration_steps", "thin", "init",
-           "init_tries", "precision", "chain_method", "devices")
+           "init_tries", "precision", "chain_method", "devices", "progress")
 
 #: Debug hook: when set, called as ``_observe(compiled, draws, stats, tuning)`` with the compiled
 #: program that ran and its outputs exactly as it returns them (on device, with their
@@ -117,7 +119,7 @@ def _options(options: Mapping[str, Any]) -> dict:
         raise GenDataError(f"infer() has no option '{unknown[0]}'{did_you_mean(unknown[0], OPTIONS)} "
                            f"(options: {', '.join(OPTIONS)})")
     out = {"thin": 1, "init": None, "init_tries": 100, "precision": "double", "chain_method": "vectorized",
-           "devices": None, **options}
+           "devices": None, "progress": None, **options}
     if out["precision"] not in ("double", "single"):
         raise GenDataError(f"precision must be 'double' or 'single', got {out['precision']!r}")
     if out["chain_method"] not in ("vectorized", "sequential"):
@@ -148,30 +150,35 @@ def _shard_map(fn, mesh, in_specs, out_specs):
     return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
 
 
-def _chains(config, joint: LogJoint, keys, z0, arrays, params, num_warmup, num_samples, thin, chain_method, mesh):
+def _chains(config, joint: LogJoint, keys, z0, arrays, params, num_warmup, num_samples, thin, chain_method, mesh,
+            show: bool):
     """Warm-up and sampling of the chains whose transition keys are ``keys`` ``(C, T)`` and starts
     ``z0`` ``(C, d)``: ``vmap``-ed (``"vectorized"``) or one after the other (``"sequential"``,
     ``lax.map``). Every chain has its own row of keys, so a chain is the same chain in every
     layout. With a ``mesh`` (``shard_map``) each device runs its share of the chains with no
     communication between devices: sequential chains are bit for bit the one-device ones,
-    vectorized ones agree up to the rounding of a smaller batch."""
+    vectorized ones agree up to the rounding of a smaller batch. With ``show``, each chain reports
+    its progress to :func:`gendsl.inference.progress.report`."""
     from jax.sharding import PartitionSpec
 
-    def local(keys, z0, arrays, params):
-        def run(keys, z0, method):
+    report = progress.report if show else None
+
+    def local(keys, z0, ids, arrays, params):
+        def run(keys, z0, ids, method):
             return mcmc.run_chains(config, lambda q: joint.logdensity(q, arrays, params), keys, z0, num_warmup,
-                                   num_samples, thin, method)
+                                   num_samples, thin, method, report, ids)
 
         if chain_method == "vectorized":
-            return run(keys, z0, "vectorized")
-        one = lambda chain: jax.tree_util.tree_map(lambda x: x[0], run(chain[0][None], chain[1][None], "sequential"))
-        return jax.lax.map(one, (keys, z0))
+            return run(keys, z0, ids, "vectorized")
+        one = lambda chain: jax.tree_util.tree_map(lambda x: x[0], run(*(c[None] for c in chain), "sequential"))
+        return jax.lax.map(one, (keys, z0, ids))
 
+    ids = jnp.arange(z0.shape[0])
     if mesh is None:
-        return local(keys, z0, arrays, params)
+        return local(keys, z0, ids, arrays, params)
 
     split, whole = PartitionSpec(AXIS), PartitionSpec()
-    return _shard_map(local, mesh, (split, split, whole, whole), split)(keys, z0, arrays, params)
+    return _shard_map(local, mesh, (split, split, split, whole, whole), split)(keys, z0, ids, arrays, params)
 
 
 def _check_counts(num_chains, num_samples, num_warmup, thin, init_tries):
@@ -209,7 +216,8 @@ def _starts(program, joint: LogJoint, key, arrays, params, num_chains: int, trie
     return z
 
 
-def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmup, thin, chain_method, mesh, args):
+def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmup, thin, chain_method, mesh, show,
+            args):
     """The compiled warm-up + sampling + constrain program, and the seconds spent compiling it.
 
     With a device ``mesh`` the chains are split across its devices (data and parameters
@@ -217,14 +225,14 @@ def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmu
     """
     cache = _cache(program)
     ckey = ("run", joint.lowered.dims, joint.latents, config, num_chains, num_samples, num_warmup, thin, chain_method,
-            mesh, _signature(args))
+            mesh, show, _signature(args))
     if ckey in cache:
         return cache[ckey], 0.0
 
     def run(key, z0, arrays, params):
         keys = mcmc.transition_keys(key, num_chains, num_warmup + num_samples * thin)
         positions, stats, tuning = _chains(config, joint, keys, z0, arrays, params, num_warmup, num_samples, thin,
-                                           chain_method, mesh)
+                                           chain_method, mesh, show)
         keys = jax.random.split(jax.random.fold_in(key, 1), positions.shape[:2])
         per_draw = jax.vmap(jax.vmap(lambda z, k: (joint.constrain(z, arrays, params, k),
                                                    joint.conditionals(z, arrays, params))))
@@ -280,7 +288,9 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         XLA sums some reductions of a smaller batch in another order, and the draws agree up to
         rounding, which a chaotic posterior (a funnel such as eight schools) amplifies over many
         transitions until the draws differ while remaining valid. On a CPU-only machine, simulate
-        devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``).
+        devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``) and ``progress``
+        (one live line per chain on stderr: transitions, warm-up or sampling, divergences so
+        far; default None: when stderr is a terminal).
 
     Returns
     -------
@@ -320,10 +330,13 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
 
             args = (jax.device_put(run_key, replicated(mesh)), jax.device_put(z0, sharded(mesh)),
                     jax.device_put(arrays, replicated(mesh)), jax.device_put(node_params, replicated(mesh)))
+        show = progress.wanted(opts["progress"])
         compiled, compile_seconds = _runner(program, joint, config, num_chains, num_samples, num_warmup,
-                                            opts["thin"], opts["chain_method"], mesh, args)
+                                            opts["thin"], opts["chain_method"], mesh, show, args)
         t0 = time.perf_counter()
-        draws, positions, stats, tuning = jax.block_until_ready(compiled(*args))
+        with progress.showing(num_chains, num_warmup, num_warmup + num_samples * opts["thin"]) if show \
+                else contextlib.nullcontext():
+            draws, positions, stats, tuning = jax.block_until_ready(compiled(*args))
         seconds = time.perf_counter() - t0
         if _observe is not None:
             _observe(compiled, draws, stats, tuning)

@@ -20,7 +20,7 @@ from gendsl.errors import GenDataError
 from gendsl.numerics.kernels import ChainStats, KernelConfig, build_step, init_state
 from gendsl.numerics.warmup import adaptation, schedule
 
-__all__ = ["uniform_starts", "transition_keys", "run_chains", "final_positions", "short_run"]
+__all__ = ["uniform_starts", "transition_keys", "report_every", "run_chains", "final_positions", "short_run"]
 
 
 def uniform_starts(key: jax.Array, shape: tuple[int, ...], dtype=None, radius: float = 2.0) -> jax.Array:
@@ -35,22 +35,24 @@ def uniform_starts(key: jax.Array, shape: tuple[int, ...], dtype=None, radius: f
 
 
 def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_warmup: int, num_samples: int,
-           thin: int, keep: bool):
-    """``(init, transition)`` of ONE chain: ``init(position)`` and the ``lax.scan`` body over
-    transitions ``(t, key, (stage, window_end))``. The adaptation runs under ``lax.cond`` on the
-    transition index, so it costs nothing after warm-up, and the kernel is traced once."""
+           thin: int, keep: bool, report: Callable | None = None):
+    """``(init, transition)`` of ONE chain: ``init(position, chain_id)`` and the ``lax.scan`` body
+    over transitions ``(t, key, (stage, window_end))``. The adaptation runs under ``lax.cond`` on
+    the transition index, so it costs nothing after warm-up, and the kernel is traced once. With
+    ``report``, the carry counts each chain's divergences after warm-up for :func:`_reporting`."""
     step = build_step(config, logdensity_fn)
     adapt_init, adapt_update, adapt_final = adaptation(config, dim, dtype)
     tunes = config.kernel.tunes_step_size and num_warmup > 0
 
-    def init(position):
+    def init(position, chain_id):
         draws = None
         if keep:
             draws = (jnp.zeros((num_samples, dim), dtype),
                      ChainStats(jnp.zeros(num_samples, bool), jnp.zeros(num_samples, jnp.int32),
                                 jnp.zeros(num_samples, jnp.int32), jnp.zeros(num_samples, dtype),
                                 jnp.zeros(num_samples, dtype), jnp.zeros(num_samples, dtype)))
-        return init_state(logdensity_fn, position), adapt_init(position), draws
+        progress = (chain_id, jnp.zeros((), jnp.int32)) if report is not None else None
+        return init_state(logdensity_fn, position), adapt_init(position), draws, progress
 
     def store(draws, t, state, stats):
         where, (pos, acc) = (t - num_warmup) // thin, draws
@@ -63,7 +65,7 @@ def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_w
                            acc.logdensity.at[where].set(state.logdensity.astype(dtype))))
 
     def transition(carry, xs):
-        state, adapt, draws = carry
+        state, adapt, draws, progress = carry
         t, key, (stage, window_end) = xs
         state, stats = step(key, state, adapt.tuning)
         if tunes:
@@ -73,13 +75,41 @@ def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_w
             adapt = jax.lax.cond(t == num_warmup - 1, lambda a: a._replace(tuning=adapt_final(a)), lambda a: a, adapt)
         if keep:
             draws = jax.lax.cond(t >= num_warmup, lambda d: store(d, t, state, stats), lambda d: d, draws)
-        return (state, adapt, draws), None
+        if progress is not None:
+            chain_id, divergent = progress
+            progress = (chain_id, divergent + ((t >= num_warmup) & stats.is_divergent).astype(jnp.int32))
+        return (state, adapt, draws, progress), None
 
     return init, transition
 
 
+def report_every(total: int) -> int:
+    """How many transitions apart progress is reported: about 25 reports in all (each report
+    is a host callback, which costs milliseconds)."""
+    return max(1, total // 25)
+
+
+def _reporting(body: Callable, report: Callable | None, total: int) -> Callable:
+    """The scan body ``body`` followed, every :func:`report_every` transitions and after the last,
+    by ``report(chain_ids, transitions_done, divergences)`` on the host (one callback for the
+    chains the body advances: scalars for one chain, ``(C,)`` arrays for vectorized ones)."""
+    if report is None:
+        return body
+    every = report_every(total)
+
+    def reported(carry, xs):
+        carry, out = body(carry, xs)
+        t, (chain_id, divergent) = xs[0], carry[3]
+        jax.lax.cond(((t + 1) % every == 0) | (t == total - 1),
+                     lambda: jax.debug.callback(report, chain_id, t + 1, divergent), lambda: None)
+        return carry, out
+
+    return reported
+
+
 def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
-           num_warmup: int, num_samples: int, thin: int, keep: bool, chain_method: str):
+           num_warmup: int, num_samples: int, thin: int, keep: bool, chain_method: str,
+           report: Callable | None = None, chain_ids: jax.Array | None = None):
     """Warm-up and sampling of ``C`` chains, each ONE ``lax.scan`` over its transitions.
 
     ``chain_method="vectorized"``: the chains advance together (``vmap`` of each transition);
@@ -88,7 +118,8 @@ def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positi
     """
     num_chains, dim = positions.shape
     total = num_warmup + num_samples * thin
-    init, transition = _chain(config, logdensity_fn, dim, positions.dtype, num_warmup, num_samples, thin, keep)
+    init, transition = _chain(config, logdensity_fn, dim, positions.dtype, num_warmup, num_samples, thin, keep, report)
+    chain_ids = jnp.arange(num_chains) if chain_ids is None else chain_ids
     steps, stages = jnp.arange(total), schedule(config, num_warmup, total)
     keys = key if jnp.ndim(key) == 2 else transition_keys(key, num_chains, total)
     if keys.shape != (num_chains, total):
@@ -96,15 +127,16 @@ def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positi
 
     if chain_method == "sequential":
         def one(args):
-            position, chain_keys = args
-            (state, adapt, draws), _ = jax.lax.scan(transition, init(position), (steps, chain_keys, stages))
+            position, chain_keys, chain_id = args
+            (state, adapt, draws, _), _ = jax.lax.scan(_reporting(transition, report, total),
+                                                       init(position, chain_id), (steps, chain_keys, stages))
             return state, adapt.tuning, draws
 
-        return jax.lax.map(one, (positions, keys))
+        return jax.lax.map(one, (positions, keys, chain_ids))
     if chain_method != "vectorized":
         raise GenDataError(f"chain_method must be 'vectorized' or 'sequential', got {chain_method!r}")
-    batched = jax.vmap(transition, in_axes=((0, 0, 0), (None, 0, None)))
-    (state, adapt, draws), _ = jax.lax.scan(batched, jax.vmap(init)(positions), (steps, keys.T, stages))
+    batched = _reporting(jax.vmap(transition, in_axes=((0, 0, 0, 0), (None, 0, None))), report, total)
+    (state, adapt, draws, _), _ = jax.lax.scan(batched, jax.vmap(init)(positions, chain_ids), (steps, keys.T, stages))
     return state, adapt.tuning, draws
 
 
@@ -118,7 +150,8 @@ def transition_keys(key: jax.Array, num_chains: int, num_transitions: int) -> ja
 
 
 def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,
-               num_warmup: int, num_samples: int, thin: int = 1, chain_method: str = "vectorized"):
+               num_warmup: int, num_samples: int, thin: int = 1, chain_method: str = "vectorized",
+               report: Callable | None = None, chain_ids: jax.Array | None = None):
     """Warm-up, then ``num_samples`` kept transitions of each of ``C`` chains (pure; trace it under
     ``jit``). Each chain is tuned on its own, as Stan does.
 
@@ -133,6 +166,13 @@ def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, po
         Keep every ``thin``-th transition (``num_samples * thin`` transitions after warm-up).
     chain_method:
         ``"vectorized"`` (``vmap`` over chains) or ``"sequential"`` (``lax.map``).
+    report:
+        Progress: a host function ``report(chain_ids, transitions_done, divergences)`` (numpy
+        values: the ids and the divergences after warm-up so far of the chains reported, ``(C,)``
+        arrays, or scalars when the chains run one after the other), called every
+        :func:`report_every` transitions and after the last, through ``jax.debug.callback``.
+    chain_ids:
+        ``(C,)`` the ids ``report`` names the chains by (default ``0 .. C-1``).
 
     Returns
     -------
@@ -143,7 +183,7 @@ def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, po
         log-density); the warm-up's :class:`Tuning` with a leading ``C``.
     """
     _, tuning, (draws, stats) = _drive(config, logdensity_fn, key, positions, num_warmup, num_samples, thin, True,
-                                       chain_method)
+                                       chain_method, report, chain_ids)
     return draws, stats, tuning
 
 
