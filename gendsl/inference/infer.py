@@ -29,7 +29,7 @@ from gendsl.errors import GenDataError, did_you_mean
 from gendsl.inference import progress
 from gendsl.inference.joint import LogJoint
 from gendsl.inference.posterior import Posterior
-from gendsl.numerics import kernels, mcmc
+from gendsl.numerics import exported, kernels, mcmc
 from gendsl.numerics.devices import AXIS, check_divisible, make_mesh, replicated, sharded
 
 __all__ = ["OPTIONS", "infer", "log_joint"]
@@ -209,7 +209,9 @@ def _starts(program, joint: LogJoint, key, arrays, params, num_chains: int, trie
             first = jnp.argmax(ok, axis=1)
             return z[jnp.arange(num_chains), first], jnp.any(ok, axis=1)
 
-        cache[ckey] = jax.jit(starts)
+        args = (key, fixed, mask, arrays, params)
+        description = _description(program, joint, "starts", num_chains, tries)
+        cache[ckey] = exported.compiled("starts", description, starts, args, store=description is not None)
     z, ok = cache[ckey](key, fixed, mask, arrays, params)
     if not bool(np.all(np.asarray(ok))):
         joint.check_finite(z[int(np.argmin(np.asarray(ok)))], arrays, params)
@@ -238,17 +240,30 @@ def _runner(program, joint: LogJoint, config, num_chains, num_samples, num_warmu
                                                    joint.conditionals(z, arrays, params))))
         draws, conditionals = per_draw(positions, keys)
         draws = {**draws, **{f"{name} probabilities": jnp.exp(lp) for name, lp in conditionals.items()}}
-        return draws, positions, stats, tuning
+        return draws, positions, stats._asdict(), tuning._asdict()  # plain dicts: jax.export stores them
 
     t0 = time.perf_counter()
     if mesh is None:
-        jitted = jax.jit(run)
+        description = _description(program, joint, "run", config, num_chains, num_samples, num_warmup, thin,
+                                   chain_method)
+        cache[ckey] = exported.compiled("infer", description, run, args, store=description is not None and not show)
     else:
-
         jitted = jax.jit(run, in_shardings=(replicated(mesh), sharded(mesh), replicated(mesh), replicated(mesh)),
                          out_shardings=sharded(mesh))
-    cache[ckey] = jitted.lower(*args).compile()
+        cache[ckey] = jitted.lower(*args).compile()
     return cache[ckey], time.perf_counter() - t0
+
+
+def _description(program, joint: LogJoint, *settings):
+    """What a sampler's trace depends on beyond its arguments' shapes, for the store of traced
+    programs (:mod:`gendsl.numerics.exported`): the model as written, its dimensions, the latents
+    and the settings. None (not stored) when a node reads trained parameters or another run."""
+    lowered = joint.lowered
+    if any(node.mechanism.has_params or node.var.mechanism == "prior" for node in lowered.stochastic):
+        return None
+    model = lowered.model
+    written = model.span.source or model.statements  # the source text, or a builder model's statements
+    return (model.name, written, sorted(program.dims.items()), lowered.dims, joint.latents, joint.discrete, settings)
 
 
 def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4, num_samples: int = 1000,
@@ -346,19 +361,19 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
             latents=(*joint.latents, *joint.discrete),
             probabilities={k: np.asarray(draws[f"{k} probabilities"]) for k in joint.reported},
             deterministic=joint.tracked,
-            diverging=np.asarray(stats.is_divergent),
-            step_size=np.asarray(tuning.step_size),
-            inverse_mass_matrix=np.asarray(tuning.inverse_mass_matrix),
-            tree_depth=np.asarray(stats.tree_depth),
-            num_steps=np.asarray(stats.num_steps),
-            acceptance_rate=np.asarray(stats.acceptance_rate),
+            diverging=np.asarray(stats["is_divergent"]),
+            step_size=np.asarray(tuning["step_size"]),
+            inverse_mass_matrix=np.asarray(tuning["inverse_mass_matrix"]),
+            tree_depth=np.asarray(stats["tree_depth"]),
+            num_steps=np.asarray(stats["num_steps"]),
+            acceptance_rate=np.asarray(stats["acceptance_rate"]),
             kernel=config.describe(),
             num_warmup=num_warmup,
             max_tree_depth=config.max_tree_depth,
             compile_seconds=compile_seconds,
             sampling_seconds=seconds,
-            energy=np.asarray(stats.energy),
-            lp=np.asarray(stats.logdensity),
+            energy=np.asarray(stats["energy"]),
+            lp=np.asarray(stats["logdensity"]),
             observed_data={k: np.asarray(v) for k, v in arrays.items() if k in observed},
             constant_data={k: np.asarray(v) for k, v in arrays.items() if k not in observed},
             pointwise=_pointwise(program, joint, positions, arrays, node_params, opts["precision"]),

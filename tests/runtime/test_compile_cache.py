@@ -1,5 +1,6 @@
-"""The persistent compilation cache: on by default, moved or turned off by GENDSL_COMPILE_CACHE,
-and a second process that builds the same posterior sampler loads it instead of compiling it."""
+"""The persistent compilation cache: on by default, moved or turned off by GENDSL_COMPILE_CACHE;
+a second process that builds the same posterior sampler loads its trace and its compiled program
+instead of making them, and draws exactly what a process without any cache draws."""
 
 import json
 import os
@@ -23,7 +24,7 @@ prog = gendsl.compile(gendsl.parse("model m {\\n  data y: real[3]\\n  mu ~ norma
 post = prog.infer({"y": [0.1, 0.5, -0.2]}, key=jax.random.key(0), num_chains=2, num_samples=50, num_warmup=50)
 folder = compile_cache.folder()
 print(json.dumps({"folder": None if folder is None else str(folder), "hits": len(hits),
-                  "compile_seconds": post.compile_seconds}))
+                  "compile_seconds": post.compile_seconds, "draws": post.samples["mu"].tolist()}))
 """
 
 
@@ -35,11 +36,20 @@ def run(env):
 
 
 def test_a_second_process_loads_the_compiled_sampler(tmp_path):
-    first = run({"GENDSL_COMPILE_CACHE": str(tmp_path / "cache")})
-    assert first["folder"] == str(tmp_path / "cache") and first["hits"] == 0
-    assert any((tmp_path / "cache").iterdir())
-    second = run({"GENDSL_COMPILE_CACHE": str(tmp_path / "cache")})
-    assert second["hits"] >= 1
+    cache = tmp_path / "cache"
+    first = run({"GENDSL_COMPILE_CACHE": str(cache)})
+    assert first["folder"] == str(cache) and first["hits"] == 0
+    traced = sorted(p.name.split("-")[0] for p in (cache / "traced").iterdir())
+    assert traced == ["infer", "starts"]
+    second = run({"GENDSL_COMPILE_CACHE": str(cache)})
+    assert second["hits"] >= 2  # both programs' XLA executables came from the cache
+    assert sorted(p.name.split("-")[0] for p in (cache / "traced").iterdir()) == traced  # and their traces
+    uncached = run({"GENDSL_COMPILE_CACHE": "0"})
+    assert first["draws"] == second["draws"] == uncached["draws"]
+    for path in (cache / "traced").iterdir():  # a damaged trace is made again
+        path.write_bytes(b"not a serialised program")
+    assert run({"GENDSL_COMPILE_CACHE": str(cache)})["draws"] == first["draws"]
+    assert all(p.stat().st_size > 1000 for p in (cache / "traced").iterdir())
 
 
 @pytest.fixture
