@@ -65,7 +65,8 @@ def _cmd_sample(args) -> int:
     given = {}
     for item in args.given or []:
         given.update(item)
-    options = {k: v for k, v in (("steps", args.steps), ("solver", args.solver), ("guidance", args.guidance))
+    options = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps), ("solver", args.solver),
+                                 ("guidance", args.guidance))
                if v is not None}
     path = sample_run(args.run, args.n, args.out, seed=args.seed, devices=args.devices, given=given, options=options)
     print(f"wrote {path}")
@@ -242,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clamp a variable (e.g. label=3, or x=[0.5, 1.0]; repeatable), or those in a .json / .npz "
                         "file (one value for all draws or one per draw); the rest is drawn given them")
     g = c.add_argument_group("sampling-time choices (default: those of the model)")
+    g.add_argument("--sampler", default=None,
+                   help="another sampler, with its defaults: for evolve nodes ode, sde, edm_heun or dpm_solver; "
+                        "for energies an MCMC kernel (nuts, mala...) or smc")
     g.add_argument("--steps", type=_steps, default=None, help="solver steps of evolve samplers (or 'adaptive')")
     g.add_argument("--solver", default=None, help="ODE solver of evolve samplers: euler, heun, midpoint or tsit5")
     g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale of evolve nodes")

@@ -9,6 +9,7 @@ out), so::
 
     fast = with_sampling(prog, steps=8, guidance=2.0)
     draws = fast.sample(params, key, 1000)
+    edm = with_sampling(prog, sampler="edm_heun", steps=18)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from gendsl.core.check import Typing
 from gendsl.core.model import Model
 from gendsl.core.resolve import MAX_INT_OPTION
-from gendsl.core.signatures import Signature, Spec
+from gendsl.core.signatures import Signature, Spec, default_spec
 from gendsl.errors import GenDataError
 from gendsl.program import Program
 from gendsl.registry import MECHANISMS, SIGNATURES
@@ -28,6 +29,8 @@ from gendsl.runfolder import CATALOG
 __all__ = ["with_sampling", "sampling_choices"]
 
 _KINDS = {"int": (int,), "number": (int, float), "str": (str,), "int_or_str": (int, str)}
+#: option kinds whose value is a call (``sampler=edm_heun(...)``): a new one is given by its name
+_SPEC_KINDS = ("sampler", "kernel")
 
 
 def _checked(signature: Signature, name: str, value: Any, where: str) -> Any:
@@ -44,6 +47,16 @@ def _checked(signature: Signature, name: str, value: Any, where: str) -> Any:
     return float(value) if param.kind == "number" else value
 
 
+def _named_spec(kind: str, option: str, name: str, where: str) -> Spec | None:
+    """The spec ``name()`` with its defaults for an option that takes a ``kind`` (``sampler=``);
+    None when ``name`` is of another kind (a sampler for other mechanisms)."""
+    signature = SIGNATURES.get(name)
+    if signature is None or signature.category not in _SPEC_KINDS:
+        offered = sorted(n for n, sig in SIGNATURES.items() if sig.category in _SPEC_KINDS)
+        raise GenDataError(f"{where}: {option}= takes one of {', '.join(offered)}, got {name!r}")
+    return default_spec(signature) if signature.category == kind else None
+
+
 def _changed(spec: Spec, changes: dict, used: set, where: str) -> Spec:
     """``spec`` (a mechanism's) with its sampling options and those of its sampler changed."""
     signature = SIGNATURES.get(spec.name)
@@ -51,7 +64,12 @@ def _changed(spec: Spec, changes: dict, used: set, where: str) -> Spec:
     for param in signature.params:
         if not param.sampling:
             continue
-        if param.name in changes and not isinstance(options.get(param.name), Spec):
+        if param.name in changes and isinstance(changes[param.name], str) and param.kind in _SPEC_KINDS:
+            named = _named_spec(param.kind, param.name, changes[param.name], where)
+            if named is not None:  # a sampler of another kind (an MCMC kernel for an energy) leaves this node
+                options[param.name] = named
+                used.add(param.name)
+        elif param.name in changes and not isinstance(options.get(param.name), Spec):
             options[param.name] = _checked(signature, param.name, changes[param.name], where)
             used.add(param.name)
         inner = options.get(param.name)
@@ -84,8 +102,9 @@ def sampling_choices(program: Program) -> dict[str, list[str]]:
 def with_sampling(program: Program, nodes: list[str] | None = None, **changes: Any) -> Program:
     """``program`` with sampling-time options changed on every node that has them (or ``nodes``).
 
-    ``changes`` are option names and values, e.g. ``steps=8, solver="heun", guidance=2.0``; an
-    option no node has is an error listing what each node can change.
+    ``changes`` are option names and values, e.g. ``steps=8, solver="heun", guidance=2.0``, or
+    ``sampler="edm_heun"`` (another sampler, with its defaults, then the other changes that are
+    its options); an option no node has is an error listing what each node can change.
     """
     if not changes:
         return program

@@ -73,3 +73,28 @@ def test_cli_sample_with_other_steps(tmp_path):
                          "--out", str(tmp_path / "bad.npz")]) == 1
     assert np.load(tmp_path / "s2.npz")["x"].shape == (10, 2)
     assert "one of 'euler'" in err.getvalue()
+
+
+EDM_MODEL = """model e {
+  data x: real[2]
+  x ~ evolve(edm(), net=mlp(hidden=[16]))
+}
+"""
+
+
+@pytest.mark.parametrize("changes,nfe", [({"sampler": "edm_heun"}, 35), ({"sampler": "edm_heun", "steps": 5}, 9),
+                                         ({"sampler": "edm_heun", "steps": 6, "churn": 2.0}, 11),
+                                         ({"sampler": "dpm_solver", "steps": 7}, 7), ({"sampler": "ode"}, 128)])
+def test_another_sampler_at_sampling_time(changes, nfe):
+    prog = gendsl.compile(gendsl.parse(EDM_MODEL))
+    params = prog.init(jax.random.key(0))
+    draws, info = gendsl.with_sampling(prog, **changes).sample_with_info(params, jax.random.key(1), 16)
+    assert int(info["x"]["nfe"]) == nfe and np.all(np.isfinite(np.asarray(draws["x"])))
+    assert gendsl.with_sampling(prog, **changes).lowered().stochastic[0].mechanism.cost() == nfe
+
+
+def test_another_sampler_is_checked(prog_params):
+    with pytest.raises(GenError, match="infinite at the noise end of flow_matching"):
+        gendsl.with_sampling(prog_params[0], sampler="edm_heun")
+    with pytest.raises(GenError, match="sampler= takes one of .*edm_heun"):
+        gendsl.with_sampling(prog_params[0], sampler="rk4")

@@ -1,6 +1,7 @@
 """``evolve``: a learned time evolution from noise to data (diffusion, score SDEs, flow matching).
 
-``x ~ evolve(PROCESS, net=NETWORK, sampler=ode(...) | sde(...), given=..., guidance=w)``:
+``x ~ evolve(PROCESS, net=NETWORK, sampler=ode(...) | sde(...) | edm_heun(...) | dpm_solver(...), given=...,
+guidance=w)``:
 
 - training: denoising score matching (vp, subvp, ve; standard or likelihood weighting) or
   velocity regression (flow_matching), with low-variance time sampling
@@ -26,7 +27,15 @@ from gendsl.mechanisms.evolve import likelihood
 from gendsl.mechanisms.evolve.losses import denoising_loss, velocity_loss
 from gendsl.mechanisms.evolve.node import EvolveNode
 from gendsl.mechanisms.evolve.processes import FlowMatching
-from gendsl.mechanisms.evolve.samplers import ODE_SIGNATURE, ode_path, sampler_evaluations, solve_ode, solve_sde
+from gendsl.mechanisms.evolve.samplers import (
+    ODE_SIGNATURE,
+    SCALED_SAMPLERS,
+    ode_path,
+    sampler_evaluations,
+    solve_ode,
+    solve_sde,
+)
+from gendsl.mechanisms.evolve.scaled_samplers import solve_dpm, solve_edm
 from gendsl.numerics.ema import ema_init, ema_update
 from gendsl.numerics.standardise import (
     affine_of,
@@ -75,8 +84,14 @@ class Evolve(EvolveNode):
         if steps != "adaptive" and (not isinstance(steps, int) or steps < 1):
             allowed = 'a positive integer or "adaptive"' if sampler.name == "ode" else "a positive integer"
             raise GenSemanticError(f"{sampler.name}(steps=...) must be {allowed}, got {steps!r}", where)
+        if sampler.name in SCALED_SAMPLERS and spec["process"].name == "flow_matching":
+            raise GenSemanticError(f"{sampler.name}() runs with sigma/alpha as its time, which is infinite at the "
+                                   f"noise end of flow_matching(); sample it with ode(solver=\"heun\") or train "
+                                   f"with vp(), ve() or edm()", where)
+        if sampler.name == "edm_heun" and float(sampler["churn"]) < 0:
+            raise GenSemanticError(f"edm_heun(churn=...) must be >= 0, got {sampler['churn']}", where)
         if spec["process"].name == "flow_matching" and spec["weighting"] == "likelihood":
-            raise GenSemanticError("weighting=\"likelihood\" applies to vp(), subvp() and ve(); flow_matching() is "
+            raise GenSemanticError("weighting=\"likelihood\" applies to vp(), subvp(), ve() and edm(); flow_matching() is "
                                    "trained by velocity regression: drop the weighting", where)
         for option in ("ema", "dropout"):
             if not 0.0 <= float(spec[option]) < 1.0:
@@ -101,6 +116,10 @@ class Evolve(EvolveNode):
         if s.name == "ode":
             words = (f"ode tsit5 adaptive (rtol={s['rtol']:g}, atol={s['atol']:g})" if s["steps"] == "adaptive"
                      else f"ode {s['solver']}, {s['steps']} steps")
+        elif s.name == "edm_heun":
+            words = f"edm heun, {s['steps']} noise levels" + (f", churn {s['churn']:g}" if s["churn"] else "")
+        elif s.name == "dpm_solver":
+            words = f"dpm-solver++(2m), {s['steps']} steps"
         else:
             words = f"sde euler-maruyama, {s['steps']} steps" + (
                 f", {s['corrector']} langevin corrector(s)" if s["corrector"] else "")
@@ -154,6 +173,11 @@ class Evolve(EvolveNode):
         if s.name == "ode":
             y, nfe = solve_ode(model, self.process, y1, context, steps=s["steps"], solver=s["solver"],
                                rtol=s["rtol"], atol=s["atol"])
+        elif s.name == "edm_heun":
+            y, nfe = solve_edm(model, self.process, y1, k_noise, context, steps=s["steps"], churn=float(s["churn"]),
+                               s_tmin=float(s["s_tmin"]), s_tmax=float(s["s_tmax"]), s_noise=float(s["s_noise"]))
+        elif s.name == "dpm_solver":
+            y, nfe = solve_dpm(model, self.process, y1, context, steps=s["steps"])
         else:
             y, nfe = solve_sde(model, self.process, y1, k_noise, context, steps=s["steps"],
                                corrector=s["corrector"], snr=s["snr"])

@@ -1,11 +1,12 @@
 """Training objectives of an evolve node, derived from its process.
 
-- Denoising score matching (vp, subvp, ve): ``E_t lambda(t) E ||s(x_t, t) - grad log p(x_t | x_0)||^2``.
+- Denoising score matching (vp, subvp, ve, edm): ``E_t lambda(t) E ||s(x_t, t) - grad log p(x_t | x_0)||^2``.
   The *standard* weighting ``lambda = sigma^2`` (Song et al. 2021) is the noise-prediction error
-  ``||eps_hat - eps||^2`` with ``t`` uniform; the *likelihood* weighting ``lambda = g^2`` bounds
-  the negative log-likelihood. Since ``g^2 / sigma^2 = d log(sigma/alpha)^2 / dt`` for every
-  Gaussian process, its importance-sampled form draws ``log(sigma / alpha)`` uniformly and weighs
-  the noise error by a constant.
+  ``||eps_hat - eps||^2`` with ``t`` uniform (``edm``: log-normal noise levels, and the
+  denoiser's error weighed by ``(sigma^2 + 1) / sigma^2``, Karras et al. 2022); the *likelihood*
+  weighting ``lambda = g^2`` bounds the negative log-likelihood. Since ``g^2 / sigma^2 = d
+  log(sigma/alpha)^2 / dt`` for every Gaussian process, its importance-sampled form draws
+  ``log(sigma / alpha)`` uniformly and weighs the noise error by a constant.
 - Velocity regression (flow matching): ``E_t ||v(x_t, t) - (eps - x_0)||^2`` on the straight line
   (:mod:`gendsl.numerics.flow_matching`), optionally with noise paired to data by minibatch
   optimal transport.
@@ -72,7 +73,9 @@ def denoising_loss(model: Callable, process: AbstractProcess, x0: jax.Array, con
     context:
         ``(n, C)`` conditioning rows handed to ``model``, or None.
     weighting:
-        ``"standard"``: ``E_{t ~ U[t_min, 1]} ||eps_hat - eps||^2 / 2``;
+        ``"standard"``: ``E_t w(t) ||eps_hat - eps||^2 / 2`` with the process's training times and
+        weights (:meth:`~gendsl.mechanisms.evolve.processes.AbstractProcess.training_times`: ``t ~
+        U[t_min, 1]`` and ``w = 1``; ``edm``: log-normal noise levels and EDM's weighting);
         ``"likelihood"``: ``(1/2) int g^2 E||s - grad log p(x_t|x_0)||^2 dt``, estimated by
         drawing ``log(sigma/alpha)`` uniformly.
     """
@@ -81,7 +84,8 @@ def denoising_loss(model: Callable, process: AbstractProcess, x0: jax.Array, con
     u = uniform_times(k_t, n, time_sampling)
     lo = process.t_min_likelihood
     if weighting == "standard":
-        t, scale = lo + (1.0 - lo) * u, 0.5
+        t = process.training_times(u)
+        scale = 0.5 * process.training_weight(t)
     elif weighting == "likelihood":
         lam_lo, lam_hi = process.log_snr(jnp.float32(max(lo, 1e-7))), process.log_snr(jnp.float32(1.0))
         t = process.t_of_log_snr(lam_lo + (lam_hi - lam_lo) * u, max(lo, 1e-7), 1.0)
@@ -91,7 +95,7 @@ def denoising_loss(model: Callable, process: AbstractProcess, x0: jax.Array, con
     eps = jax.random.normal(k_eps, x0.shape)
     xt = _noised(process, x0, t, eps)
     _, eps_hat = jax.vmap(model, (0, 0, 0))(t, xt, context)
-    return scale * jnp.mean(_per_example((eps_hat - eps) ** 2))
+    return jnp.mean(scale * _per_example((eps_hat - eps) ** 2))
 
 
 def velocity_loss(model: Callable, process: AbstractProcess, x0: jax.Array, context, key: jax.Array, *,

@@ -35,6 +35,7 @@ __all__ = [
     "SubVP",
     "VE",
     "FlowMatching",
+    "EDM",
     "PROCESSES",
     "PROCESS_SIGNATURES",
     "build_process",
@@ -54,6 +55,12 @@ SUBVP_SIGNATURE = Signature("subvp", "process", (Param("beta_min", "number", 0.1
 VE_SIGNATURE = Signature("ve", "process", (Param("sigma_min", "number", 0.01), Param("sigma_max", "number", 10.0)), "variance-exploding SDE")
 #: ``flow_matching(...)`` in the language
 FLOW_MATCHING_SIGNATURE = Signature("flow_matching", "process", (Param("ot", "bool", False),), "linear interpolant (rectified flow)")
+#: ``edm(...)`` in the language
+EDM_SIGNATURE = Signature("edm", "process", (
+        Param("sigma_min", "number", 0.002), Param("sigma_max", "number", 80.0),
+        Param("p_mean", "number", -1.2, doc="mean of log sigma in training (log-normal noise levels)"),
+        Param("p_std", "number", 1.2, doc="standard deviation of log sigma in training"),
+    ), "Karras et al. (2022): variance exploding in sigma, log-normal training noise levels, EDM weighting")
 
 #: exponent of the Karras et al. (2022) time grid: steps concentrate where the noise is small
 EDM_RHO = 7.0
@@ -93,6 +100,16 @@ class AbstractProcess(eqx.Module):
     def noise_weight(self, t: jax.Array) -> jax.Array:
         """``g(t)^2 / (2 sigma(t))``: how the score enters the reverse SDE's drift (times -eps_hat)."""
         return self.diffusion2(t) / (2 * self.alpha_sigma(t)[1])
+
+    def training_times(self, u: jax.Array) -> jax.Array:
+        """The training times of the standard weighting from uniforms ``u`` in (0, 1): uniform on
+        ``[t_min_likelihood, 1]`` (elementwise)."""
+        lo = self.t_min_likelihood
+        return lo + (1.0 - lo) * u
+
+    def training_weight(self, t: jax.Array) -> jax.Array:
+        """The standard weighting's factor on ``||eps_hat - eps||^2`` at ``t``: 1 (elementwise)."""
+        return jnp.ones_like(t)
 
     def log_snr(self, t: jax.Array) -> jax.Array:
         """``log(sigma / alpha)`` at ``t`` (increasing in ``t``)."""
@@ -229,15 +246,45 @@ class FlowMatching(AbstractProcess):
         return np.linspace(1.0, t_end, steps + 1)
 
 
+class EDM(VE):
+    """The noise levels of Karras et al. (2022, "EDM"): ``alpha = 1``, ``sigma`` from ``sigma_min`` to
+    ``sigma_max`` (geometric in ``t``, so ``sigma`` itself is the process's time to a sampler).
+
+    On the standardised data (``sigma_data = 1``) :class:`~gendsl.mechanisms.evolve.model.Denoiser`
+    is EDM's preconditioned denoiser: ``c_skip = 1 / (sigma^2 + 1)``, ``c_out = sigma /
+    sqrt(sigma^2 + 1)``, ``c_in = 1 / sqrt(sigma^2 + 1)``, ``c_noise = log(sigma) / 4``. Training
+    draws ``log sigma ~ N(p_mean, p_std^2)`` and weighs ``||D - x_0||^2`` by ``lambda(sigma) =
+    (sigma^2 + 1) / sigma^2``, which is ``(sigma^2 + 1) ||eps_hat - eps||^2``: the network's
+    regression target has unit weight at every noise level.
+    """
+
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    name: ClassVar[str] = "edm"
+
+    def training_times(self, u):
+        """``t`` of ``sigma = exp(p_mean + p_std * Phi^-1(u))``, clipped to the process's range."""
+        log_sigma = self.p_mean + self.p_std * jax.scipy.special.ndtri(jnp.clip(u, 1e-6, 1 - 1e-6))
+        t = (log_sigma - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)
+        return jnp.clip(t, 0.0, 1.0)
+
+    def training_weight(self, t):
+        """EDM's ``lambda(sigma) sigma^2 = sigma^2 + 1`` (unit data variance)."""
+        return self.alpha_sigma(t)[1] ** 2 + 1.0
+
+
 #: language name -> process class (options are the signature's, by keyword)
-PROCESSES = Table("process", {"vp": VP, "subvp": SubVP, "ve": VE, "flow_matching": FlowMatching})
+PROCESSES = Table("process", {"vp": VP, "subvp": SubVP, "ve": VE, "flow_matching": FlowMatching, "edm": EDM})
 #: the signature of each process, by name
 PROCESS_SIGNATURES = Table("process", {s.name: s for s in (VP_SIGNATURE, SUBVP_SIGNATURE, VE_SIGNATURE,
-                                                           FLOW_MATCHING_SIGNATURE)})
+                                                           FLOW_MATCHING_SIGNATURE, EDM_SIGNATURE)})
 
 
 def build_process(spec) -> AbstractProcess:
-    """The process of a resolved ``vp(...)`` / ``subvp(...)`` / ``ve(...)`` / ``flow_matching(...)`` spec."""
+    """The process of a resolved ``vp(...)`` / ``subvp(...)`` / ``ve(...)`` / ``flow_matching(...)`` /
+    ``edm(...)`` spec."""
     cls = PROCESSES[spec.name]
     return cls(**{k: (bool(v) if k == "ot" else float(v)) for k, v in spec.options.items()})
 

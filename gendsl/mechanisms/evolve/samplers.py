@@ -8,6 +8,8 @@
   (:class:`LangevinCorrected`, the predictor-corrector sampler of Song et al. 2021), and a last
   denoising step (``x0_hat``).
 - :func:`ode_path`: the ODE solution saved at given times (distillation targets).
+- EDM's Heun sampler and DPM-Solver++(2M), in the scaled coordinates ``x / alpha``: in
+  :mod:`~gendsl.mechanisms.evolve.scaled_samplers`, registered here.
 
 ``model`` is a per-example ``(t, x, c) -> (x0_hat, eps_hat)`` (an equinox module or any
 callable PyTree); it is passed to diffrax through ``args``. Each function also returns the number
@@ -28,8 +30,14 @@ import numpy as np
 from gendsl.core.catalog import Table
 from gendsl.core.signatures import STEP_LIMIT, Param, Signature
 from gendsl.mechanisms.evolve.processes import AbstractProcess, reverse_drift, score, velocity
+from gendsl.mechanisms.evolve.scaled_samplers import (
+    DPM_SOLVER_SIGNATURE,
+    EDM_HEUN_SIGNATURE,
+    dpm_evaluations,
+    edm_evaluations,
+)
 
-__all__ = ["SAMPLERS", "SOLVERS", "solve_ode", "ode_path", "solve_sde", "LangevinCorrected", "ode_evaluations",
+__all__ = ["SAMPLERS", "SCALED_SAMPLERS", "SOLVERS", "solve_ode", "ode_path", "solve_sde", "LangevinCorrected", "ode_evaluations",
            "sampler_evaluations"]
 
 #: ``ode(...)`` in the language
@@ -42,8 +50,12 @@ SDE_SIGNATURE = Signature("sde", "sampler", (
         Param("steps", "int", 256, limit=STEP_LIMIT), Param("corrector", "int", 0, limit=100), Param("snr", "number", 0.16),
     ), "reverse-time SDE (Euler-Maruyama)")
 
-#: samplers of an evolve node, by name (each entry its signature)
-SAMPLERS = Table("sampler", {"ode": ODE_SIGNATURE, "sde": SDE_SIGNATURE})
+#: samplers of an evolve node, by name (each entry its signature); the scaled-coordinate ones
+#: (:mod:`~gendsl.mechanisms.evolve.scaled_samplers`) need a process with ``alpha(1) > 0``
+SAMPLERS = Table("sampler", {"ode": ODE_SIGNATURE, "sde": SDE_SIGNATURE, "edm_heun": EDM_HEUN_SIGNATURE,
+                             "dpm_solver": DPM_SOLVER_SIGNATURE})
+#: the samplers that run in ``x / alpha`` with ``sigma / alpha`` as time
+SCALED_SAMPLERS = ("edm_heun", "dpm_solver")
 #: fixed-step solvers: name -> (diffrax solver, evaluations per step, evaluations at the start)
 SOLVERS = {
     "euler": (diffrax.Euler, 1, 0),
@@ -74,8 +86,12 @@ def ode_evaluations(solver: str, num_steps) -> jax.Array:
 
 
 def sampler_evaluations(sampler) -> int | None:
-    """Model evaluations per sample of a resolved ``ode(...)`` / ``sde(...)`` spec, as
-    :func:`solve_ode` / :func:`solve_sde` count them; None for an adaptive solve (measured)."""
+    """Model evaluations per sample of a resolved sampler spec, as its solver counts them; None
+    for an adaptive solve (measured)."""
+    if sampler.name == "edm_heun":
+        return edm_evaluations(sampler["steps"])
+    if sampler.name == "dpm_solver":
+        return dpm_evaluations(sampler["steps"])
     if sampler.name == "ode":
         if sampler["steps"] == "adaptive":
             return None
