@@ -75,8 +75,13 @@ def _cmd_sample(args) -> int:
 
 def _cmd_infer(args) -> int:
 
+    init = {}
+    for item in args.init or []:
+        init.update(item)
+    options = {k: v for k, v in (("target_accept", args.target_accept), ("max_tree_depth", args.max_tree_depth),
+                                 ("mass", args.mass), ("init", init or None)) if v is not None}
     infer_run(args.file, args.data, args.out, chains=args.chains, samples=args.samples, warmup=args.warmup,
-              seed=args.seed, model_name=args.model, devices=args.devices)
+              seed=args.seed, model_name=args.model, devices=args.devices, kernel=args.kernel, options=options)
     print(f"wrote {args.out}")
     return 0
 
@@ -118,37 +123,35 @@ def _cmd_distill(args) -> int:
     return 0
 
 
+def _number(text: str, cast, ok, expected: str):
+    """``text`` read by ``cast`` when ``ok`` holds for it, else an argparse error saying what was expected."""
+    try:
+        value = cast(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> int:
     """A whole number of at least 1 (steps, draws, chains...)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a whole number of at least 1")
 
 
 def _seed(text: str) -> int:
     """A PRNG seed: a whole number in [0, 2^32)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {2**32 - 1}, got {text!r}")
-    return value
+    return _number(text, int, lambda v: 0 <= v < 2**32, f"a whole number from 0 to {2**32 - 1}")
 
 
 def _positive_number(text: str) -> float:
     """A finite number above 0 (a learning rate)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0.0 < v < float("inf"), "a number above 0")
+
+
+def _probability(text: str) -> float:
+    """A number strictly between 0 and 1 (a target acceptance rate)."""
+    return _number(text, float, lambda v: 0.0 < v < 1.0, "a number between 0 and 1")
 
 
 def _out(text: str) -> str:
@@ -261,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--warmup", type=_positive, default=1000, help="warm-up (adaptation) steps per chain (default 1000)")
     c.add_argument("--seed", type=_seed, default=0, help="seed of the chains (default 0)")
     c.add_argument("--model", default=None, help="the model, when the file holds several (default: the first)")
+    g = c.add_argument_group("sampler")
+    g.add_argument("--kernel", default="auto", help="nuts (auto), hmc, mala or langevin (default auto)")
+    g.add_argument("--target-accept", type=_probability, default=None,
+                   help="acceptance rate the step size is adapted to (default: the kernel's, 0.95 for NUTS)")
+    g.add_argument("--max-tree-depth", type=_positive, default=None, help="NUTS: most tree doublings (default 10)")
+    g.add_argument("--mass", default=None, help="inverse mass matrix: auto (default), dense or diagonal")
+    g.add_argument("--init", type=_given, action="append", metavar="NAME=VALUE|FILE",
+                   help="a starting value for a latent, in its own space (repeatable; or a .json / .npz file)")
     _add_scaling(c)
     c.set_defaults(func=_cmd_infer)
 

@@ -77,11 +77,14 @@ def write_posterior(post, out_dir: str | Path) -> Path:
 
 def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path, chains: int = 4,
               samples: int = 1000, warmup: int = 1000, seed: int = 0, model_name: str | None = None,
-              devices: int | str | None = None):
+              devices: int | str | None = None, kernel: str = "auto", options: dict | None = None):
     """Load a model, run :func:`gendsl.inference.infer` on a data file, write the results.
 
     Parameters
     ----------
+    kernel, options:
+        The kernel and keyword options of :func:`gendsl.inference.infer` (``target_accept``,
+        ``max_tree_depth``, ``mass``, ``init``...).
     devices:
         Split the chains across this many devices (or ``"all"``), as ``infer(..., devices=)``;
         ``chains`` must be a multiple of the count. None (the default) runs on one device. The
@@ -93,8 +96,8 @@ def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path
     """
 
     program = api.compile(api.load(model_path, model=model_name))
-    options = {} if devices is None else {"devices": devices}
+    options = dict(options or {}) | ({} if devices is None else {"devices": devices})
     post = program.infer(read_data(data_path), key=jax.random.key(seed), num_chains=chains, num_samples=samples,
-                         num_warmup=warmup, **options)
+                         num_warmup=warmup, kernel=kernel, **options)
     write_posterior(post, out_dir)
     return post

@@ -58,3 +58,32 @@ def test_without_progress_nothing_is_shown(capsys):
     assert post.samples["mu"].shape == (2, 50)
     assert "chain 0" not in capsys.readouterr().err
     assert not progress._current
+
+
+def test_cli_infer_takes_the_sampler_options_and_init(tmp_path):
+    import json
+
+    from gendsl.cli import main
+
+    (tmp_path / "m.gen").write_text(CENTRED)
+    (tmp_path / "d.json").write_text(json.dumps(DATA))
+    out = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["infer", str(tmp_path / "m.gen"), "--data", str(tmp_path / "d.json"), "--out", str(out),
+                     "--chains", "2", "--samples", "100", "--warmup", "100", "--target-accept", "0.99",
+                     "--max-tree-depth", "4", "--mass", "diagonal", "--init", "mu=30", "--init", "tau=2"]) == 0
+    sampler = json.loads((out / "sampler.json").read_text())
+    assert "max_tree_depth=4" in sampler["kernel"] and "target_accept=0.99" in sampler["kernel"]
+    assert "mass=diagonal" in sampler["kernel"]
+    assert max(sampler["mean_tree_depth"]) <= 4
+    with pytest.raises(SystemExit):  # argparse: "expected a number between 0 and 1"
+        main(["infer", str(tmp_path / "m.gen"), "--data", str(tmp_path / "d.json"), "--out", str(out),
+              "--target-accept", "1.5"])
+
+
+def test_a_chain_that_does_not_move_is_reported():
+    prog = gendsl.compile(gendsl.parse("model m {\n  mu ~ normal(0, 1)\n}\n"))
+    with pytest.warns(UserWarning, match=r"chain\(s\) \[0, 1\] did not move"):
+        prog.infer({}, key=jax.random.key(0), num_chains=2, num_samples=20, num_warmup=0, kernel="hmc",
+                   step_size=1e3, progress=False)

@@ -396,6 +396,17 @@ def _pointwise(program, joint: LogJoint, positions, arrays, params, precision: s
     return compute
 
 
+def _stuck_chains(post: Posterior) -> list[int]:
+    """The chains whose continuous latents never changed after warm-up (more than one draw)."""
+    if post.num_samples < 2:
+        return []
+    moved = np.zeros(post.num_chains, bool)
+    for name in (n for n in post.latents if n not in post.probabilities):  # the discrete ones are redrawn
+        x = post.samples[name].reshape(post.num_chains, post.num_samples, -1)
+        moved |= np.any(x != x[:, :1], axis=(1, 2))
+    return [int(c) for c in np.flatnonzero(~moved)]
+
+
 def _warn(post: Posterior, config) -> None:
     div = post.divergences
     if int(div):
@@ -406,6 +417,12 @@ def _warn(post: Posterior, config) -> None:
         if hits:
             warnings.warn(f"{hits} transition(s) reached the maximum tree depth {config.max_tree_depth}: "
                           f"raise max_tree_depth or reparameterise", stacklevel=3)
+    stuck = _stuck_chains(post)
+    if stuck:
+        steps = ", ".join(f"{post.step_size[c]:.2g}" for c in stuck)
+        warnings.warn(f"chain(s) {stuck} did not move after warm-up (step size {steps}, mean acceptance "
+                      f"{float(post.acceptance_rate[stuck].mean()):.2f}): they sit where they started; give starting "
+                      f"values (infer(init={{...}}), gendsl infer --init NAME=VALUE) or reparameterise", stacklevel=3)
     low = [round(float(b), 2) for b in post.e_bfmi if b < E_BFMI_LOW]
     if low:
         warnings.warn(f"E-BFMI below {E_BFMI_LOW} in {len(low)} chain(s) ({low}): the sampler explores the energy "
