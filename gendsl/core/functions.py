@@ -185,8 +185,8 @@ def _log_mix(shapes, _lits, _axis):
     return lps[1:]
 
 
-def _unused(shapes, _lits, _axis):  # logpdf, ode: the check computes their shapes (gendsl.core.shapes)
-    raise AssertionError("the shape of logpdf and ode comes from their first argument")
+def _unused(shapes, _lits, _axis):  # logpdf, ode, scan: the check computes their shapes (gendsl.core.shapes)
+    raise AssertionError("the shape of logpdf, ode and scan comes from their arguments")
 
 
 _UNARY = {
@@ -244,10 +244,14 @@ FUNCTIONS: dict[str, Function] = {
                "from t0): shape [len(ts), *shape(y0)]. f is a user function 'fn f(t, y, a, ...) = ...' returning "
                "dy/dt with y's shape; solver=\"kvaerno5\" for a stiff system; differentiable",
                keywords=("solver", "rtol", "atol", "max_steps")),
+    "scan": _fn("scan", (3, 12), _unused, "scan(f, init, xs, a, ...)",
+                "a recurrence: c[0] = f(init, xs[0], a, ...), c[t] = f(c[t-1], xs[t], a, ...) along the first axis "
+                "of xs; shape [len(xs), *shape(init)]. f is a user function 'fn f(c, x, a, ...) = ...' returning "
+                "the next state with init's shape; compiled to one lax.scan (not unrolled), differentiable"),
 }
 
 #: functions whose first argument is a user function, passed by name
-TAKES_FUNCTION = ("ode",)
+TAKES_FUNCTION = ("ode", "scan")
 
 #: Stan's ODE solvers: refused with a hint to ode(...), their first argument read as a function name
 STAN_ODES = ("ode_rk45", "ode_rk45_tol", "ode_bdf", "ode_bdf_tol", "ode_adams", "ode_ckrk", "integrate_ode_rk45")

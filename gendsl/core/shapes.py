@@ -143,6 +143,8 @@ class Shapes:
             raise GenSemanticError(f"{e.func}(): axis= must be an integer literal, got '{unparse(axis)}'", axis.span)
         if fn.takes_distribution:
             return self._logpdf(e)
+        if e.func == "scan":
+            return self._scan(e)
         if e.func in TAKES_FUNCTION:
             return self._ode(e)
         shapes = [self.of(a) for a in e.args]
@@ -192,6 +194,31 @@ class Shapes:
             raise GenSemanticError(f"ode(): '{f.name}' returns dy/dt of shape {shape_str(slope)} but y0 has shape "
                                    f"{shape_str(y_shape)}; dy/dt must have y's shape", e.span)
         return (times[0], *y_shape)
+
+    def _scan(self, e: Call) -> Shape:
+        """``scan(f, init, xs, a, ...)``: ``[len(xs), *shape(init)]``, once f's body, given the shapes
+        of ``init``, one element of ``xs`` and the extra arguments, gives the next state of init's shape."""
+        f, init, xs, *extra = e.args
+        if not isinstance(f, Lambda):
+            raise GenSemanticError(f"scan()'s first argument must be a user function 'fn f(c, x, ...) = ...', "
+                                   f"got '{unparse(f)[:40]}'", f.span)
+        if e.kwargs:
+            raise GenSemanticError(f"scan() takes no options, got {e.kwargs[0][0]}=", e.span)
+        if len(f.params) != 2 + len(extra):
+            raise GenSemanticError(f"scan() passes f(state, x{''.join(', ' + unparse(a) for a in extra)}) "
+                                   f"({2 + len(extra)} arguments), but '{f.name}' takes {len(f.params)} "
+                                   f"({', '.join(f.params)})", e.span)
+        state, sequence = self.of(init), self.of(xs)
+        if len(sequence) < 1:
+            raise GenSemanticError(f"scan(): xs must have a first axis to step along (a vector or a matrix), got a "
+                                   f"scalar '{unparse(xs)[:40]}'", xs.span)
+        arg_types = [VarType("real", s) for s in (state, sequence[1:], *(self.of(a) for a in extra))]
+        inner = Shapes(dict(zip(f.params, arg_types)), set(), self.catalog)
+        following = inner.of(f.body)
+        if not compatible(state, following) or len(following) > len(state):
+            raise GenSemanticError(f"scan(): '{f.name}' returns a state of shape {shape_str(following)} but init has "
+                                   f"shape {shape_str(state)}; the carried state must keep init's shape", e.span)
+        return (sequence[0], *state)
 
     @staticmethod
     def _check_literal_index(e: Index, i: Expr, dim) -> None:

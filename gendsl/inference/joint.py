@@ -25,7 +25,6 @@ from numpyro.distributions.transforms import biject_to
 
 from gendsl.compiler.bind import dtype_for
 from gendsl.core.ast import Call, walk
-from gendsl.core.functions import TAKES_FUNCTION
 from gendsl.errors import GenDataError, GenRuntimeError, GenSemanticError, ImproperPriorWarning
 from gendsl.inference.discrete import deterministic_value, plan
 from gendsl.numerics.ode import STEP_LIMIT_ADVICE
@@ -359,4 +358,4 @@ class LogJoint:
 def _solves_odes(model) -> bool:
     """Whether an expression of ``model`` (a right-hand side or a ``target +=`` term) calls ``ode``."""
     exprs = [v.rhs for v in model.variables() if v.rhs is not None] + [f.expr for f in model.factors]
-    return any(isinstance(e, Call) and e.func in TAKES_FUNCTION for x in exprs for e in walk(x))
+    return any(isinstance(e, Call) and e.func == "ode" for x in exprs for e in walk(x))

@@ -33,8 +33,9 @@ def _stan_hint(line: str, tok) -> str | None:
     """A message for a Stan construct on this line, if it is one."""
     words = line.lstrip()
     if words.startswith(("for ", "for(", "while ", "while(")):
-        return ("loops are not supported yet; write the loop's body once, vectorised over all indices "
-                "(e.g. 'y ~ normal(alpha[g], sigma)' for every i at once; 'cumsum' for running sums)")
+        return ("there are no loops: write the body once, vectorised over all indices (e.g. "
+                "'y ~ normal(alpha[g], sigma)' for every i at once; 'cumsum' for running sums), and a "
+                "recurrence as 'scan(f, init, xs, ...)' with 'fn f(state, x, ...) = next state'")
     if str(tok) == "|":
         return "Stan's 'f_lpdf(y | ...)' is written 'logpdf(f(...), y)'"
     if str(tok) in _STAN_TYPES:

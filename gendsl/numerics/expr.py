@@ -52,6 +52,7 @@ IMPLEMENTATIONS = {
     "sum_last": lambda x: jnp.sum(x, axis=-1), "softmax": jax.nn.softmax,
     "dot": jnp.dot, "matmul": jnp.matmul, "transpose": jnp.transpose, "cholesky": jnp.linalg.cholesky,
     "inverse": jnp.linalg.inv, "eye": None, "concat": lambda *xs: jnp.concatenate(xs), "logpdf": None, "ode": None,
+    "scan": None,
 }
 
 _BINARY = {"+": jnp.add, "-": jnp.subtract, "*": jnp.multiply, "/": jnp.true_divide, "^": jnp.power,
@@ -95,6 +96,21 @@ def _ode(call: Call, env: dict, forms) -> jax.Array:
     return solve_at(field, values[0], values[1], values[2], tuple(values[3:]), **ode_options(call))
 
 
+def _scan(call: Call, env: dict, forms) -> jax.Array:
+    """``scan(f, init, xs, a, ...)``: the states ``c[t] = f(c[t-1], xs[t], a, ...)``, shape
+    ``(len(xs), *init.shape)``: one ``lax.scan`` along the first axis of xs."""
+    f, init, xs, *extra = call.args
+    state = _as_float(evaluate(init, env, forms))
+    args = tuple(evaluate(a, env, forms) for a in extra)
+
+    def step(c, x):
+        following = evaluate(f.body, dict(zip(f.params, (c, x, *args))), forms)
+        following = jnp.broadcast_to(jnp.asarray(following, c.dtype), c.shape)
+        return following, following
+
+    return jax.lax.scan(step, state, jnp.asarray(evaluate(xs, env, forms)))[1]
+
+
 def evaluate(expr: Expr, env: dict, forms: Mapping[str, Callable] | None = None) -> jax.Array:
     """Value of ``expr`` for one example; ``env`` maps names to (unbatched) arrays.
 
@@ -123,6 +139,8 @@ def evaluate(expr: Expr, env: dict, forms: Mapping[str, Callable] | None = None)
     if isinstance(expr, Call):
         if forms is not None and expr.func in forms:
             return forms[expr.func](expr, env, lambda e: evaluate(e, env, forms))
+        if expr.func == "scan":
+            return _scan(expr, env, forms)
         if expr.func in TAKES_FUNCTION:
             return _ode(expr, env, forms)
         if expr.func == "eye":
