@@ -11,7 +11,7 @@ import pytest
 from scipy.linalg import solve_discrete_lyapunov
 
 from gendsl.errors import GenDataError
-from gendsl.numerics import kernels, mcmc, warmup
+from gendsl.numerics import adaptation, kernels, mcmc
 from gendsl.numerics.diagnostics import summarize
 
 MEAN = np.array([1.0, -2.0])
@@ -147,7 +147,7 @@ def test_scaled_welford_core_preconditions_badly_scaled_posteriors():
     cov = np.array([[1.0, -0.999], [-0.999, 1.0]]) * np.outer(sd, sd)
     draws = np.random.default_rng(0).multivariate_normal(np.zeros(2), cov, size=500)
     with jax.enable_x64(True):
-        core = warmup.scaled_welford_core(dense=True)
+        core = adaptation.scaled_welford_core(dense=True)
         state = core.init(2)
         for x in draws:
             state = core.update(state, jnp.asarray(x))
@@ -166,10 +166,11 @@ def test_scaled_welford_core_preconditions_badly_scaled_posteriors():
 
 def test_kernel_config_choices_and_errors():
     assert kernels.kernel_config("auto").name == "nuts"
-    assert kernels.kernel_config("nuts").dense(kernels.DENSE_MAX_DIM)
-    assert not kernels.kernel_config("nuts").dense(kernels.DENSE_MAX_DIM + 1)
-    assert kernels.kernel_config("nuts", mass="dense").dense(500)
-    assert not kernels.kernel_config("nuts", mass="diagonal").dense(2)
+    assert kernels.kernel_config("nuts").metric(kernels.DENSE_MAX_DIM) == "dense"
+    assert kernels.kernel_config("nuts").metric(kernels.DENSE_MAX_DIM + 1) == "lowrank"
+    assert kernels.kernel_config("nuts").metric(adaptation.LOWRANK_MAX_DIM + 1) == "diagonal"
+    assert kernels.kernel_config("nuts", mass="dense").metric(500) == "dense"
+    assert kernels.kernel_config("nuts", mass="diagonal").metric(2) == "diagonal"
     assert kernels.kernel_config("mala").target_accept == pytest.approx(0.574)
     with pytest.raises(GenDataError, match="did you mean 'nuts'"):
         kernels.kernel_config("nut")
