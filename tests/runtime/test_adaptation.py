@@ -8,7 +8,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from gendsl.errors import GenDataError
 from gendsl.numerics import adaptation, kernels, mcmc
 from gendsl.numerics.diagnostics import summarize
 
@@ -99,3 +101,9 @@ def test_nuts_with_lowrank_mass_samples_the_correlated_gaussian_cheaply():
     per_ess = grads / _min_ess(draws)
     diag_draws, diag_grads, _ = _nuts("diagonal", 500, 500)
     assert per_ess * 10 < diag_grads / _min_ess(diag_draws), (per_ess, diag_grads / _min_ess(diag_draws))
+
+
+def test_an_unknown_mass_names_the_choices():
+    with pytest.raises(GenDataError, match="did you mean 'lowrank'") as err:
+        kernels.kernel_config("nuts", mass="lowrnk")
+    assert all(name in str(err.value) for name in adaptation.MASS_CHOICES)
