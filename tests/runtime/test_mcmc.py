@@ -119,9 +119,11 @@ def test_final_positions_and_short_run():
     assert 0.1 < short.mean() < 2.5  # three fixed-size steps: on the way, not there
 
 
-def test_logdensity_is_traced_a_fixed_number_of_times():
+@pytest.mark.parametrize("mass", list(adaptation.METRICS))
+def test_logdensity_is_traced_a_fixed_number_of_times(mass):
     """Warm-up and sampling share ONE scan: the number of traces of the target (the initial state,
-    the kernel's trajectory code) does not grow with the number of transitions or warm-up phases."""
+    the kernel's trajectory code) does not grow with the number of transitions or warm-up phases,
+    whichever mass-matrix estimator warm-up runs."""
     count = {"n": 0}
 
     def target(z):
@@ -131,7 +133,7 @@ def test_logdensity_is_traced_a_fixed_number_of_times():
     counts = []
     for n_warmup, n_samples in ((0, 10), (50, 50), (300, 500)):
         count["n"] = 0
-        config = kernels.kernel_config("nuts")
+        config = kernels.kernel_config("nuts", mass=mass)
         with jax.enable_x64(True):
             jax.jit(lambda k, z: mcmc.run_chains(config, target, k, z, n_warmup, n_samples)).lower(
                 jax.random.key(0), jnp.zeros((2, 2)))
