@@ -11,7 +11,8 @@ Every estimator is a blackjax :class:`~blackjax.adaptation.metric_recipes.Metric
 - ``"lowrank"``: nutpie's low-rank plus diagonal inverse mass matrix ``diag(s) (I + U (Λ - 1) U^T)
   diag(s)``: ``s`` the Fisher diagonal's square root; ``U``, ``Λ`` the eigen-directions (at most
   :data:`LOWRANK_MAX_RANK`) of the SPD geometric mean of the scaled draws' covariance and the
-  inverse of the scaled gradients' covariance, restricted to the span of both, whose eigenvalue
+  inverse of the scaled gradients' covariance, restricted to the span of the leading
+  :data:`LOWRANK_MAX_RANK` singular directions of each (nutpie: their whole span), whose eigenvalue
   lies outside ``[1/c, c]``, ``c =`` :data:`LOWRANK_CUTOFF` (blackjax's ``fisher_low_rank``
   recipe, which follows nuts-rs). blackjax's NUTS takes it as a
   :class:`~blackjax.mcmc.metrics.LowRankInverseMassMatrix`: O(d k) per leapfrog step, never a
@@ -24,6 +25,7 @@ A new estimator is one entry of :data:`METRICS`; ``"auto"`` resolves by dimensio
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, NamedTuple
 
 import jax
@@ -32,8 +34,8 @@ import numpy as np
 
 from gendsl.core.catalog import Table
 
-__all__ = ["Metric", "METRICS", "MASS_CHOICES", "SHRINKAGE", "DENSE_MAX_DIM", "LOWRANK_MAX_DIM", "LOWRANK_MAX_RANK", "LOWRANK_CUTOFF",
-           "LOWRANK_GAMMA", "scaled_welford_core", "stan_schedule", "resolve", "as_array"]
+__all__ = ["Metric", "METRICS", "MASS_CHOICES", "SHRINKAGE", "DENSE_MAX_DIM", "LOWRANK_MAX_DIM", "LOWRANK_MAX_RANK",
+           "LOWRANK_CUTOFF", "LOWRANK_GAMMA", "scaled_welford_core", "stan_schedule", "resolve", "as_array"]
 
 #: weight of the shrinkage target in the windowed mass-matrix estimate, as Stan's ``1e-3``
 SHRINKAGE = 1e-3
@@ -44,7 +46,8 @@ DENSE_MAX_DIM = 12
 LOWRANK_MAX_DIM = 1000
 #: low-rank: most eigen-directions kept (nutpie's and blackjax's default)
 LOWRANK_MAX_RANK = 10
-#: low-rank: eigenvalues inside ``[1/c, c]`` are dropped (set to 1), as blackjax's recipe
+#: low-rank: eigenvalues inside ``[1/c, c]`` are dropped (set to 1), as blackjax's recipe (nutpie's
+#: own default is 100: on gp_pois_regr only the diagonal's ESS per gradient, docs/benchmarks.md)
 LOWRANK_CUTOFF = 2.0
 #: low-rank: regularisation of the projected covariances (nutpie's ``gamma``)
 LOWRANK_GAMMA = 1e-5
@@ -113,10 +116,11 @@ def _fisher(num_warmup: int):
 
 
 def _lowrank(num_warmup: int):
-    from blackjax.adaptation.metric_recipes import _build_fisher_low_rank_core  # see scaled_welford_core
+    from blackjax.adaptation.metric_recipes import REGISTRY  # see scaled_welford_core
 
-    return _build_fisher_low_rank_core(buffer_size=_longest_window(stan_schedule(num_warmup)),
-                                       max_rank=LOWRANK_MAX_RANK, gamma=LOWRANK_GAMMA, cutoff=LOWRANK_CUTOFF)
+    recipe = dataclasses.replace(REGISTRY["fisher_low_rank"], max_rank=LOWRANK_MAX_RANK, gamma=LOWRANK_GAMMA,
+                                 cutoff=LOWRANK_CUTOFF)
+    return recipe.build_core(buffer_size=_longest_window(stan_schedule(num_warmup)))
 
 
 class Metric(NamedTuple):
