@@ -288,8 +288,8 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         Parameters of trained nodes (``fit.params``), needed when the model has any.
     **options:
         ``target_accept`` (0.95 for NUTS, 0.9 for HMC, 0.574 for MALA), ``max_tree_depth`` (10), ``mass`` (``"auto"``:
-        dense up to :data:`~gendsl.numerics.kernels.DENSE_MAX_DIM` unconstrained dimensions, else
-        ``"dense"`` or ``"diagonal"``), ``step_size`` (the initial one; fixed for Langevin),
+        :func:`~gendsl.numerics.adaptation.resolve`; or ``"dense"``, ``"diagonal"``, ``"fisher"``,
+        ``"lowrank"``: :data:`~gendsl.numerics.adaptation.METRICS`), ``step_size`` (the initial one; fixed for Langevin),
         ``num_integration_steps`` (HMC, 16), ``thin`` (1), ``init`` (name -> starting value, in
         the variable's space), ``init_tries`` (random starts tried per chain, 100),
         ``precision`` (``"double"``, default, or ``"single"``) and ``chain_method``

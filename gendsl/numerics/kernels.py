@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from gendsl.core.catalog import Table
 from gendsl.core.signatures import Param, Signature
 from gendsl.errors import GenDataError, did_you_mean
+from gendsl.numerics.adaptation import DENSE_MAX_DIM, MASS_CHOICES, resolve
 
 __all__ = [
     "KERNELS",
@@ -42,17 +43,20 @@ __all__ = [
 
 #: the ``chains=`` option of every kernel
 CHAINS_DOC = "0: every draw is the last state of its own chain; C > 0: draws spread over C long chains"
+#: the ``mass=`` option of NUTS and HMC
+MASS_DOC = ("auto: dense up to 12 dimensions, lowrank up to 1000, diagonal above; dense, diagonal: Stan's windowed "
+            "covariance; fisher: nutpie's diagonal from draws and gradients; lowrank: nutpie's low-rank plus diagonal")
 #: ``nuts(...)`` in the language
 NUTS_SIGNATURE = Signature("nuts", "kernel", (
         Param("warmup", "int", 500), Param("steps", "int", 1000), Param("max_depth", "int", 10),
-        Param("target_accept", "number", 0.95), Param("mass", "str", "auto", ("auto", "dense", "diagonal")),
+        Param("target_accept", "number", 0.95), Param("mass", "str", "auto", MASS_CHOICES, doc=MASS_DOC),
         Param("chains", "int", 0, doc=CHAINS_DOC),
         Param("step_size", "number", 1.0, doc="initial step size (kept when warmup=0)"),
     ), "No-U-Turn sampler with window adaptation")
 #: ``hmc(...)`` in the language
 HMC_SIGNATURE = Signature("hmc", "kernel", (
         Param("steps", "int", 1000), Param("warmup", "int", 500), Param("step_size", "number", 0.1),
-        Param("leapfrog", "int", 16), Param("mass", "str", "auto", ("auto", "dense", "diagonal")),
+        Param("leapfrog", "int", 16), Param("mass", "str", "auto", MASS_CHOICES, doc=MASS_DOC),
         Param("chains", "int", 0, doc=CHAINS_DOC), Param("target_accept", "number", 0.9),
     ), "Hamiltonian Monte Carlo with window adaptation")
 #: ``mala(...)`` in the language
@@ -66,8 +70,6 @@ LANGEVIN_SIGNATURE = Signature("langevin", "kernel", (
         Param("chains", "int", 0, doc=CHAINS_DOC),
     ), "unadjusted Langevin algorithm")
 
-#: "auto" mass matrix: dense up to this many unconstrained dimensions, diagonal above
-DENSE_MAX_DIM = 12
 #: a NUTS transition is counted as this many gradient evaluations by ``describe``
 NUTS_TYPICAL_STEPS = 8
 
@@ -90,7 +92,9 @@ class KernelConfig:
     num_integration_steps:
         HMC: leapfrog steps per transition.
     mass:
-        ``"auto"`` (dense up to :data:`DENSE_MAX_DIM` dimensions), ``"dense"`` or ``"diagonal"``.
+        ``"auto"`` (:func:`~gendsl.numerics.adaptation.resolve`: dense up to :data:`DENSE_MAX_DIM`
+        dimensions, low-rank above) or an entry of :data:`~gendsl.numerics.adaptation.METRICS`
+        (``"dense"``, ``"diagonal"``, ``"fisher"``, ``"lowrank"``).
     """
 
     name: str = "nuts"
@@ -100,9 +104,10 @@ class KernelConfig:
     num_integration_steps: int = 16
     mass: str = "auto"
 
-    def dense(self, dim: int) -> bool:
-        """Whether the inverse mass matrix is dense for a target of ``dim`` dimensions."""
-        return self.mass == "dense" or (self.mass == "auto" and dim <= DENSE_MAX_DIM)
+    def metric(self, dim: int) -> str:
+        """The mass-matrix estimator (an entry of :data:`~gendsl.numerics.adaptation.METRICS`) for
+        a target of ``dim`` dimensions."""
+        return resolve(self.mass, dim)
 
     @property
     def kernel(self) -> "Kernel":
@@ -161,8 +166,9 @@ def kernel_config(kernel: str = "auto", **options) -> KernelConfig:
     values.setdefault("target_accept", KERNELS[name].default_target)
     values.setdefault("step_size", KERNELS[name].default_step_size)
     config = KernelConfig(name, **values)
-    if config.mass not in ("auto", "dense", "diagonal"):
-        raise GenDataError(f"mass must be 'auto', 'dense' or 'diagonal', got '{config.mass}'")
+    if config.mass not in MASS_CHOICES:
+        raise GenDataError(f"mass must be one of {', '.join(map(repr, MASS_CHOICES))}, got '{config.mass}'"
+                           f"{did_you_mean(config.mass, MASS_CHOICES)}")
     if not 0.0 < config.target_accept < 1.0:
         raise GenDataError(f"target_accept must lie in (0, 1), got {config.target_accept}")
     if not config.step_size > 0.0 or not math.isfinite(config.step_size):

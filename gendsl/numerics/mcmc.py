@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from gendsl.errors import GenDataError
+from gendsl.numerics.adaptation import as_array
 from gendsl.numerics.kernels import ChainStats, KernelConfig, build_step, init_state
 from gendsl.numerics.warmup import adaptation, schedule
 
@@ -41,7 +42,7 @@ def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_w
     the transition index, so it costs nothing after warm-up, and the kernel is traced once. With
     ``report``, the carry counts each chain's divergences after warm-up for :func:`_reporting`."""
     step = build_step(config, logdensity_fn)
-    adapt_init, adapt_update, adapt_final = adaptation(config, dim, dtype)
+    adapt_init, adapt_update, adapt_final = adaptation(config, dim, dtype, num_warmup)
     tunes = config.kernel.tunes_step_size and num_warmup > 0
 
     def init(position, chain_id):
@@ -70,7 +71,8 @@ def _chain(config: KernelConfig, logdensity_fn: Callable, dim: int, dtype, num_w
         state, stats = step(key, state, adapt.tuning)
         if tunes:
             adapt = jax.lax.cond(t < num_warmup,
-                                 lambda a: adapt_update(a, stage, window_end, state.position, stats.acceptance_rate),
+                                 lambda a: adapt_update(a, stage, window_end, state.position, state.logdensity_grad,
+                                                      stats.acceptance_rate),
                                  lambda a: a, adapt)
             adapt = jax.lax.cond(t == num_warmup - 1, lambda a: a._replace(tuning=adapt_final(a)), lambda a: a, adapt)
         if keep:
@@ -120,7 +122,7 @@ def _drive(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positi
     total = num_warmup + num_samples * thin
     init, transition = _chain(config, logdensity_fn, dim, positions.dtype, num_warmup, num_samples, thin, keep, report)
     chain_ids = jnp.arange(num_chains) if chain_ids is None else chain_ids
-    steps, stages = jnp.arange(total), schedule(config, num_warmup, total)
+    steps, stages = jnp.arange(total), schedule(config, dim, num_warmup, total)
     keys = key if jnp.ndim(key) == 2 else transition_keys(key, num_chains, total)
     if keys.shape != (num_chains, total):
         raise GenDataError(f"{keys.shape} transition keys for {num_chains} chains of {total} transitions")
@@ -180,11 +182,12 @@ def run_chains(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, po
         ``draws`` of shape ``(C, num_samples, d)``; :class:`ChainStats` of shape
         ``(C, num_samples)`` (over each thinned block: any divergence, the deepest tree, the
         gradient evaluations summed, the mean acceptance rate; the last transition's energy and
-        log-density); the warm-up's :class:`Tuning` with a leading ``C``.
+        log-density); the warm-up's :class:`Tuning` with a leading ``C`` (a low-rank inverse mass
+        matrix expanded to ``(C, d, d)``).
     """
     _, tuning, (draws, stats) = _drive(config, logdensity_fn, key, positions, num_warmup, num_samples, thin, True,
                                        chain_method, report, chain_ids)
-    return draws, stats, tuning
+    return draws, stats, tuning._replace(inverse_mass_matrix=as_array(tuning.inverse_mass_matrix))
 
 
 def final_positions(config: KernelConfig, logdensity_fn: Callable, key: jax.Array, positions: jax.Array,

@@ -11,7 +11,7 @@ import pytest
 from scipy.linalg import solve_discrete_lyapunov
 
 from gendsl.errors import GenDataError
-from gendsl.numerics import kernels, mcmc, warmup
+from gendsl.numerics import adaptation, kernels, mcmc
 from gendsl.numerics.diagnostics import summarize
 
 MEAN = np.array([1.0, -2.0])
@@ -119,9 +119,11 @@ def test_final_positions_and_short_run():
     assert 0.1 < short.mean() < 2.5  # three fixed-size steps: on the way, not there
 
 
-def test_logdensity_is_traced_a_fixed_number_of_times():
+@pytest.mark.parametrize("mass", list(adaptation.METRICS))
+def test_logdensity_is_traced_a_fixed_number_of_times(mass):
     """Warm-up and sampling share ONE scan: the number of traces of the target (the initial state,
-    the kernel's trajectory code) does not grow with the number of transitions or warm-up phases."""
+    the kernel's trajectory code) does not grow with the number of transitions or warm-up phases,
+    whichever mass-matrix estimator warm-up runs."""
     count = {"n": 0}
 
     def target(z):
@@ -131,7 +133,7 @@ def test_logdensity_is_traced_a_fixed_number_of_times():
     counts = []
     for n_warmup, n_samples in ((0, 10), (50, 50), (300, 500)):
         count["n"] = 0
-        config = kernels.kernel_config("nuts")
+        config = kernels.kernel_config("nuts", mass=mass)
         with jax.enable_x64(True):
             jax.jit(lambda k, z: mcmc.run_chains(config, target, k, z, n_warmup, n_samples)).lower(
                 jax.random.key(0), jnp.zeros((2, 2)))
@@ -147,7 +149,7 @@ def test_scaled_welford_core_preconditions_badly_scaled_posteriors():
     cov = np.array([[1.0, -0.999], [-0.999, 1.0]]) * np.outer(sd, sd)
     draws = np.random.default_rng(0).multivariate_normal(np.zeros(2), cov, size=500)
     with jax.enable_x64(True):
-        core = warmup.scaled_welford_core(dense=True)
+        core = adaptation.scaled_welford_core(dense=True)
         state = core.init(2)
         for x in draws:
             state = core.update(state, jnp.asarray(x))
@@ -166,10 +168,11 @@ def test_scaled_welford_core_preconditions_badly_scaled_posteriors():
 
 def test_kernel_config_choices_and_errors():
     assert kernels.kernel_config("auto").name == "nuts"
-    assert kernels.kernel_config("nuts").dense(kernels.DENSE_MAX_DIM)
-    assert not kernels.kernel_config("nuts").dense(kernels.DENSE_MAX_DIM + 1)
-    assert kernels.kernel_config("nuts", mass="dense").dense(500)
-    assert not kernels.kernel_config("nuts", mass="diagonal").dense(2)
+    assert kernels.kernel_config("nuts").metric(kernels.DENSE_MAX_DIM) == "dense"
+    assert kernels.kernel_config("nuts").metric(kernels.DENSE_MAX_DIM + 1) == "lowrank"
+    assert kernels.kernel_config("nuts").metric(adaptation.LOWRANK_MAX_DIM + 1) == "diagonal"
+    assert kernels.kernel_config("nuts", mass="dense").metric(500) == "dense"
+    assert kernels.kernel_config("nuts", mass="diagonal").metric(2) == "diagonal"
     assert kernels.kernel_config("mala").target_accept == pytest.approx(0.574)
     with pytest.raises(GenDataError, match="did you mean 'nuts'"):
         kernels.kernel_config("nut")

@@ -165,6 +165,10 @@ class Energy(AbstractMechanism):
             chains = AUTO_CHAINS
         #: long chains the draws are spread over (0: one chain per draw)
         self.chains = chains
+        if not chains and self.config.mass == "auto" and math.prod(self.ctx.shape) > kernels.DENSE_MAX_DIM:
+            # one chain per draw: a low-rank estimate's buffer of each chain's draws and gradients
+            # would grow with the number of draws; the diagonal one's memory does not
+            self.config = dataclasses.replace(self.config, mass="diagonal")
         self.sampler_name = f"{self.config.describe()} x {self.num_warmup}+{self.num_steps}"
         if self.base is not None or self.base_name:
             self.sampler_name += f" from {'base' if self.base is not None else self.base_name}"
