@@ -13,8 +13,6 @@ from typing import Mapping
 
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-from scipy.special import ndtri
-from scipy.stats import rankdata
 
 __all__ = ["STATS", "rank_normalize", "ess_bulk", "r_hat", "summarize", "e_bfmi", "table"]
 
@@ -24,6 +22,10 @@ STATS = ("mean", "sd", "mcse_mean", "q5", "q50", "q95", "ess_bulk", "r_hat")
 
 def rank_normalize(x: np.ndarray) -> np.ndarray:
     """Pooled ranks (ties averaged) mapped to normal scores, ``(chains, draws, ...)`` -> same."""
+    # scipy is imported where it is used: scipy.stats takes 0.4 s to import, paid at every start
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
     flat = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
     ranks = rankdata(flat, axis=0, method="average")
     return ndtri((ranks - 0.375) / (flat.shape[0] + 0.25)).reshape(x.shape)
