@@ -19,10 +19,10 @@ from gendsl.advisor import advise, render
 from gendsl.bench import run_bench
 from gendsl.distill import distill_run, distill_summary
 from gendsl.errors import GenError, printable
-from gendsl.inference_run import infer_run, read_data
+from gendsl.inference_run import infer_run, posterior_summary, read_data
 from gendsl.lang import read_text
 from gendsl.numerics.devices import initialize_distributed
-from gendsl.runs import PATIENCE, VALIDATION_SHARE, fit_run, sample_run, summary_line
+from gendsl.runs import PATIENCE, VALIDATION_SHARE, fit_run, sample_run, sample_summary, summary_line
 
 __all__ = ["main", "build_parser"]
 
@@ -68,8 +68,9 @@ def _cmd_sample(args) -> int:
     options = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps), ("solver", args.solver),
                                  ("guidance", args.guidance))
                if v is not None}
-    path = sample_run(args.run, args.n, args.out, seed=args.seed, devices=args.devices, given=given, options=options)
-    print(f"wrote {path}")
+    record = sample_run(args.run, args.n, args.out, seed=args.seed, devices=args.devices, given=given, options=options)
+    print(sample_summary(record))
+    print(f"wrote {record['path']} (and {record['path']}.json: how the draws were made)")
     return 0
 
 
@@ -80,9 +81,10 @@ def _cmd_infer(args) -> int:
         init.update(item)
     options = {k: v for k, v in (("target_accept", args.target_accept), ("max_tree_depth", args.max_tree_depth),
                                  ("mass", args.mass), ("init", init or None)) if v is not None}
-    infer_run(args.file, args.data, args.out, chains=args.chains, samples=args.samples, warmup=args.warmup,
-              seed=args.seed, model_name=args.model, devices=args.devices, kernel=args.kernel, options=options)
-    print(f"wrote {args.out}")
+    post = infer_run(args.file, args.data, args.out, chains=args.chains, samples=args.samples, warmup=args.warmup,
+                     seed=args.seed, model_name=args.model, devices=args.devices, kernel=args.kernel, options=options)
+    print(posterior_summary(post))
+    print(f"wrote {args.out} (summary.json, sampler.json, draws.npz, posterior.nc, trace.png)")
     return 0
 
 
@@ -117,7 +119,8 @@ def _cmd_bench(args) -> int:
 
 def _cmd_distill(args) -> int:
 
-    metrics = distill_run(args.run, args.steps, args.out, seed=args.seed)
+    metrics = distill_run(args.run, args.steps, args.out, seed=args.seed, train_steps=args.train_steps,
+                          pairs=args.pairs)
     print(f"{Path(args.run).name} distilled: {distill_summary(metrics)}")
     print(f"wrote {args.out} (metrics.json, params/)")
     return 0
@@ -296,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", type=_positive, required=True, help="network evaluations of the student per sample")
     c.add_argument("--out", type=_out, required=True, help="the student's run folder (made if missing)")
     c.add_argument("--seed", type=_seed, default=0, help="seed of the distillation (default 0)")
+    c.add_argument("--train-steps", type=_positive, default=4000, help="regression steps of the student (default 4000)")
+    c.add_argument("--pairs", type=_positive, default=16384,
+                   help="teacher ODE paths the student regresses onto (default 16384)")
     c.set_defaults(func=_cmd_distill)
     return p
 

@@ -23,7 +23,7 @@ from gendsl.errors import GenDataError
 from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, check_npz, output_root, read_text
 from gendsl.plots import trace_plot
 
-__all__ = ["read_data", "write_posterior", "infer_run"]
+__all__ = ["read_data", "write_posterior", "infer_run", "posterior_summary"]
 
 
 def read_data(path: str | Path) -> dict:
@@ -73,6 +73,17 @@ def write_posterior(post, out_dir: str | Path) -> Path:
     atomic_write_bytes(out / "posterior.nc", post.to_netcdf_bytes())
     trace_plot(post.samples, out / "trace.png")
     return out
+
+
+def posterior_summary(post) -> str:
+    """One line on a posterior: chains and draws, divergences, the worst ESS and R-hat, the time."""
+    summary = post.summary()
+    ess = min(float(np.nanmin(np.atleast_1d(summary[k]["ess_bulk"]))) for k in post.latents)
+    rhat = max(float(np.nanmax(np.atleast_1d(summary[k]["r_hat"]))) for k in post.latents)
+    seconds = post.compile_seconds + post.sampling_seconds
+    return (f"{post.num_chains} chains x {post.num_samples} draws: {int(post.divergences)} divergences, "
+            f"min ess_bulk {ess:.0f}, max r_hat {rhat:.3f} ({seconds:.1f} s: {post.compile_seconds:.1f} s "
+            f"compiling, {post.sampling_seconds:.1f} s sampling)")
 
 
 def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path, chains: int = 4,

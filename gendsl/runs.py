@@ -33,7 +33,7 @@ from gendsl.runfolder import open_run
 from gendsl.sampling_options import with_sampling
 
 __all__ = ["fit_run", "sample_run", "model_data_variables", "evaluate_fit", "heldout_nll_stats", "summary_line",
-           "VALIDATION_SHARE", "PATIENCE"]
+           "VALIDATION_SHARE", "PATIENCE", "sample_summary"]
 
 #: share of the training part cut off as the validation set of ``gendsl fit``
 VALIDATION_SHARE = 0.1
@@ -326,18 +326,27 @@ def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int, train
 
 
 def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devices: int | str | None = None,
-               given: dict | None = None, options: dict | None = None) -> Path:
+               given: dict | None = None, options: dict | None = None) -> dict:
     """``gendsl sample``: draw ``n`` samples from a run; ``.npy`` for one variable, ``.npz`` for all.
 
     ``given`` clamps variables (name -> value, see :meth:`~gendsl.program.Program.sample`);
-    ``options`` are sampling-time choices (``steps``, ``solver``, ``guidance``: see
-    :func:`~gendsl.sampling_options.with_sampling`).
+    ``options`` are sampling-time choices (``sampler``, ``steps``, ``solver``, ``guidance``: see
+    :func:`~gendsl.sampling_options.with_sampling`). Beside the samples, ``OUT.json`` records how
+    they were made: the run, ``n``, the seed, the given values, the options, each node's sampler
+    and its network evaluations per draw, and the time.
+
+    Returns
+    -------
+    dict
+        That record, with ``"path"``: where the samples were written.
     """
     run = open_run(run_dir)
     program = with_sampling(run.program, **(options or {}))
-    draws = program.sample(run.params, jax.random.key(seed), n, run.record.get("dims") or {}, devices=devices,
-                               given=given)
+    t0 = time.perf_counter()
+    draws, info = program.sample_with_info(run.params, jax.random.key(seed), n, run.record.get("dims") or {},
+                                           devices=devices, given=given)
     draws = {k: np.asarray(v) for k, v in draws.items()}
+    seconds = time.perf_counter() - t0
     out = Path(out)
     output_root(out.parent if str(out.parent) else ".", "the folder of --out")
     buf = io.BytesIO()
@@ -348,5 +357,26 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devi
         if len(observed) != 1:
             raise GenDataError(f"the model has several variables ({', '.join(observed)}): write them to a .npz file")
         np.save(buf, draws[observed[0]], allow_pickle=False)
+    nodes = program.lowered(run.record.get("dims") or {}).stochastic
+    record = {
+        "run": str(run_dir), "n": int(n), "seed": int(seed),
+        "given": {k: (np.asarray(v).tolist() if np.size(v) <= 64 else {"shape": list(np.shape(v))})
+                  for k, v in (given or {}).items()},
+        "sampling_options": dict(options or {}),
+        "samplers": {node.name: node.mechanism.sampler_name for node in nodes if node.name not in (given or {})},
+        "nfe": {node.name: float(np.mean(np.asarray(info[node.name]["nfe"]))) if "nfe" in info.get(node.name, {})
+                else float(node.mechanism.cost()) for node in nodes
+                if node.name not in (given or {}) and ("nfe" in info.get(node.name, {}) or node.mechanism.cost())},
+        "seconds": seconds,
+    }
     atomic_write_bytes(out, buf.getvalue())
-    return out
+    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(record, indent=2))
+    return {**record, "path": str(out)}
+
+
+def sample_summary(record: dict) -> str:
+    """One line on a ``sample_run`` record: what was drawn, by which samplers, at what cost."""
+    samplers = "; ".join(f"{k}: {v}" for k, v in record["samplers"].items())
+    nfe = ", ".join(f"{k} {v:g}" for k, v in record["nfe"].items())
+    return (f"{record['n']} draws in {record['seconds']:.1f} s ({samplers})"
+            + (f"; network evaluations per draw: {nfe}" if nfe else ""))
