@@ -17,6 +17,7 @@ from gendsl.core.signatures import ACTIVATION, WIDTH_LIMIT, Param, Signature
 from gendsl.nn.activations import ACTIVATIONS
 from gendsl.nn.base import Network
 from gendsl.nn.images import FEATURE_LIMIT, check_sizes, image_refusal, image_shape, split_input
+from gendsl.nn.layers import Conv2d
 from gendsl.nn.mlp import MLP
 
 __all__ = ["ConvEncoder", "pool", "build", "refuse"]
@@ -42,7 +43,7 @@ class ConvEncoder(eqx.Module):
     """``(C*H*W + F,) -> (out_size,)`` for one example: convolutions and poolings over the image,
     its features flattened and joined by the ``F`` extra inputs, then an MLP."""
 
-    convs: tuple[eqx.nn.Conv2d, ...]
+    convs: tuple[Conv2d, ...]
     head: MLP
     event_shape: tuple[int, ...] = eqx.field(static=True)
     activation: str = eqx.field(static=True)
@@ -53,7 +54,7 @@ class ConvEncoder(eqx.Module):
         features = in_size - c * h * w
         self.event_shape, self.activation = tuple(event_shape), activation
         keys = jax.random.split(key, len(channels) + 1)
-        self.convs = tuple(eqx.nn.Conv2d(a, b, 3, padding=1, key=k)
+        self.convs = tuple(Conv2d(a, b, 3, key=k)
                            for a, b, k in zip([c, *channels[:-1]], channels, keys))
         for _ in channels:
             h, w = -(-h // 2), -(-w // 2)

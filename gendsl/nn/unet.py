@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from gendsl.core.signatures import Param, Signature
 from gendsl.nn.base import Network
 from gendsl.nn.images import FEATURE_LIMIT, check_sizes, group_count, image_refusal, split_input, upsample
+from gendsl.nn.layers import Conv2d
 
 __all__ = ["UNet", "ResBlock", "SelfAttention", "build", "refuse"]
 
@@ -45,20 +46,20 @@ class ResBlock(eqx.Module):
     FiLM's scale and shift come from the embedding ``(E,)`` (absent when there is none)."""
 
     norm1: eqx.nn.GroupNorm
-    conv1: eqx.nn.Conv2d
+    conv1: Conv2d
     norm2: eqx.nn.GroupNorm
-    conv2: eqx.nn.Conv2d
+    conv2: Conv2d
     film: eqx.nn.Linear | None
-    skip: eqx.nn.Conv2d | None
+    skip: Conv2d | None
 
     def __init__(self, c_in: int, c_out: int, emb: int, groups: int, *, key: jax.Array):
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.norm1 = eqx.nn.GroupNorm(group_count(groups, c_in), c_in)
-        self.conv1 = eqx.nn.Conv2d(c_in, c_out, 3, padding=1, key=k1)
+        self.conv1 = Conv2d(c_in, c_out, 3, key=k1)
         self.norm2 = eqx.nn.GroupNorm(group_count(groups, c_out), c_out)
-        self.conv2 = eqx.nn.Conv2d(c_out, c_out, 3, padding=1, key=k2)
+        self.conv2 = Conv2d(c_out, c_out, 3, key=k2)
         self.film = eqx.nn.Linear(emb, 2 * c_out, key=k3) if emb else None
-        self.skip = eqx.nn.Conv2d(c_in, c_out, 1, key=k4) if c_in != c_out else None
+        self.skip = Conv2d(c_in, c_out, 1, key=k4) if c_in != c_out else None
 
     def __call__(self, h: jax.Array, emb: jax.Array | None) -> jax.Array:
         r = self.norm2(self.conv1(jax.nn.silu(self.norm1(h))))
@@ -111,14 +112,14 @@ class UNet(eqx.Module):
     """
 
     embed: tuple[eqx.nn.Linear, eqx.nn.Linear] | None
-    stem: eqx.nn.Conv2d
+    stem: Conv2d
     down: tuple[Level, ...]
-    downsample: tuple[eqx.nn.Conv2d, ...]
+    downsample: tuple[Conv2d, ...]
     middle: Level
     up: tuple[Level, ...]
-    upsample: tuple[eqx.nn.Conv2d, ...]
+    upsample: tuple[Conv2d, ...]
     out_norm: eqx.nn.GroupNorm
-    out: eqx.nn.Conv2d | eqx.nn.Linear
+    out: Conv2d | eqx.nn.Linear
     event_shape: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, event_shape: tuple[int, ...], in_size: int, out_size: int, channels: int = 32,
@@ -132,20 +133,20 @@ class UNet(eqx.Module):
         keys = iter(jax.random.split(key, 4 * len(widths) + 6))
         self.embed = (eqx.nn.Linear(features, emb, key=next(keys)), eqx.nn.Linear(emb, emb, key=next(keys))) \
             if features else None
-        self.stem = eqx.nn.Conv2d(c, widths[0], 3, padding=1, key=next(keys))
+        self.stem = Conv2d(c, widths[0], 3, key=next(keys))
         attend = [level - 1 in attention for level in range(1, len(widths) + 1)]
         ins = [widths[0], *widths[:-1]]
         self.down = tuple(Level(a, b, blocks, emb, groups, att, key=next(keys)) for a, b, att in zip(ins, widths, attend))
-        self.downsample = tuple(eqx.nn.Conv2d(b, b, 3, stride=2, padding=1, key=next(keys)) for b in widths[:-1])
+        self.downsample = tuple(Conv2d(b, b, 3, stride=2, key=next(keys)) for b in widths[:-1])
         self.middle = Level(widths[-1], widths[-1], 1, emb, groups, attend[-1], key=next(keys))
         image_out = out_size == c * h * w
         self.up = tuple(Level(2 * b, b, blocks, emb, groups, att, key=next(keys)) for b, att in zip(widths, attend)) \
             if image_out else ()
-        self.upsample = tuple(eqx.nn.Conv2d(b, a, 3, padding=1, key=next(keys)) for a, b in zip(widths[:-1], widths[1:])) \
+        self.upsample = tuple(Conv2d(b, a, 3, key=next(keys)) for a, b in zip(widths[:-1], widths[1:])) \
             if image_out else ()
         last = widths[0] if image_out else widths[-1]
         self.out_norm = eqx.nn.GroupNorm(group_count(groups, last), last)
-        self.out = eqx.nn.Conv2d(last, c, 3, padding=1, key=next(keys)) if image_out \
+        self.out = Conv2d(last, c, 3, key=next(keys)) if image_out \
             else eqx.nn.Linear(last, out_size, key=next(keys))
         if zero_last:
             self.out = _zero(self.out)
