@@ -26,8 +26,7 @@ import optax
 from sklearn.linear_model import LogisticRegression
 
 import gendsl
-from gendsl.data import builtin
-from gendsl.data.sets import _digits_file
+from gendsl.data.sets import labelled_digits
 from gendsl.metrics import energy_distance
 
 __all__ = ["NETS", "classifier", "run", "main"]
@@ -44,9 +43,8 @@ NETS = {"unet": "unet(channels=32, mults=[1, 2])", "mlp": "mlp(hidden=[256, 256,
 
 def _labelled(n: int, seed: int, part: str) -> tuple[np.ndarray, np.ndarray]:
     """``n`` digit images ``(n, 1, 8, 8)`` from one part, with their labels ``(n, 1)``."""
-    data = builtin("digits", n, seed=seed, part=part)
-    labels = _digits_file()[1][data.groups][:, None]
-    return data.arrays["x"].reshape(-1, 1, 8, 8), labels
+    data = labelled_digits(n, seed, ("label", "x"), (1, 8, 8), part=part)
+    return data.arrays["x"], data.arrays["label"]
 
 
 def classifier(images: np.ndarray, labels: np.ndarray) -> LogisticRegression:
@@ -65,7 +63,7 @@ def run(net: str, steps: int, batch: int, draws: int, ode_steps: int, seed: int 
                    optimizer=optax.adam(1e-3), progress=False)
     seconds = time.perf_counter() - t0
     labels = np.repeat(np.arange(10, dtype=np.int32), draws)[:, None]
-    x = np.asarray(prog.sample(fit.params, jax.random.key(seed + 2), len(labels), given={"label": labels})["x"])
+    x = np.asarray(prog.sample(fit.params, jax.random.key(seed + 2), len(labels), {"label": labels})["x"])
     agreement = float(np.mean(clf.predict(x.reshape(len(x), -1)) == labels[:, 0]))
     flat = lambda a: a.reshape(len(a), -1).astype(np.float64)  # noqa: E731
     floor = float(energy_distance(flat(train_x[: len(test_x)]), flat(test_x), unbiased=False))

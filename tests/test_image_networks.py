@@ -45,7 +45,7 @@ def test_shapes_for_images_of_any_size(name, shape):
     """The image in (odd sizes too), the image out when the output has its size, else a vector."""
     for out_size in (None, 3):
         net, size = small_net(name, shape, out_size)
-        y = eqx.filter_jit(jax.vmap(net))(jax.random.normal(jax.random.key(1), (2, size + FEATURES)))
+        y = eqx.filter_jit(lambda n, v: jax.vmap(n)(v))(net, jax.random.normal(jax.random.key(1), (2, size + FEATURES)))
         assert y.shape == (2, size if out_size is None else out_size) and np.all(np.isfinite(y))
 
 

@@ -281,14 +281,16 @@ def _digits_shape(shape_hint: Sequence[int] | None, variable: str) -> tuple[int,
     return tuple(shape_hint)
 
 
-def labelled_digits(n: int, seed: int, variables: Sequence[str], shape_hint: Sequence[int] | None = None) -> Dataset:
+def labelled_digits(n: int, seed: int, variables: Sequence[str], shape_hint: Sequence[int] | None = None,
+                    part: str | None = None) -> Dataset:
     """Digits with their labels: ``variables`` names the label (``token[1] of 10``, declared first)
-    and the image (``shape_hint``: one of :data:`DIGITS_SHAPES`). The groups are the source images."""
+    and the image (``shape_hint``: one of :data:`DIGITS_SHAPES`); ``part`` as for :func:`builtin`.
+    The groups are the source images."""
     if len(variables) != 2:
         raise GenDataError(f"builtin:digits gives a label and an image, but the model has data variables "
                            f"{quote(list(variables))}")
     shape = _digits_shape(shape_hint, variables[1])
-    images, source = _digits(int(n), np.random.default_rng(seed))
+    images, source = _digits(int(n), np.random.default_rng(seed), part)
     labels = _digits_file()[1][source][:, None]
     return Dataset("digits", {variables[0]: labels, variables[1]: images.reshape(-1, *shape)}, groups=source)
 

@@ -27,7 +27,7 @@ CONV_SIGNATURE = Signature("conv", "network", (
         Param("channels", "ints", (16, 32), limit=FEATURE_LIMIT,
               doc="channels of each level: a 3x3 convolution, the activation and a 2x2 average pooling"),
         Param("hidden", "ints", (64,), limit=WIDTH_LIMIT, doc="hidden widths of the MLP head"),
-        Param("activation", "str", "silu", ACTIVATION),
+        Param("activation", "str", "silu", ACTIVATION, doc="after each convolution and hidden layer"),
     ), "a convolutional encoder (convolutions and pooling, then an MLP) over an image variable real[C, H, W]")
 
 
