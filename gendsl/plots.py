@@ -1,4 +1,4 @@
-"""Pictures: training loss, 2-D samples, MCMC traces, and a benchmark grid.
+"""Pictures: training loss, 2-D samples, image samples, MCMC traces, and a benchmark grid.
 
 Figures are built on matplotlib's Agg canvas (no pyplot state, never a window) and written
 atomically inside their folder (:func:`gendsl.numerics.confined.atomic_write_bytes`), so a reader
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from gendsl.numerics.confined import atomic_write_bytes, output_root
 
-__all__ = ["loss_curve", "samples_2d", "trace_plot", "grid_2d"]
+__all__ = ["loss_curve", "samples_2d", "image_layout", "image_mosaic", "samples_images", "trace_plot", "grid_2d"]
 
 _SCATTER_MAX = 3000  # above this many points, a 2-D histogram shows density better
 _BINS = 100
@@ -152,6 +152,102 @@ def samples_2d(
         ax = fig.add_subplot(1, len(panels), i + 1)
         _draw_points(ax, pts, lims)
         ax.set_title(f"{label} (n={len(pts)})")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+#: images in a row of :func:`samples_images`, and rows without classes
+IMAGE_COLUMNS, IMAGE_ROWS = 8, 8
+
+
+def image_layout(shape: Sequence[int]) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` of an event shape a picture can show: ``(C, H, W)`` with C 1 or 3 (channels
+    first) or ``(H, W)``; None otherwise."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 3 and shape[0] in (1, 3):
+        return shape
+    if len(shape) == 2:
+        return (1, *shape)
+    return None
+
+
+def image_mosaic(images: Any, rows: int, cols: int) -> np.ndarray:
+    """Tile ``(n, C, H, W)`` images row by row into ``(rows (H + 1) - 1, cols (W + 1) - 1, C)``
+    with one-pixel gaps (NaN: drawn blank); missing cells stay blank."""
+    images = np.asarray(images, dtype=np.float64)
+    _, c, h, w = images.shape
+    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, c), np.nan)
+    for k, img in enumerate(images[: rows * cols]):
+        r, q = divmod(k, cols)
+        out[r * (h + 1): r * (h + 1) + h, q * (w + 1): q * (w + 1) + w] = np.moveaxis(img, 0, -1)
+    return out
+
+
+def _by_class(images: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Up to :data:`IMAGE_COLUMNS` images of each class, a row each (blank cells pad short rows)."""
+    names = np.unique(classes)
+    rows = []
+    for k in names:
+        picked = images[classes == k][:IMAGE_COLUMNS]
+        pad = np.full((IMAGE_COLUMNS - len(picked), *images.shape[1:]), np.nan)
+        rows.append(np.concatenate([picked, pad]))
+    return np.concatenate(rows), [str(k) for k in names]
+
+
+def _show(ax: Any, mosaic: np.ndarray, lo: float, hi: float) -> None:
+    if mosaic.shape[-1] == 1:
+        ax.imshow(np.ma.masked_invalid(mosaic[..., 0]), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    else:
+        rgb = np.clip((mosaic - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        ax.imshow(np.where(np.isnan(rgb), 1.0, rgb), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def samples_images(samples: Any, path: str | os.PathLike, reference: Any = None, classes: Any = None,
+                   title: str | None = None) -> Path:
+    """A grid of sampled images beside a grid of real ones, on the real images' value range.
+
+    Parameters
+    ----------
+    samples:
+        ``(n, C, H, W)`` (C 1 or 3, channels first) or ``(n, H, W)`` model samples.
+    path:
+        Output image file.
+    reference:
+        Real images of the same shape (held-out data) for a left panel, or None.
+    classes:
+        ``(n,)`` class of each sample, or None: with classes the samples are shown a row per class
+        (up to :data:`IMAGE_COLUMNS` each), labelled; without, :data:`IMAGE_ROWS` rows.
+    title:
+        Figure title.
+
+    Returns
+    -------
+    Path
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    layout = image_layout(samples.shape[1:])
+    if layout is None:
+        raise ValueError(f"samples must have shape (n, C, H, W) with C 1 or 3, or (n, H, W); got {samples.shape}")
+    samples = samples.reshape(-1, *layout)
+    row_names = None
+    if classes is not None:
+        samples, row_names = _by_class(samples, np.asarray(classes).reshape(len(samples)))
+    panels = [("samples", samples, len(samples) // IMAGE_COLUMNS if row_names else IMAGE_ROWS)]
+    if reference is not None:
+        panels.insert(0, ("held-out data", np.asarray(reference, dtype=np.float64).reshape(-1, *layout), IMAGE_ROWS))
+    real = panels[0][1]
+    lo, hi = float(np.nanmin(real)), float(np.nanmax(real))
+    fig = Figure(figsize=(3.2 * len(panels), 3.2 * max(p[2] for p in panels) / IMAGE_COLUMNS + 0.5), layout="constrained")
+    for i, (label, images, rows) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        _show(ax, image_mosaic(images, rows, IMAGE_COLUMNS), lo, hi)
+        ax.set_title(label)
+        if label == "samples" and row_names:
+            h = layout[1] + 1
+            ax.set_yticks([r * h + (h - 1) / 2 for r in range(len(row_names))], row_names)
     if title:
         fig.suptitle(title)
     return _save(fig, path)

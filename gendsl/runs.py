@@ -22,13 +22,14 @@ import optax
 from gendsl.api import compile, parse
 from gendsl.compiler.lower import static_inputs
 from gendsl.data import load_source, split_heldout
+from gendsl.data.images import dequantise, is_pixels, quantise
 from gendsl.errors import GenDataError
 from gendsl.lang import read_text
 from gendsl.metrics import energy_distance, loss_spikes, real_matrix
 from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, confined_dir, output_root
 from gendsl.numerics.devices import is_main_process, local_rows
 from gendsl.numerics.train import NonFiniteLoss
-from gendsl.plots import loss_curve, samples_2d
+from gendsl.plots import image_layout, loss_curve, samples_2d, samples_images
 from gendsl.runfolder import open_run
 from gendsl.sampling_options import with_sampling
 
@@ -158,10 +159,11 @@ def summary_line(metrics: dict) -> str:
 
 
 def _shape_hint(model, variables: list[str]) -> tuple | None:
-    """What a built-in data set should look like for this model's single data variable."""
-    if len(variables) != 1:
+    """What a built-in data set should look like for this model's single data variable (with two,
+    the second's: a labelled set's point or image)."""
+    if len(variables) not in (1, 2):
         return None
-    vtype = model[variables[0]].type
+    vtype = model[variables[-1]].type
     if vtype.symbols:
         return None
     if vtype.base == "token":
@@ -195,7 +197,7 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     variables = model_data_variables(model)
     dataset = load_source(data_src, variables, n_default=n_builtin, seed=seed,
                           shape_hint=_shape_hint(model, variables))
-    arrays = dataset.arrays
+    arrays, pixels = _dequantised(model, dataset.arrays, seed)
     if jax.process_count() > 1:
         arrays = {k: (np.asarray(v[local_rows(len(v))]) if np.ndim(v) else v) for k, v in arrays.items()}
     program = compile(model)
@@ -234,7 +236,7 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
     atomic_write_text(out / TrainingLog.NAME, log.text())
     atomic_write_text(out / "model.gen", source)
     _write_json(out / "run.json", {"model": model.name, "dims": dims, "seed": seed, "steps": steps,
-                                   "data": data_src, "batch_size": batch_size, "learning_rate": learning_rate,
+                                   "data": data_src, "pixels": pixels, "batch_size": batch_size, "learning_rate": learning_rate,
                                    "prior_dirs": [str(Path.cwd().resolve()), str(model_path.resolve().parent)]})
     program.save(result.params, confined_dir(out, "params"))
     metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed, train if groups is not None else None))
@@ -256,13 +258,37 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
         loss_curve(result.losses, out / "loss.png", title=f"{model.name}: training and validation loss",
                    validation=(curve.steps, curve.losses) if curve is not None else None,
                    best_step=curve.best_step if curve is not None else None)
-    real_draws = real_matrix(model, {k: np.asarray(v) for k, v in draws.items()})
-    real_test = real_matrix(model, heldout)
-    if real_draws is not None and real_draws.shape[1] == 2:
-        samples_2d(real_draws, out / "samples.png", reference=real_test, title=f"{model.name}: samples vs held-out data")
-    elif (out / "samples.png").is_file():  # a replaced run's picture, not this one's
-        (out / "samples.png").unlink()
+    _samples_picture(model, {k: np.asarray(v) for k, v in draws.items()}, heldout, out / "samples.png")
     return metrics
+
+
+def _dequantised(model, arrays: dict, seed: int) -> tuple[dict, list[str]]:
+    """``arrays`` with the 8-bit images of image-shaped real variables dequantised into (-1, 1)
+    (:mod:`gendsl.data.images`), and the names of those variables (``run.json``'s ``pixels``:
+    their samples are quantised back)."""
+    rng = np.random.default_rng([seed, 255])
+    pixels = [v.name for v in model.by_role("observed") if v.type.base == "real" and v.name in arrays
+              and is_pixels(arrays[v.name], v.type.shape)]
+    return {k: dequantise(v, rng) if k in pixels else v for k, v in arrays.items()}, pixels
+
+
+def _samples_picture(model, draws: dict, heldout: dict, path: Path) -> None:
+    """``samples.png``: 2-D samples beside the held-out points, or, for one image variable
+    (``real[C, H, W]`` with C 1 or 3, or ``real[H, W]``), a grid of sampled images beside held-out
+    ones, a row per class when the draws hold exactly one one-element token variable (a label);
+    a replaced run's picture is removed when this run has none."""
+    real_draws, real_test = real_matrix(model, draws), real_matrix(model, heldout)
+    reals = [v.name for v in model.by_role("observed") if v.type.base in ("real", "positive", "unit") and v.name in draws]
+    labels = [v.name for v in model.by_role("observed") if v.type.base == "token" and v.name in draws
+              and np.asarray(draws[v.name]).size == len(draws[v.name])]
+    if real_draws is not None and real_draws.shape[1] == 2:
+        samples_2d(real_draws, path, reference=real_test, title=f"{model.name}: samples vs held-out data")
+    elif len(reals) == 1 and image_layout(draws[reals[0]].shape[1:]) is not None:
+        classes = draws[labels[0]].reshape(-1) if len(labels) == 1 else None
+        samples_images(draws[reals[0]], path, reference=heldout.get(reals[0]), classes=classes,
+                       title=f"{model.name}: samples vs held-out data")
+    elif path.is_file():  # a replaced run's picture, not this one's
+        path.unlink()
 
 
 class TrainingLog:
@@ -328,6 +354,7 @@ def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int, train
 def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devices: int | str | None = None,
                given: dict | None = None, options: dict | None = None) -> dict:
     """``gendsl sample``: draw ``n`` samples from a run; ``.npy`` for one variable, ``.npz`` for all.
+    Variables fit on 8-bit images (``run.json``'s ``pixels``) come back as ``uint8`` levels.
 
     ``given`` clamps variables (name -> value, see :meth:`~gendsl.program.Program.sample`);
     ``options`` are sampling-time choices (``sampler``, ``steps``, ``solver``, ``guidance``: see
@@ -345,7 +372,7 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devi
     t0 = time.perf_counter()
     draws, info = program.sample_with_info(run.params, jax.random.key(seed), n, run.record.get("dims") or {},
                                            devices=devices, given=given)
-    draws = {k: np.asarray(v) for k, v in draws.items()}
+    draws = {k: quantise(v) if k in (run.record.get("pixels") or ()) else np.asarray(v) for k, v in draws.items()}
     seconds = time.perf_counter() - t0
     out = Path(out)
     output_root(out.parent if str(out.parent) else ".", "the folder of --out")

@@ -8,6 +8,7 @@ of the real table does the same; autoregressive networks are refused at check ti
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import equinox as eqx
 import jax
@@ -18,7 +19,7 @@ import pytest
 import gendsl
 from gendsl import lang
 from gendsl.core.catalog import Table
-from gendsl.core.signatures import Param, Signature
+from gendsl.core.signatures import Param, Signature, default_spec
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms import base
 from gendsl.nn import NETWORKS, Network
@@ -35,7 +36,7 @@ class Toy(eqx.Module):
         return self.outer(jnp.tanh(self.inner(x)))
 
 
-def build_toy(spec, in_size, out_size, *, key, zero_last=False, input_gain=None):
+def build_toy(spec, in_size, out_size, *, key, zero_last=False, input_gain=None, event_shape=None):
     k1, k2 = jax.random.split(key)
     inner = eqx.nn.Linear(in_size, spec["width"], key=k1)
     outer = eqx.nn.Linear(spec["width"], out_size, key=k2)
@@ -56,8 +57,12 @@ RHS = {
 }
 
 
-def body(rhs: str) -> str:
-    return f"model m {{\n  data x: real[3]\n  x ~ {rhs}\n}}\n"
+#: the event shapes every vector network is tried on: a vector and a one-channel image
+SHAPES = [(3,), (1, 4, 4)]
+
+
+def body(rhs: str, shape: tuple[int, ...] = (3,)) -> str:
+    return f"model m {{\n  data x: real[{', '.join(map(str, shape))}]\n  x ~ {rhs}\n}}\n"
 
 
 @pytest.fixture
@@ -69,15 +74,15 @@ def toy_compile(monkeypatch):
     return lambda text: gendsl.compile(lang.parse(text, catalog))
 
 
-def exercise(prog: gendsl.Program, mechanism: str):
+def exercise(prog: gendsl.Program, mechanism: str, shape: tuple[int, ...] = (3,)):
     """Init, a loss, draws and (where there is one) a log-density, all of the right shapes."""
     n = 4
     params = prog.init(jax.random.key(0))
-    x = jax.random.normal(jax.random.key(1), (n, 3))
+    x = jax.random.normal(jax.random.key(1), (n, *shape))
     node = prog.lowered().node("x").mechanism
     assert np.isfinite(float(node.loss(params["x"], x, {}, jax.random.key(2))))
     draws = prog.sample(params, jax.random.key(3), n)["x"]
-    assert draws.shape == (n, 3) and np.all(np.isfinite(draws))
+    assert draws.shape == (n, *shape) and np.all(np.isfinite(draws))
     if mechanism != "generator":
         lp = prog.log_prob(params, {"x": x})
         assert lp.shape == (n,) and np.all(np.isfinite(lp))
@@ -100,10 +105,20 @@ def test_a_registered_toy_vector_network_serves_every_mechanism(toy_compile, mec
         assert gain > 4  # the point's columns: INPUT_GAIN times sqrt(total inputs / point inputs)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("network", [n for n, e in NETWORKS.items() if e.kind == "vector"])
 @pytest.mark.parametrize("mechanism", sorted(RHS))
-def test_every_vector_network_of_the_table_serves_every_mechanism(network, mechanism):
-    exercise(gendsl.compile(gendsl.parse(body(RHS[mechanism].replace("NET", f"{network}()")))), mechanism)
+def test_every_vector_network_of_the_table_serves_every_mechanism(network, mechanism, shape):
+    """Each vector network with its defaults serves every mechanism on each shape, or its entry
+    refuses the shape, and the check says so with the entry's reason."""
+    entry = NETWORKS[network]
+    why = entry.refuse(default_spec(entry.signature), shape) if entry.refuse is not None else None
+    text = body(RHS[mechanism].replace("NET", f"{network}()"), shape)
+    if why is not None:
+        with pytest.raises(GenSemanticError, match=re.escape(why)):
+            gendsl.parse(text)
+        return
+    exercise(gendsl.compile(gendsl.parse(text)), mechanism, shape)
 
 
 @pytest.mark.parametrize("rhs", [

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from gendsl.data.dataset import Dataset
-from gendsl.data.sets import BUILTIN_NAMES, N_DEFAULT, builtin, labelled_blobs, quote
+from gendsl.data.sets import BUILTIN_NAMES, N_DEFAULT, builtin, labelled_blobs, labelled_digits, quote
 from gendsl.errors import GenDataError, did_you_mean
 from gendsl.numerics.confined import check_npz, read_text, readable
 
@@ -85,7 +85,8 @@ def load_source(
     Parameters
     ----------
     src:
-        ``builtin:NAME``; a ``.npy`` file (only when the model has exactly one data variable);
+        ``builtin:NAME`` (``labelled_blobs``, and ``digits`` for two variables, give a label and a
+        point or image); a ``.npy`` file (only when the model has exactly one data variable);
         an ``.npz`` or ``.json`` file keyed by variable name. An ``.npz`` / ``.json`` may also hold
         a scalar ``true_nll`` (the data's exact entropy per example, in nats), which becomes
         :attr:`Dataset.true_nll` rather than a variable (unless the model has a variable of
@@ -97,7 +98,8 @@ def load_source(
     seed:
         Seed of a built-in draw.
     shape_hint:
-        Declared shape of the single data variable, passed to :func:`builtin`.
+        Declared shape of the single data variable (of a labelled set's second variable), passed
+        to :func:`builtin` (:func:`labelled_digits`).
 
     Returns
     -------
@@ -115,6 +117,8 @@ def load_source(
         name = src[len("builtin:"):].strip()
         if name == "labelled_blobs":
             return labelled_blobs(n_default, seed, variables)
+        if name == "digits" and len(variables) == 2:
+            return labelled_digits(n_default, seed, variables, shape_hint)
         if len(variables) != 1:
             raise GenDataError(
                 f"builtin:{name} gives one array, but the model has data variables {quote(variables)}; "

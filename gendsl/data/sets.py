@@ -11,7 +11,8 @@ import numpy as np
 from gendsl.data.dataset import Dataset
 from gendsl.errors import GenDataError, did_you_mean
 
-__all__ = ["BUILTIN_NAMES", "N_DEFAULT", "LABELLED_CENTRES", "builtin", "labelled_blobs", "markov_chain",
+__all__ = ["BUILTIN_NAMES", "N_DEFAULT", "LABELLED_CENTRES", "DIGITS_SHAPES", "builtin", "labelled_blobs",
+           "labelled_digits", "markov_chain",
            "markov_entropy", "quote"]
 
 N_DEFAULT = 10_000
@@ -77,6 +78,17 @@ def _labelled_blobs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
 DIGITS_HELDOUT_SHARE = 0.1
 
 
+#: the shapes a model may give the digits: a vector, one channel of 8x8 (channels first), or 8x8
+DIGITS_SHAPES = ((64,), (1, 8, 8), (8, 8))
+
+
+def _digits_file() -> tuple[np.ndarray, np.ndarray]:
+    """The 1 797 images ``(1797, 64)`` (levels 0..16) and their labels ``(1797,)``."""
+    path = Path(__file__).resolve().parent.parent / "datasets" / "digits.npz"
+    with np.load(path, allow_pickle=False) as f:
+        return f["images"].astype(np.float64), f["labels"].astype(np.int32)
+
+
 def _digits(n: int, rng: np.random.Generator, part: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """8x8 digits, resampled with replacement and dequantised: (pixel + U(0, 1)) / 17 * 2 - 1.
 
@@ -84,9 +96,7 @@ def _digits(n: int, rng: np.random.Generator, part: str | None = None) -> tuple[
     seeded split of the images themselves, the same for every seed); None from all of them.
     Returns the images ``(n, 64)`` and the index of each one's source image ``(n,)``.
     """
-    path = Path(__file__).resolve().parent.parent / "datasets" / "digits.npz"
-    with np.load(path, allow_pickle=False) as f:
-        images = f["images"].astype(np.float64)
+    images = _digits_file()[0]
     order = np.random.default_rng(1797).permutation(len(images))
     k = int(round(DIGITS_HELDOUT_SHARE * len(images)))
     pool = {None: np.arange(len(images)), "heldout": order[:k], "train": order[k:]}[part]
@@ -248,19 +258,41 @@ def builtin(
         x = _markov(int(n), length, vocab, rng)
         return Dataset(name, {variable: x}, markov_entropy(init, trans, length))
     if name == "digits":
-        if shape_hint is not None and tuple(shape_hint) != (64,):
-            raise GenDataError(f"builtin:digits gives 8x8 images as real[64], but the model's data variable "
-                               f"'{variable}' has shape {tuple(shape_hint)}")
+        shape = _digits_shape(shape_hint, variable)
         if part not in (None, "train", "heldout"):
             raise GenDataError(f"builtin:digits part must be 'train', 'heldout' or None, got {part!r}")
         images, source = _digits(int(n), rng, part)
-        return Dataset(name, {variable: images}, groups=source)
+        return Dataset(name, {variable: images.reshape(-1, *shape)}, groups=source)
     if shape_hint is not None and tuple(shape_hint) != (2,):
         raise GenDataError(
             f"builtin:{name} gives 2-D points (shape (2,)), but the model's data variable "
             f"'{variable}' has shape {tuple(shape_hint)}"
         )
     return Dataset(name, {variable: _POINT_SETS[name](int(n), rng).astype(np.float32)})
+
+
+def _digits_shape(shape_hint: Sequence[int] | None, variable: str) -> tuple[int, ...]:
+    """The digits' shape for a model's image variable (``(64,)`` when it does not say)."""
+    if shape_hint is None:
+        return (64,)
+    if tuple(shape_hint) not in DIGITS_SHAPES:
+        raise GenDataError(f"builtin:digits gives 8x8 images as real[64], real[1, 8, 8] or real[8, 8], but the "
+                           f"model's data variable '{variable}' has shape {tuple(shape_hint)}")
+    return tuple(shape_hint)
+
+
+def labelled_digits(n: int, seed: int, variables: Sequence[str], shape_hint: Sequence[int] | None = None,
+                    part: str | None = None) -> Dataset:
+    """Digits with their labels: ``variables`` names the label (``token[1] of 10``, declared first)
+    and the image (``shape_hint``: one of :data:`DIGITS_SHAPES`); ``part`` as for :func:`builtin`.
+    The groups are the source images."""
+    if len(variables) != 2:
+        raise GenDataError(f"builtin:digits gives a label and an image, but the model has data variables "
+                           f"{quote(list(variables))}")
+    shape = _digits_shape(shape_hint, variables[1])
+    images, source = _digits(int(n), np.random.default_rng(seed), part)
+    labels = _digits_file()[1][source][:, None]
+    return Dataset("digits", {variables[0]: labels, variables[1]: images.reshape(-1, *shape)}, groups=source)
 
 
 def labelled_blobs(n: int, seed: int, variables: Sequence[str]) -> Dataset:

@@ -338,12 +338,15 @@ def vector_network(spec: Spec | None, **defaults) -> Spec:
     return Spec(default.name, default.category, {**default.options, **defaults})
 
 
-def check_vector_network(spec, role: str, span: Span | None, option: str | None = None) -> None:
-    """Refuse a network spec that is not of kind ``vector``.
+def check_vector_network(spec, role: str, span: Span | None, option: str | None = None,
+                         event_shape: tuple | None = None) -> None:
+    """Refuse a network spec that is not of kind ``vector``, or that cannot read the event.
 
     ``role`` says whose network it is ("the network of evolve() for 'x'"), ``option`` the option
-    it is given as (``net``; None for a positional one), for the message. Anything but a network
-    spec (None: the default; an expression) passes.
+    it is given as (``net``; None for a positional one), for the message. ``event_shape`` is the
+    shape of the event the network's input starts with (the variable's; its sizes may be unbound
+    names): a network whose entry refuses it (an image network and a vector variable) is refused
+    here, with the reason. Anything but a network spec (None: the default; an expression) passes.
     """
     if not isinstance(spec, Spec) or spec.category != "network":
         return
@@ -354,12 +357,18 @@ def check_vector_network(spec, role: str, span: Span | None, option: str | None 
         article = "an" if entry.kind[0] in "aeiou" else "a"
         raise GenSemanticError(f"{role} must be a vector network, such as {usable}; got {spec.name}(...), "
                                f"{article} {entry.kind} network", span)
+    why = entry.refuse(spec, tuple(event_shape)) if entry.refuse is not None and event_shape is not None else None
+    if why is not None:
+        shape = ", ".join(str(d) for d in event_shape)
+        raise GenSemanticError(f"{role} cannot be {spec.name}(...) for an event of shape [{shape}]: {why}", span)
 
 
 def build_network(spec: Spec, in_size: int, out_size: int, *, key: jax.Array, zero_last: bool = False,
-                  input_gain: jax.Array | None = None) -> eqx.Module:
-    """``NETWORKS[spec.name].build(...)``: a per-example ``(in_size,) -> (out_size,)`` module."""
-    return NETWORKS[spec.name].build(spec, in_size, out_size, key=key, zero_last=zero_last, input_gain=input_gain)
+                  input_gain: jax.Array | None = None, event_shape: tuple[int, ...] | None = None) -> eqx.Module:
+    """``NETWORKS[spec.name].build(...)``: a per-example ``(in_size,) -> (out_size,)`` module whose
+    input starts with an event of shape ``event_shape`` flattened (see :class:`gendsl.nn.Network`)."""
+    return NETWORKS[spec.name].build(spec, in_size, out_size, key=key, zero_last=zero_last, input_gain=input_gain,
+                                     event_shape=event_shape)
 
 
 def split_module(module) -> tuple[Any, Any]:

@@ -6,7 +6,7 @@ here; every mechanism that accepts its kind (:data:`gendsl.nn.base.KINDS`) can t
 """
 
 from gendsl.core.catalog import Table
-from gendsl.nn import made, mlp, transformer
+from gendsl.nn import conv, made, mlp, transformer, unet
 from gendsl.nn.base import KINDS, Network
 
 __all__ = ["NETWORKS", "Network", "KINDS", "DEFAULT_VECTOR_NETWORK"]
@@ -16,6 +16,8 @@ NETWORKS = Table("network", {
     "mlp": mlp.NETWORK,
     "made": made.NETWORK,
     "transformer": transformer.NETWORK,
+    "unet": unet.NETWORK,
+    "conv": conv.NETWORK,
 })
 
 #: the vector network a mechanism uses when its ``net=`` is not given

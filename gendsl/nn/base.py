@@ -26,14 +26,23 @@ class Network(NamedTuple):
         One of :data:`KINDS`.
     build:
         For a ``vector`` network: ``build(spec, in_size, out_size, *, key, zero_last=False,
-        input_gain=None)`` makes an equinox module mapping one example ``(in_size,)`` to
-        ``(out_size,)`` (mechanisms ``vmap`` it) from a resolved spec of :attr:`signature`.
-        ``zero_last`` starts its output at zero (identity-at-init flows, residual energies);
-        ``input_gain`` (``(in_size,)``, optional) scales how strongly each input moves the
-        initial network (for an MLP: the first layer's weight columns). None for the other kinds,
-        whose mechanisms build them with their own shapes.
+        input_gain=None, event_shape=None)`` makes an equinox module mapping one example
+        ``(in_size,)`` to ``(out_size,)`` (mechanisms ``vmap`` it) from a resolved spec of
+        :attr:`signature`. The input is the variable's event flattened (row-major), followed by
+        whatever the mechanism appends (time features, context); ``event_shape`` is that event's
+        shape, which an image network reads as ``(C, H, W)`` (:mod:`gendsl.nn.images`) and an MLP
+        ignores. ``zero_last`` starts its output at zero (identity-at-init flows, residual
+        energies); ``input_gain`` (``(in_size,)``, optional) scales how strongly each input moves
+        the initial network (for an MLP: the first layer's weight columns). None for the other
+        kinds, whose mechanisms build them with their own shapes.
+    refuse:
+        For a ``vector`` network that cannot serve every variable: ``refuse(spec, event_shape) ->
+        str | None`` says why it cannot model an event of shape ``event_shape`` with the options of
+        ``spec`` (None: it can). The shape's sizes may be unbound names at check time; only its
+        rank is sure. None: every shape and option set is served.
     """
 
     signature: Signature
     kind: str
     build: Callable | None = None
+    refuse: Callable | None = None

@@ -51,9 +51,10 @@ class MLP(eqx.Module):
 
 
 def build(spec, in_size: int, out_size: int, *, key: jax.Array, zero_last: bool = False,
-          input_gain: jax.Array | None = None) -> MLP:
+          input_gain: jax.Array | None = None, event_shape: tuple[int, ...] | None = None) -> MLP:
     """An :class:`MLP` from a resolved ``mlp(...)`` spec; ``input_gain`` ``(in_size,)`` multiplies the
-    first layer's weight columns (each input's initial scale)."""
+    first layer's weight columns (each input's initial scale). ``event_shape`` is not read: an MLP
+    sees every event flattened."""
     net = MLP(in_size, out_size, spec["hidden"], spec["activation"], key=key, zero_last=zero_last)
     if input_gain is not None:
         net = eqx.tree_at(lambda m: m.layers[0].weight, net, net.layers[0].weight * input_gain)

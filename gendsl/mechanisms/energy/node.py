@@ -97,7 +97,7 @@ class Energy(AbstractMechanism):
         """An energy expression is a scalar; an energy network is a vector network."""
         E = spec["E"]
         if isinstance(E, Spec):
-            check_vector_network(E, f"the energy network of '{name}'", typing.call.span)
+            check_vector_network(E, f"the energy network of '{name}'", typing.call.span, event_shape=vtype.shape)
             return
         if isinstance(E, Opaque):
             return
@@ -186,7 +186,7 @@ class Energy(AbstractMechanism):
 
     # -- parameters ------------------------------------------------------------------------------
     def _build(self, key: jax.Array):
-        return build_network(self.E, self.dim + self.context, 1, key=key, zero_last=True)
+        return build_network(self.E, self.dim + self.context, 1, key=key, zero_last=True, event_shape=self.ctx.shape)
 
     @functools.cached_property
     def _static(self):

@@ -78,7 +78,8 @@ class Evolve(EvolveNode):
     def check_spec(cls, name, spec, vtype, typing) -> None:
         """The network is a vector network; sampler steps, weighting, ``ema`` and ``dropout`` in range."""
         where = typing.call.span
-        check_vector_network(spec["net"], f"the network of evolve() for '{name}'", where, option="net")
+        check_vector_network(spec["net"], f"the network of evolve() for '{name}'", where, option="net",
+                             event_shape=vtype.shape)
         sampler = cls._sampler_spec(spec)
         steps = sampler["steps"]
         if steps != "adaptive" and (not isinstance(steps, int) or steps < 1):

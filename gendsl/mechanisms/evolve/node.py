@@ -68,7 +68,8 @@ class EvolveNode(AbstractMechanism):
         widths = [ctx.size, TIME_FEATURES] + ([self.context_width] if self.context_width else [])
         gains = [INPUT_GAIN * (sum(widths) / widths[0]) ** 0.5] + [(sum(widths) / w) ** 0.5 for w in widths[1:]]
         column = jnp.concatenate([jnp.full(w, g) for w, g in zip(widths, gains)])
-        return build_network(self.net_spec, sum(widths), ctx.size, key=key, zero_last=True, input_gain=column)
+        return build_network(self.net_spec, sum(widths), ctx.size, key=key, zero_last=True, input_gain=column,
+                             event_shape=ctx.shape)
 
     def init(self, key):
         """Network with a zero output layer (the prediction starts at the data's Gaussian model)

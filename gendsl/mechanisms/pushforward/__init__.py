@@ -89,7 +89,7 @@ class Pushforward(PushforwardNode):
     @classmethod
     def check_spec(cls, name: str, spec: Spec, vtype: VarType, typing) -> None:
         """A variable base must have the variable's shape; the map's own rules (its networks' kinds)."""
-        FAMILIES[spec["map"].name].check_map(name, spec["map"], typing.call.span)
+        FAMILIES[spec["map"].name].check_map(name, spec["map"], typing.call.span, vtype.shape)
         base = spec["base"]
         if isinstance(base, str) and typing.types[base].shape != vtype.shape:
             raise GenSemanticError(f"the base '{base}' of '{name}' has shape {shape_str(typing.types[base].shape)} "

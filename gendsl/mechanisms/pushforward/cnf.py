@@ -55,10 +55,10 @@ EVALS_PER_STEP = 6
 LOG_PROB_PROBE_SEED = 0
 
 
-def velocity_network(in_size: int, out_size: int, spec, *, key: jax.Array):
-    """The velocity network (a resolved vector network spec), its output at zero (the flow starts
-    as the identity)."""
-    return build_network(spec, in_size, out_size, key=key, zero_last=True)
+def velocity_network(in_size: int, out_size: int, spec, event_shape: tuple[int, ...], *, key: jax.Array):
+    """The velocity network (a resolved vector network spec) of a variable of shape ``event_shape``,
+    its output at zero (the flow starts as the identity)."""
+    return build_network(spec, in_size, out_size, key=key, zero_last=True, event_shape=event_shape)
 
 
 class CNFPushforward(PushforwardNode):
@@ -75,7 +75,7 @@ class CNFPushforward(PushforwardNode):
         self.kind = self.map_kind(ctx.spec)
         self.loss_name = "nll (ode)" if self.train == "likelihood" else "flow matching"
         self.sampler_name = "ode (tsit5)" if self.steps == "adaptive" else f"ode (tsit5, {self.steps} steps)"
-        self._recipe = (self.dim + 1 + self.cond_dim, self.dim, vector_network(self.map_spec["net"]))
+        self._recipe = (self.dim + 1 + self.cond_dim, self.dim, vector_network(self.map_spec["net"]), ctx.shape)
         self._static = static_part(velocity_network, self._recipe)
 
     def _solve_options(self) -> dict:
@@ -136,9 +136,10 @@ class CNFPushforward(PushforwardNode):
         return self.map_cost(self.ctx.spec, self.ctx.type)
 
     @classmethod
-    def check_map(cls, name: str, map_spec, span) -> None:
-        """The velocity field is a vector network."""
-        check_vector_network(map_spec["net"], f"the network of cnf() for '{name}'", span, option="net")
+    def check_map(cls, name: str, map_spec, span, shape: tuple) -> None:
+        """The velocity field is a vector network that reads the variable."""
+        check_vector_network(map_spec["net"], f"the network of cnf() for '{name}'", span, option="net",
+                             event_shape=shape)
 
     @classmethod
     def map_kind(cls, spec) -> str:

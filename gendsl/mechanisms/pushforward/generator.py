@@ -41,11 +41,14 @@ GENERATOR_SIGNATURE = Signature("generator", "map", (
     ), "implicit generator trained adversarially (WGAN-GP)")
 
 
-def networks(in_size: int, dim: int, cond_dim: int, net, critic, *, key: jax.Array) -> dict:
-    """The generator ``(latent + C) -> D`` and the critic ``(D + C) -> 1`` (resolved vector network specs)."""
+def networks(in_size: int, dim: int, cond_dim: int, net, critic, latent_shape: tuple[int, ...],
+             event_shape: tuple[int, ...], *, key: jax.Array) -> dict:
+    """The generator ``(latent + C) -> D``, its input starting with a latent of shape ``latent_shape``,
+    and the critic ``(D + C) -> 1``, its input starting with the variable (shape ``event_shape``)
+    (resolved vector network specs)."""
     g_key, c_key = jax.random.split(key)
-    return {"generator": build_network(net, in_size, dim, key=g_key),
-            "critic": build_network(critic, dim + cond_dim, 1, key=c_key)}
+    return {"generator": build_network(net, in_size, dim, key=g_key, event_shape=latent_shape),
+            "critic": build_network(critic, dim + cond_dim, 1, key=c_key, event_shape=event_shape)}
 
 
 class GeneratorPushforward(PushforwardNode):
@@ -69,8 +72,9 @@ class GeneratorPushforward(PushforwardNode):
                                    f"0 <= ema < 1", ctx.span)
         self.penalty, self.ema = float(spec["penalty"]), float(spec["ema"])
         self.groups = ("main",) + ("critic",) * int(spec["critic_steps"])
+        latent_shape = (latent,) if latent else ctx.shape
         self._recipe = (self.base_size + self.cond_dim, self.dim, self.cond_dim, vector_network(spec["net"]),
-                        vector_network(spec["critic"]))
+                        vector_network(spec["critic"]), latent_shape, ctx.shape)
         self._static = static_part(networks, self._recipe)
 
     def init(self, key):
@@ -81,11 +85,13 @@ class GeneratorPushforward(PushforwardNode):
                 for g in ("generator", "critic")}
 
     @classmethod
-    def check_map(cls, name: str, map_spec, span) -> None:
-        """The generator and the critic are vector networks."""
-        for option in ("net", "critic"):
+    def check_map(cls, name: str, map_spec, span, shape: tuple) -> None:
+        """The generator and the critic are vector networks; the generator reads the latent (the
+        variable's shape unless ``latent=`` is given), the critic the variable."""
+        latent = int(map_spec["latent"])
+        for option, event in (("net", (latent,) if latent else shape), ("critic", shape)):
             check_vector_network(map_spec[option], f"the {'critic' if option == 'critic' else 'network'} of "
-                                 f"generator() for '{name}'", span, option=option)
+                                 f"generator() for '{name}'", span, option=option, event_shape=event)
 
     @classmethod
     def map_cost(cls, spec, vtype) -> int:

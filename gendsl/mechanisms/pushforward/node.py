@@ -161,9 +161,10 @@ class PushforwardNode(AbstractMechanism):
 
     # -- declared properties of this family ----------------------------------------------------
     @classmethod
-    def check_map(cls, name: str, map_spec, span) -> None:
+    def check_map(cls, name: str, map_spec, span, shape: tuple) -> None:
         """Raise :class:`~gendsl.errors.GenSemanticError` if the map's options cannot model ``name``
-        (called by the declaration's ``check_spec``, so check and compile agree). Default: none."""
+        of event shape ``shape`` (called by the declaration's ``check_spec``, so check and compile
+        agree). Default: none."""
 
     @classmethod
     def map_kind(cls, spec) -> str:
