@@ -205,6 +205,11 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
                     "an improper prior, which has no draws"
                 errors.add(f"'generated {n} ~' needs a leaf distribution to draw from; {spec.name}() is {what}", rhs.span)
                 continue
+            if st.scope == "generated" and _restricts(st.type, sig.support):
+                errors.add(f"'generated {n} ~' draws from {spec.name}() on its own support; the type {st.type} would "
+                           f"restrict it, which cannot be drawn exactly (write the type without bounds)",
+                           st.type_span or st.span)
+                continue
             specs[n] = spec
             declaration = catalog.mechanisms.get(spec.name) if spec.category == "mechanism" else None
             allowed_self = declaration is not None and declaration.self_reference(spec, n)
@@ -310,6 +315,13 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
 
 _GENERATED_USE = ("'{ref}' is generated (drawn or computed per posterior draw, outside the model), so {user} "
                   "cannot use it; only other generated statements can")
+
+
+def _restricts(declared: VarType | None, support: str) -> bool:
+    """Whether a declared type narrows a distribution's ``support`` (a latent's type so declared
+    becomes its support; a draw from it would need rejection)."""
+    native = {"simplex": "simplex", "corr_cholesky": "cholesky_factor_corr"}.get(support)
+    return declared is not None and declared.constrained and not declared.discrete and declared.base != native
 
 
 def _generated(name: str, definition: dict[str, Statement]) -> bool:
