@@ -129,3 +129,9 @@ def test_arviz_has_a_posterior_predictive_group(predictive, tmp_path):
     np.testing.assert_array_equal(back.posterior_predictive["ynew"].values, predictive.samples["ynew"])
     with np.load(write_posterior(predictive, tmp_path / "out") / "draws.npz") as draws:
         assert {"ynew", "yrep", "shift"} <= set(draws.files)
+
+
+def test_describe_names_local_and_generated_nodes():
+    rows = {line.split()[0]: line.split()[1] for line in
+            program(GENERATED + "\n  local e = y - mu").describe().splitlines()[3:] if line.strip()}
+    assert rows["ynew"] == rows["shift"] == "generated" and rows["e"] == "local" and rows["mu"] == "latent"
