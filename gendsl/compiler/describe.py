@@ -15,7 +15,7 @@ def plan_rows(lowered) -> list[dict[str, str]]:
     rows = []
     for node in lowered.nodes:
         var = node.var
-        row = {"node": var.name, "role": var.role, "type": str(var.type), "parents": ", ".join(var.parents) or "-"}
+        row = {"node": var.name, "role": var.scope or var.role, "type": str(var.type), "parents": ", ".join(var.parents) or "-"}
         if node.mechanism is not None:
             row.update(node.mechanism.describe())
             if row["mechanism"] is None:  # the node is described by its right-hand side as written

@@ -155,6 +155,10 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
             if st.name in definition:
                 errors.add(f"'{st.name}' is defined twice (first on line {definition[st.name].span.line})", st.span)
                 continue
+            if st.scope == "generated" and st.name in data_decl:
+                errors.add(f"'{st.name}' is declared as data and cannot also be generated (a generated quantity "
+                           f"is drawn or computed per posterior draw; give it a new name)", st.span)
+                continue
             if st.kind == "let" and st.name in data_decl:
                 errors.add(f"'{st.name}' is declared as data and cannot also be a deterministic quantity", st.span)
                 continue
@@ -196,6 +200,16 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
             except GenError as err:
                 errors.extend(err)
                 continue
+            if st.scope == "generated" and (spec.category != "distribution" or spec.name == "flat"):
+                what = "a mechanism, which it does not support" if spec.category != "distribution" else \
+                    "an improper prior, which has no draws"
+                errors.add(f"'generated {n} ~' needs a leaf distribution to draw from; {spec.name}() is {what}", rhs.span)
+                continue
+            if st.scope == "generated" and _restricts(st.type, sig.support):
+                errors.add(f"'generated {n} ~' draws from {spec.name}() on its own support; the type {st.type} would "
+                           f"restrict it, which cannot be drawn exactly (write the type without bounds)",
+                           st.type_span or st.span)
+                continue
             specs[n] = spec
             declaration = catalog.mechanisms.get(spec.name) if spec.category == "mechanism" else None
             allowed_self = declaration is not None and declaration.self_reference(spec, n)
@@ -211,6 +225,8 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
                 errors.add(f"'{n}' depends on itself", rspan)
             elif ref not in names:
                 errors.add(f"undefined name '{ref}'{did_you_mean(ref, names)}", rspan)
+            elif st.scope != "generated" and _generated(ref, definition):
+                errors.add(_GENERATED_USE.format(ref=ref, user=f"'{n}'"), rspan)
             elif ref not in parents[n]:
                 parents[n].append(ref)
     factor_parents = []
@@ -220,6 +236,8 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
         for ref in names_in(st.rhs):
             if ref.id not in names:
                 errors.add(f"undefined name '{ref.id}'{did_you_mean(ref.id, names)}", ref.span)
+            elif _generated(ref.id, definition):
+                errors.add(_GENERATED_USE.format(ref=ref.id, user="'target +='"), ref.span)
             elif ref.id not in read:
                 read.append(ref.id)
         factor_parents.append(tuple(read))
@@ -234,6 +252,8 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
                     errors.add(f"the bounds of '{n}' depend on '{n}' itself", ref.span)
                 elif ref.id not in names:
                     errors.add(f"undefined name '{ref.id}' in the bounds of '{n}'{did_you_mean(ref.id, names)}", ref.span)
+                elif not _generated(n, definition) and _generated(ref.id, definition):
+                    errors.add(_GENERATED_USE.format(ref=ref.id, user=f"the bounds of '{n}'"), ref.span)
                 elif ref.id not in parents[n]:
                     parents[n].append(ref.id)
         for d in t.symbols:
@@ -281,7 +301,7 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
             types[n] = declared or VarType("real")
             continue
         types[n] = vtype
-        graph.nodes[n]["var"] = Variable(n, role, vtype, st.rhs, spec, tuple(parents[n]), st.span)
+        graph.nodes[n]["var"] = Variable(n, role, vtype, st.rhs, spec, tuple(parents[n]), st.span, st.scope)
     factors = []
     for st, read in zip(targets, factor_parents):
         try:
@@ -291,6 +311,22 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
         factors.append(Factor(st.rhs, read, st.span))
     errors.raise_if_any()
     return Model(name, graph, span, written, tuple(factors), tuple(shapes.uses.values()))
+
+
+_GENERATED_USE = ("'{ref}' is generated (drawn or computed per posterior draw, outside the model), so {user} "
+                  "cannot use it; only other generated statements can")
+
+
+def _restricts(declared: VarType | None, support: str) -> bool:
+    """Whether a declared type narrows a distribution's ``support`` (a latent's type so declared
+    becomes its support; a draw from it would need rejection)."""
+    native = {"simplex": "simplex", "corr_cholesky": "cholesky_factor_corr"}.get(support)
+    return declared is not None and declared.constrained and not declared.discrete and declared.base != native
+
+
+def _generated(name: str, definition: dict[str, Statement]) -> bool:
+    """Whether ``name`` is defined by a ``generated`` statement."""
+    return name in definition and definition[name].scope == "generated"
 
 
 def _check_parts(parts: list[Expr], catalog: Catalog, errors: _Errors) -> None:

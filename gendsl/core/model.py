@@ -29,7 +29,10 @@ ROLES = ("input", "observed", "latent", "deterministic")
 class Statement:
     """One line of a model, as written. ``kind`` is "data", "sample", "let", "target"
     (``target += EXPR``; its ``name`` is "target") or "fn" (``fn NAME(ARGS) = EXPR``: ``params``
-    are the argument names, ``rhs`` the body)."""
+    are the argument names, ``rhs`` the body). ``scope`` is "" for a statement of the model,
+    "local" for ``local NAME = EXPR`` (a "let" whose value is not stored with the draws) and
+    "generated" for ``generated NAME ~ ...`` / ``generated NAME = ...`` (drawn or computed per
+    posterior draw, outside the log density)."""
 
     kind: str
     name: str
@@ -38,6 +41,7 @@ class Statement:
     span: Span = field(default_factory=Span, compare=False)
     type_span: Span | None = field(default=None, compare=False)
     params: tuple[str, ...] = ()
+    scope: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class Variable:
         For ``~``: the resolved call (a distribution or mechanism with every option).
     parents:
         Variables this one depends on, in order of first mention.
+    scope:
+        "" (a quantity of the model), "local" (a deterministic quantity not stored with the
+        draws) or "generated" (outside the log density: drawn or computed per posterior draw).
     """
 
     name: str
@@ -65,6 +72,7 @@ class Variable:
     spec: Spec | None
     parents: tuple[str, ...]
     span: Span = field(compare=False)
+    scope: str = ""
 
     @property
     def mechanism(self) -> str:

@@ -226,7 +226,7 @@ def plan(lowered, latents: tuple[str, ...], discrete: tuple[str, ...], structs: 
         shape = tuple(int(d) for d in node.type.shape)
         reached, recomputed, terms = {z}, [], [z]
         for other in lowered.nodes:
-            if other.name == z or not reached & set(other.var.parents):
+            if other.name == z or other.var.scope == "generated" or not reached & set(other.var.parents):
                 continue
             if other.var.role == "deterministic":
                 reached.add(other.name)

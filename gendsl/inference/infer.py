@@ -357,8 +357,10 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
             _observe(compiled, draws, stats, tuning)
         observed = set(joint.observed) | set(conditioned)
         post = Posterior(
-            samples={k: np.asarray(draws[k]) for k in (*joint.latents, *joint.discrete, *joint.tracked)},
+            samples={k: np.asarray(draws[k]) for k in (*joint.latents, *joint.discrete, *joint.tracked, *joint.generated)},
             latents=(*joint.latents, *joint.discrete),
+            generated=joint.generated,
+            predictive=joint.predictive,
             probabilities={k: np.asarray(draws[f"{k} probabilities"]) for k in joint.reported},
             deterministic=joint.tracked,
             diverging=np.asarray(stats["is_divergent"]),

@@ -1,7 +1,8 @@
 """A posterior in ArviZ's InferenceData layout, as an ``arviz.InferenceData`` or a netCDF file.
 
 The groups and names are ArviZ's (and so Stan's, as ArviZ writes CmdStan's): ``posterior`` (every
-latent and tracked quantity), ``sample_stats`` (``diverging``, ``tree_depth``, ``n_steps``,
+latent, tracked and ``generated NAME = ...`` quantity), ``posterior_predictive`` (the ``generated
+NAME ~ ...`` draws), ``sample_stats`` (``diverging``, ``tree_depth``, ``n_steps``,
 ``acceptance_rate``, ``energy``, ``lp``, ``step_size``), ``log_likelihood`` (pointwise, for
 ``az.loo`` and ``az.waic``), ``observed_data`` and ``constant_data``. Every variable of a draw
 group has the dimensions ``(chain, draw, NAME_dim_0, ...)``.
@@ -22,7 +23,7 @@ from gendsl.errors import GenRuntimeError
 __all__ = ["DRAW_GROUPS", "groups", "to_arviz", "netcdf_bytes"]
 
 #: the groups whose variables have a chain and a draw axis
-DRAW_GROUPS = ("posterior", "sample_stats", "log_likelihood")
+DRAW_GROUPS = ("posterior", "posterior_predictive", "sample_stats", "log_likelihood")
 #: names ArviZ reserves for dimensions: a variable so named is stored with a trailing underscore
 _RESERVED = ("chain", "draw")
 
@@ -45,7 +46,9 @@ def groups(post) -> dict[str, dict[str, np.ndarray]]:
         stats["energy"] = post.energy
     if post.lp is not None:
         stats["lp"] = post.lp
-    out = {"posterior": dict(post.samples), "sample_stats": stats, "log_likelihood": post.log_likelihood(),
+    predictive = {k: v for k, v in post.samples.items() if k in post.predictive}
+    out = {"posterior": {k: v for k, v in post.samples.items() if k not in post.predictive},
+           "posterior_predictive": predictive, "sample_stats": stats, "log_likelihood": post.log_likelihood(),
            "observed_data": dict(post.observed_data), "constant_data": dict(post.constant_data)}
     return {g: {_name(k): np.asarray(v) for k, v in vs.items()} for g, vs in out.items() if vs}
 

@@ -6,7 +6,8 @@ through numpyro's ``biject_to`` (the support is evaluated there, so it may depen
 latents, as in ``uniform(low, high)``), and every stochastic node adds its mechanism's
 log-density (leaf distributions, energies, trained mechanisms alike), latents adding the
 log-Jacobian of their transform, and each ``target +=`` term adds its sum. Deterministic
-quantities are computed on the way.
+quantities are computed on the way. ``generated`` nodes are outside the density: they are drawn
+(``~``) or computed (``=``) only by :meth:`LogJoint.constrain`, with a key of their own.
 
 The data and the parameters are arguments of every method (never closed over), so a jitted
 caller is traced once per model and data shapes.
@@ -81,7 +82,7 @@ class LogJoint:
     def __init__(self, lowered, conditioned, data: Mapping[str, jax.Array], params: Mapping[str, Any]):
         self.lowered = lowered
         conditioned = set(conditioned)
-        free = [n for n in lowered.stochastic if n.name not in conditioned]
+        free = [n for n in lowered.stochastic if n.name not in conditioned and n.var.scope != "generated"]
         #: the continuous latents, sampled in the flat unconstrained vector
         self.latents = tuple(n.name for n in free if not n.type.discrete)
         #: the discrete latents, summed out (their posterior is recovered per draw)
@@ -98,9 +99,15 @@ class LogJoint:
         for node in lowered.nodes:
             if node.var.role == "deterministic" and depends & set(node.var.parents):
                 depends.add(node.name)
-                tracked.append(node.name)
-        #: deterministic quantities that depend on a latent (returned beside the latents)
+                if not node.var.scope:
+                    tracked.append(node.name)
+        #: deterministic quantities that depend on a latent (returned beside the latents); not
+        #: ``local`` nor ``generated`` ones
         self.tracked = tuple(tracked)
+        #: the ``generated`` quantities, drawn or computed per draw by :meth:`constrain`
+        self.generated = tuple(n.name for n in lowered.nodes if n.var.scope == "generated")
+        #: the generated quantities drawn with ``~`` (the posterior predictive ones)
+        self.predictive = tuple(n.name for n in lowered.nodes if n.var.scope == "generated" and n.var.stochastic)
         #: where each latent lives in the flat unconstrained vector
         self.blocks, probed = self._layout(data, params)
         #: how each discrete latent is summed out
@@ -195,12 +202,21 @@ class LogJoint:
     _compute = staticmethod(deterministic_value)
 
     def _walk(self, z: jax.Array, data: Mapping[str, jax.Array], params: Mapping[str, Any],
-              discrete: Mapping[str, jax.Array] | None = None):
+              discrete: Mapping[str, jax.Array] | None = None, generate: jax.Array | None = None):
         """values (every node, constrained), log-densities and log-Jacobians (per stochastic node)
-        at the point ``z``. The discrete latents take their values in ``discrete`` (0 where not given)."""
+        at the point ``z``. The discrete latents take their values in ``discrete`` (0 where not given).
+        The generated nodes are drawn with keys folded from ``generate``, and left out without one."""
         blocks = {b.name: b for b in self.blocks}
         values, terms, jacobians = dict(data), {}, {}
-        for node in self.lowered.nodes:
+        for i, node in enumerate(self.lowered.nodes):
+            if node.var.scope == "generated":
+                if generate is None:
+                    continue
+                if node.mechanism is not None:
+                    given = _one(self._given(node, values))
+                    key = jax.random.fold_in(generate, i)
+                    values[node.name] = node.mechanism.sample(params.get(node.name, {}), key, 1, given)[0]
+                    continue
             if node.var.role == "deterministic":
                 values[node.name] = self._compute(node, values)
                 continue
@@ -260,21 +276,25 @@ class LogJoint:
         return out
 
     def constrain(self, z: jax.Array, data, params, key: jax.Array | None = None) -> dict[str, jax.Array]:
-        """The latents and the tracked deterministic quantities at ``z``, in their own spaces.
+        """The latents, the tracked deterministic quantities and the generated ones at ``z``, in their
+        own spaces.
 
         Each discrete latent is drawn from its conditional distribution given ``z`` (with ``key``;
-        without one, its most probable value), and the tracked quantities use that draw.
+        without one, its most probable value), and the tracked quantities use that draw. The
+        generated ``~`` quantities are drawn with a key folded from ``key`` (its own stream: the
+        discrete draws do not change when generated statements are added).
         """
+        generate = jax.random.fold_in(jax.random.key(0) if key is None else key, len(self.enumerated))
         if not self.enumerated:
-            values = self._walk(z, data, params)[0]
-            return {name: values[name] for name in (*self.latents, *self.tracked)}
+            values = self._walk(z, data, params, generate=generate)[0]
+            return {name: values[name] for name in (*self.latents, *self.tracked, *self.generated)}
         values, drawn = self._walk(z, data, params)[0], {}
         keys = jax.random.split(jax.random.key(0) if key is None else key, len(self.enumerated))
         for k, (name, logits) in zip(keys, self.conditionals(z, data, params).items()):
             logits = jnp.moveaxis(logits, -1, 0)
             drawn[name] = jnp.argmax(logits, 0) if key is None else jax.random.categorical(k, logits, axis=0)
-        values = self._walk(z, data, params, drawn)[0]
-        return {name: values[name] for name in (*self.latents, *self.discrete, *self.tracked)}
+        values = self._walk(z, data, params, drawn, generate)[0]
+        return {name: values[name] for name in (*self.latents, *self.discrete, *self.tracked, *self.generated)}
 
     @property
     def reported(self) -> tuple[str, ...]:

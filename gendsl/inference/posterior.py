@@ -53,9 +53,13 @@ class Posterior:
     ----------
     samples:
         Name -> array of shape ``(chains, draws, *shape)``: every latent variable and every
-        deterministic quantity that depends on one, in their own (constrained) spaces.
+        deterministic quantity that depends on one (``local`` ones excepted), in their own
+        (constrained) spaces, and every ``generated`` quantity.
     latents, deterministic:
         The names of each kind, in model order (the continuous latents, then the discrete ones).
+    generated, predictive:
+        The ``generated`` quantities (drawn with ``~`` or computed with ``=`` per draw, outside the
+        log density), and those of them drawn with ``~`` (ArviZ's ``posterior_predictive`` group).
     probabilities:
         For each discrete latent (summed out of the log joint, then drawn per draw from its
         conditional distribution given the continuous ones): its conditional probabilities per
@@ -97,6 +101,8 @@ class Posterior:
     compile_seconds: float = 0.0
     sampling_seconds: float = 0.0
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    generated: tuple[str, ...] = ()
+    predictive: tuple[str, ...] = ()
     energy: np.ndarray | None = None
     lp: np.ndarray | None = None
     observed_data: dict[str, np.ndarray] = field(default_factory=dict)

@@ -43,6 +43,18 @@ def _stan_hint(line: str, tok) -> str | None:
     return None
 
 
+def _scope_hint(line: str, expected: set) -> str | None:
+    """A message for a misused ``local`` or ``generated`` statement on this line, if it is one."""
+    first = (line.split() or [""])[0]
+    if first == "local" and expected & {"NAME", "EQUAL"}:
+        return ("a local statement is 'local NAME = EXPR' (a quantity not stored with the draws); "
+                "'local' is a keyword, not a name")
+    if first == "generated" and expected & {"NAME", "EQUAL", "TILDE", "COLON"}:
+        return ("a generated statement is 'generated NAME ~ DIST(...)' or 'generated NAME = EXPR' (per posterior "
+                "draw, outside the log density); 'generated' is a keyword, not a name")
+    return None
+
+
 def describe_token(name: str) -> str:
     return _TERMINALS.get(name, repr(name.lower()))
 
@@ -94,6 +106,9 @@ def syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str) -> 
             return GenSyntaxError(f"unexpected {got}: '<-' is not an assignment here; write 'NAME ~ ...' or 'NAME = ...'", span)
         if str(tok) in ("<", ">", "<=", ">=", "==", "!=") and "EQUAL" not in expected:
             return GenSyntaxError(f"unexpected {got}: comparisons do not chain; write 'a < b and b < c'", span)
+        scope = _scope_hint(source, expected)
+        if scope is not None:
+            return GenSyntaxError(f"unexpected {got}: {scope}", span)
         if "TILDE" in expected and "EQUAL" in expected and tok.type not in ("TILDE", "EQUAL"):
             return GenSyntaxError(f"unexpected {got}; {_STATEMENTS}", span)
         return GenSyntaxError(f"unexpected {got}; expected {_expected(expected)}{hint}", span)

@@ -122,6 +122,25 @@ class _ToIR(Transformer_NonRecursive):
         return Statement("let", str(name), None, rhs, self._span(name))
 
     @v_args(meta=True)
+    def local_stmt(self, meta, items):
+        """``local NAME = EXPR``: a deterministic quantity that is not stored with the draws."""
+        name, rhs = items
+        return Statement("let", str(name), None, rhs, self._span(name), scope="local")
+
+    @v_args(meta=True)
+    def generated_sample(self, meta, items):
+        """``generated NAME ~ DIST(...)``: a fresh draw per posterior draw, outside the log density."""
+        name, typed, rhs = items
+        vtype, tspan = typed if typed is not None else (None, None)
+        return Statement("sample", str(name), vtype, rhs, self._span(name), tspan, scope="generated")
+
+    @v_args(meta=True)
+    def generated_let(self, meta, items):
+        """``generated NAME = EXPR``: computed per posterior draw, outside the log density."""
+        name, rhs = items
+        return Statement("let", str(name), None, rhs, self._span(name), scope="generated")
+
+    @v_args(meta=True)
     def target_stmt(self, meta, items):
         name, rhs = items
         if str(name) != "target":

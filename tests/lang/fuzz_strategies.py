@@ -19,7 +19,7 @@ from gendsl.lang.parser import MAX_DIMENSION
 # --------------------------------------------------------------------------- generating models
 
 NAME_RE = r"[A-Za-z_][A-Za-z0-9_]{0,7}"
-RESERVED = {"model", "data", "fn", "of", "and", "or"}
+RESERVED = {"model", "data", "fn", "of", "and", "or", "local", "generated"}
 SCALAR_FUNCTIONS = sorted(n for n, f in FUNCTIONS.items()
                           if f.nargs == (1, 1) and f.rule.__name__ in ("_elementwise", "_reduce"))
 BROADCAST = [d for d in DISTRIBUTIONS if d.event == "broadcast"]
