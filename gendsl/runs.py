@@ -24,6 +24,7 @@ from gendsl.compiler.lower import static_inputs
 from gendsl.data import load_source, split_heldout
 from gendsl.data.images import dequantise, is_pixels, quantise
 from gendsl.errors import GenDataError
+from gendsl.image_metrics import image_metrics
 from gendsl.lang import read_text
 from gendsl.metrics import energy_distance, loss_spikes, real_matrix
 from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, confined_dir, output_root
@@ -146,6 +147,12 @@ def summary_line(metrics: dict) -> str:
         if metrics.get("energy_distance_over_floor") is not None:
             ed += f" ({metrics['energy_distance_over_floor']:.2f} x noise floor)"
         parts.append(ed)
+    images = metrics.get("images", {})
+    if images.get("classifier_agreement") is not None:
+        parts.append(f"classifier agreement {images['classifier_agreement']:.2f} (the classifier's held-out accuracy "
+                     f"{images['classifier_heldout_accuracy']:.2f})")
+    if images.get("feature_distance_over_floor") is not None:
+        parts.append(f"feature distance {images['feature_distance_over_floor']:.2f} x noise floor")
     extras = []
     if metrics.get("stopped_early"):
         extras.append("stopped early")
@@ -240,7 +247,9 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
                                    "prior_dirs": [str(Path.cwd().resolve()), str(model_path.resolve().parent)]})
     program.save(result.params, confined_dir(out, "params"))
     metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed, train if groups is not None else None))
-    draws = metrics.pop("_draws")
+    draws = {k: np.asarray(v) for k, v in metrics.pop("_draws").items()}
+    metrics.update(_image_quality(model, {**{k: v for k, v in heldout.items() if k not in draws}, **draws}, train,
+                                  heldout, jax.random.fold_in(eval_key, 1)))
     tail = result.losses[-max(1, min(50, len(result.losses))):] if len(result.losses) else np.zeros(1)
     metrics.update(final_loss=float(np.mean(tail)), steps=steps, steps_taken=int(len(result.losses)),
                    train_seconds=result.train_seconds, n_train=int(len(next(iter(train.values())))),
@@ -258,7 +267,7 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
         loss_curve(result.losses, out / "loss.png", title=f"{model.name}: training and validation loss",
                    validation=(curve.steps, curve.losses) if curve is not None else None,
                    best_step=curve.best_step if curve is not None else None)
-    _samples_picture(model, {k: np.asarray(v) for k, v in draws.items()}, heldout, out / "samples.png")
+    _samples_picture(model, draws, heldout, out / "samples.png")
     return metrics
 
 
@@ -272,20 +281,40 @@ def _dequantised(model, arrays: dict, seed: int) -> tuple[dict, list[str]]:
     return {k: dequantise(v, rng) if k in pixels else v for k, v in arrays.items()}, pixels
 
 
-def _samples_picture(model, draws: dict, heldout: dict, path: Path) -> None:
-    """``samples.png``: 2-D samples beside the held-out points, or, for one image variable
-    (``real[C, H, W]`` with C 1 or 3, or ``real[H, W]``), a grid of sampled images beside held-out
-    ones, a row per class when the draws hold exactly one one-element token variable (a label);
-    a replaced run's picture is removed when this run has none."""
-    real_draws, real_test = real_matrix(model, draws), real_matrix(model, heldout)
+def _image_variables(model, draws: dict) -> tuple[str | None, str | None]:
+    """The model's one image variable (``real[C, H, W]`` with C 1 or 3, or ``real[H, W]``) and its
+    label (the one one-element token variable in ``draws``), each None when there is none."""
     reals = [v.name for v in model.by_role("observed") if v.type.base in ("real", "positive", "unit") and v.name in draws]
-    labels = [v.name for v in model.by_role("observed") if v.type.base == "token" and v.name in draws
-              and np.asarray(draws[v.name]).size == len(draws[v.name])]
+    labels = [v.name for v in model.by_role("observed", "input") if v.type.base == "token" and v.name in draws
+              and np.ndim(draws[v.name]) >= 1 and np.size(draws[v.name]) == len(draws[v.name])]
+    image = reals[0] if len(reals) == 1 and image_layout(np.shape(draws[reals[0]])[1:]) is not None else None
+    return image, labels[0] if len(labels) == 1 else None
+
+
+def _image_quality(model, draws: dict, train: dict, heldout: dict, key) -> dict:
+    """metrics.json's ``images`` entry (:func:`gendsl.image_metrics.image_metrics`) for a model of
+    images, with the label's classifier when it has one; empty for other models."""
+    image, label = _image_variables(model, draws)
+    if image is None:
+        return {}
+    labels = {}
+    if label is not None:
+        labels = dict(sample_labels=np.asarray(draws[label]).reshape(-1), train_labels=train[label],
+                      heldout_labels=heldout[label], classes=int(model[label].type.vocab))
+    return {"images": image_metrics(np.asarray(draws[image]), train[image], heldout[image], key, **labels)}
+
+
+def _samples_picture(model, draws: dict, heldout: dict, path: Path) -> None:
+    """``samples.png``: 2-D samples beside the held-out points, or, for one image variable, a grid
+    of sampled images beside held-out ones, a row per class when the draws hold a label; a replaced
+    run's picture is removed when this run has none."""
+    real_draws, real_test = real_matrix(model, draws), real_matrix(model, heldout)
+    image, label = _image_variables(model, draws)
     if real_draws is not None and real_draws.shape[1] == 2:
         samples_2d(real_draws, path, reference=real_test, title=f"{model.name}: samples vs held-out data")
-    elif len(reals) == 1 and image_layout(draws[reals[0]].shape[1:]) is not None:
-        classes = draws[labels[0]].reshape(-1) if len(labels) == 1 else None
-        samples_images(draws[reals[0]], path, reference=heldout.get(reals[0]), classes=classes,
+    elif image is not None:
+        samples_images(draws[image], path, reference=heldout.get(image),
+                       classes=draws[label].reshape(-1) if label is not None else None,
                        title=f"{model.name}: samples vs held-out data")
     elif path.is_file():  # a replaced run's picture, not this one's
         path.unlink()

@@ -62,13 +62,17 @@ class ConvEncoder(eqx.Module):
         self.head = MLP(flat + features, out_size, hidden, activation,
                         key=keys[-1], zero_last=zero_last)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        image, features = split_input(x, self.event_shape)
+    def features(self, x: jax.Array) -> jax.Array:
+        """The head's last hidden activations ``(hidden[-1],)``: the learned features of one example."""
+        image, extra = split_input(x, self.event_shape)
         act = ACTIVATIONS[self.activation]
         h = image
         for conv in self.convs:
             h = pool(act(conv(h)))
-        return self.head(jnp.concatenate([h.reshape(-1), features]))
+        return self.head.features(jnp.concatenate([h.reshape(-1), extra]))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.head.layers[-1](self.features(x))
 
 
 def refuse(spec, event_shape: tuple) -> str | None:

@@ -43,11 +43,15 @@ class MLP(eqx.Module):
         self.layers = tuple(layers)
         self.activation = activation
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
+        """The last hidden layer's activations ``(hidden[-1],)`` (the input when there is none)."""
         act = ACTIVATIONS[self.activation]
         for layer in self.layers[:-1]:
             x = act(layer(x))
-        return self.layers[-1](x)
+        return x
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.layers[-1](self.features(x))
 
 
 def build(spec, in_size: int, out_size: int, *, key: jax.Array, zero_last: bool = False,
