@@ -80,7 +80,8 @@ def _cmd_infer(args) -> int:
     for item in args.init or []:
         init.update(item)
     options = {k: v for k, v in (("target_accept", args.target_accept), ("max_tree_depth", args.max_tree_depth),
-                                 ("mass", args.mass), ("init", init or None)) if v is not None}
+                                 ("mass", args.mass), ("init", init or None),
+                                 ("log_marginal", args.log_marginal or None)) if v is not None}
     post = infer_run(args.file, args.data, args.out, chains=args.chains, samples=args.samples, warmup=args.warmup,
                      seed=args.seed, model_name=args.model, devices=args.devices, kernel=args.kernel, options=options)
     print(posterior_summary(post))
@@ -275,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mass", default=None, help="inverse mass matrix: auto (default), dense or diagonal")
     g.add_argument("--init", type=_given, action="append", metavar="NAME=VALUE|FILE",
                    help="a starting value for a latent, in its own space (repeatable; or a .json / .npz file)")
+    c.add_argument("--log-marginal", action="store_true",
+                   help="also estimate log p(data) and its standard error by tempered SMC (into sampler.json)")
     _add_scaling(c)
     c.set_defaults(func=_cmd_infer)
 

@@ -81,9 +81,11 @@ def posterior_summary(post) -> str:
     ess = min(float(np.nanmin(np.atleast_1d(summary[k]["ess_bulk"]))) for k in post.latents)
     rhat = max(float(np.nanmax(np.atleast_1d(summary[k]["r_hat"]))) for k in post.latents)
     seconds = post.compile_seconds + post.sampling_seconds
+    lm = post.log_marginal_likelihood
     return (f"{post.num_chains} chains x {post.num_samples} draws: {int(post.divergences)} divergences, "
             f"min ess_bulk {ess:.0f}, max r_hat {rhat:.3f} ({seconds:.1f} s: {post.compile_seconds:.1f} s "
-            f"compiling, {post.sampling_seconds:.1f} s sampling)")
+            f"compiling, {post.sampling_seconds:.1f} s sampling)"
+            + (f"; log p(data) {lm.value:.6g} ± {lm.se:.2g}" if lm is not None else ""))
 
 
 def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path, chains: int = 4,

@@ -27,6 +27,7 @@ from gendsl.errors import GenDataError, did_you_mean
 from gendsl.inference import progress
 from gendsl.inference.compiled import pointwise, program_cache, runner, starts
 from gendsl.inference.joint import LogJoint
+from gendsl.inference.marginal import log_marginal_likelihood
 from gendsl.inference.posterior import Posterior
 from gendsl.numerics import kernels
 from gendsl.numerics.devices import check_divisible, make_mesh, replicated, sharded
@@ -35,13 +36,16 @@ __all__ = ["OPTIONS", "infer", "log_joint"]
 
 #: keyword options of :func:`infer` beyond its named arguments
 OPTIONS = ("target_accept", "max_tree_depth", "mass", "step_size", "num_integration_steps", "thin", "init",
-           "init_tries", "precision", "chain_method", "devices", "progress")
+           "init_tries", "precision", "chain_method", "devices", "progress", "log_marginal")
 
 #: Debug hook: when set, called as ``_observe(compiled, draws, stats, tuning)`` with the compiled
 #: program that ran and its outputs exactly as it returns them (on device, with their
 #: ``.sharding``), before they become numpy arrays in the :class:`Posterior`. The device tests use
 #: it to check that the chains are split across devices.
 _observe = None
+
+#: most SMC particles of ``log_marginal``
+MAX_PARTICLES = 10**5
 
 #: E-BFMI below which a chain is reported (Stan's threshold)
 E_BFMI_LOW = 0.3
@@ -105,11 +109,15 @@ def _options(options: Mapping[str, Any]) -> dict:
         raise GenDataError(f"infer() has no option '{unknown[0]}'{did_you_mean(unknown[0], OPTIONS)} "
                            f"(options: {', '.join(OPTIONS)})")
     out = {"thin": 1, "init": None, "init_tries": 100, "precision": "double", "chain_method": "vectorized",
-           "devices": None, "progress": None, **options}
+           "devices": None, "progress": None, "log_marginal": False, **options}
     if out["precision"] not in ("double", "single"):
         raise GenDataError(f"precision must be 'double' or 'single', got {out['precision']!r}")
     if out["chain_method"] not in ("vectorized", "sequential"):
         raise GenDataError(f"chain_method must be 'vectorized' or 'sequential', got {out['chain_method']!r}")
+    lm = out["log_marginal"]
+    if not (isinstance(lm, bool) or (isinstance(lm, (int, np.integer)) and 2 <= lm <= MAX_PARTICLES)):
+        raise GenDataError(f"log_marginal must be True, False or a number of SMC particles in 2..{MAX_PARTICLES}, "
+                           f"got {lm!r}")
     return out
 
 
@@ -162,7 +170,9 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         ``precision`` (``"double"``, default, or ``"single"``) and ``chain_method``
         (``"vectorized"``, default: the chains advance together, fastest per transition on small
         models; ``"sequential"``: one after the other, a program that compiles faster) and
-        ``devices`` (split the chains across this many devices, or ``"all"``, on a 1-D mesh
+        ``log_marginal`` (True, or a number of particles, default 2000: also estimate
+        ``log p(data)`` with its standard error by tempered SMC from a Gaussian fitted to the draws,
+        :mod:`gendsl.inference.marginal`; in ``.log_marginal_likelihood``), ``devices`` (split the chains across this many devices, or ``"all"``, on a 1-D mesh
         named ``data``: each device runs ``num_chains / devices`` whole chains, the data and
         parameters are replicated; ``num_chains`` must be a multiple of the count. Every chain
         has the same key, start and kernel as on one device, so these are the same chains: with
@@ -247,6 +257,11 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
             constant_data={k: np.asarray(v) for k, v in arrays.items() if k not in observed},
             pointwise=pointwise(program, joint, positions, arrays, node_params, opts["precision"]),
         )
+        if opts["log_marginal"]:
+            particles = 2000 if opts["log_marginal"] is True else int(opts["log_marginal"])
+            post.log_marginal_likelihood = log_marginal_likelihood(
+                joint, np.asarray(positions).reshape(-1, joint.dim), arrays, node_params, jax.random.fold_in(key, 2),
+                particles=particles)
     _warn(post, config)
     return post
 

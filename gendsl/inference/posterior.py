@@ -8,6 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from gendsl.inference import inference_data
+from gendsl.inference.marginal import MarginalLikelihood
 from gendsl.numerics.diagnostics import e_bfmi, summarize, table
 
 __all__ = ["Divergences", "Summary", "Posterior"]
@@ -84,6 +85,9 @@ class Posterior:
         Warm-up transitions per chain.
     compile_seconds, sampling_seconds:
         Time to compile, and to run warm-up and sampling of every chain.
+    log_marginal_likelihood:
+        ``log p(data)`` with its standard error (``infer(log_marginal=True)``;
+        :mod:`gendsl.inference.marginal`), else None.
     """
 
     samples: dict[str, np.ndarray]
@@ -107,6 +111,7 @@ class Posterior:
     lp: np.ndarray | None = None
     observed_data: dict[str, np.ndarray] = field(default_factory=dict)
     constant_data: dict[str, np.ndarray] = field(default_factory=dict)
+    log_marginal_likelihood: MarginalLikelihood | None = None
     #: computes the pointwise log-likelihood of every draw on demand (see :meth:`log_likelihood`)
     pointwise: Callable[[], dict[str, np.ndarray]] | None = field(default=None, repr=False)
     _summary: Summary | None = field(default=None, repr=False)
@@ -159,6 +164,8 @@ class Posterior:
                      f"{int((self.tree_depth >= self.max_tree_depth).sum())} at the maximum {self.max_tree_depth}")
         if np.all(np.isfinite(self.e_bfmi)):
             line += "; E-BFMI " + ", ".join(f"{b:.2f}" for b in self.e_bfmi)
+        if self.log_marginal_likelihood is not None:
+            line += f"; log p(data) {self.log_marginal_likelihood.value:.4g} ± {self.log_marginal_likelihood.se:.2g}"
         return line
 
     def __str__(self) -> str:
@@ -180,6 +187,8 @@ class Posterior:
             "gradient_evaluations": int(self.num_steps.sum()),
             "compile_seconds": self.compile_seconds,
             "sampling_seconds": self.sampling_seconds,
+            **({"log_marginal_likelihood": self.log_marginal_likelihood.as_dict()}
+               if self.log_marginal_likelihood is not None else {}),
         }
 
     def to_arviz(self):
