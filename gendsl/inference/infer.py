@@ -172,8 +172,8 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
         models; ``"sequential"``: one after the other, a program that compiles faster) and
         ``log_marginal`` (True, or a number of particles, default 2000: also estimate
         ``log p(data)`` with its standard error by tempered SMC from a Gaussian fitted to the draws,
-        :mod:`gendsl.inference.marginal`; in ``.log_marginal_likelihood``), ``devices`` (split the chains across this many devices, or ``"all"``, on a 1-D mesh
-        named ``data``: each device runs ``num_chains / devices`` whole chains, the data and
+        :mod:`gendsl.inference.marginal`; in ``.log_marginal_likelihood``), ``devices`` (split
+        the chains across this many devices, or ``"all"``, on a 1-D mesh named ``data``: each device runs ``num_chains / devices`` whole chains, the data and
         parameters are replicated; ``num_chains`` must be a multiple of the count. Every chain
         has the same key, start and kernel as on one device, so these are the same chains: with
         ``chain_method="sequential"`` the draws are bit for bit the one-device draws; vectorized,
