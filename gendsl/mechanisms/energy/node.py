@@ -351,11 +351,18 @@ class Energy(AbstractMechanism):
 
     @classmethod
     def choices(cls, vtype):
-        """A network energy sampled by MALA, and one tilting a coupling flow (continuous variables)."""
+        """Network energies that mix between modes: trained at several noise levels and sampled by annealed
+        Langevin over them (the default then), sampled by parallel tempering (both draw a whole sample from
+        one population: unconditional only), and one tilting a coupling flow."""
         if vtype.base not in ("real", "positive", "unit"):
             return []
         return [
-            cls.choice("energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1), sampler=mala(step_size=0.01, steps=200))", "energy-based model: density known up to a constant, MCMC sampling"),
+            cls.choice("energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1, sigma_max=1, levels=10))",
+                       "energy-based model at 10 noise levels: by default annealed Langevin over them, which crosses "
+                       "between modes where one chain from noise stays in one", conditional=False),
+            cls.choice("energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1), sampler=tempering(chains=4, steps=500))",
+                       "energy-based model sampled by parallel tempering: replicas over a temperature ladder swap "
+                       "states (swap rates reported)", conditional=False),
             cls.choice("energy(mlp(hidden=[64, 64]), base=pushforward(normal(0, 1), coupling(layers=4, "
                        "hidden=[64, 64])), train=cd(steps=20), sampler=mala(step_size=0.02, steps=50))",
                        "an energy tilting a flow: chains start at the flow's draws"),
