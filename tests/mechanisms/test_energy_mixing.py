@@ -11,11 +11,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import gendsl
 from gendsl.data import builtin
 from gendsl.errors import GenSemanticError
+from gendsl.mechanisms.energy.objectives import clip_gradient
 from gendsl.metrics import energy_distance
 from gendsl.numerics import annealed
 
@@ -113,3 +115,20 @@ def test_annealed_needs_noise_levels():
         compile_energy("energy(x^2 / 2, sampler=annealed())", "x: real").plan
     with pytest.raises(GenSemanticError, match="one noise level"):
         compile_energy("energy(mlp(hidden=[8]), train=dsm(sigma=0.1), sampler=annealed())", "data x: real[2]\n  x").plan
+
+
+def test_contrastive_divergence_clips_the_energy_gradient():
+    """clip_gradient leaves values alone and clips the gradient's global norm; cd(clip=c) applies it to the
+    energy network (whose unclipped gradient here has norm above 0.05)."""
+    tree = {"a": jnp.arange(3.0), "b": jnp.ones((2, 2))}
+    grads = jax.grad(lambda t: sum(jnp.sum(100 * v ** 2) for v in jax.tree_util.tree_leaves(clip_gradient(t, 2.0))))(tree)
+    assert np.isclose(float(optax.global_norm(grads)), 2.0)
+    assert float(optax.global_norm(jax.grad(lambda t: jnp.sum(100 * clip_gradient(t, 0)["a"] ** 2))(tree))) > 100
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(64, 2)) * 3, jnp.float32)
+    prog = compile_energy("energy(mlp(hidden=[16]), train=cd(steps=2, buffer=64, clip=0.01), "
+                          "sampler=mala(step_size=0.01, steps=2))", "data x: real[2]\n  x")
+    node = prog.plan.node("x").mechanism
+    params = node.init(jax.random.key(0))
+    grads = jax.jit(jax.grad(lambda p: node.loss(p, x, {}, jax.random.key(1))))(params)
+    assert 0.001 < float(optax.global_norm(grads["energy"])) <= 0.01 * (1 + 1e-5)

@@ -47,7 +47,7 @@ from gendsl.mechanisms.base import (
     split_module,
 )
 from gendsl.mechanisms.energy import sampling, tempered
-from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, dsm_loss, noise_levels, ssm_loss
+from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, clip_gradient, dsm_loss, noise_levels, ssm_loss
 from gendsl.mechanisms.energy.sampling import AUTO_CHAINS
 from gendsl.numerics import mcmc
 
@@ -279,7 +279,8 @@ class Energy(AbstractMechanism):
         negatives = sampling.negatives(self, params, u0, given, k_run, obj["steps"])
         if buffer is not None:
             buffer = buffer.at[idx].set(negatives.astype(buffer.dtype))
-        loss = cd_loss(lambda q, g: self._energy_u(params, q, g), u, negatives, given, obj["alpha"])
+        clipped = {**params, "energy": clip_gradient(params["energy"], obj["clip"])}
+        loss = cd_loss(lambda q, g: self._energy_u(clipped, q, g), u, negatives, given, obj["alpha"])
         return loss, buffer
 
     def loss(self, params, x: jax.Array, given: dict | None, key: jax.Array) -> jax.Array:

@@ -14,7 +14,9 @@ example in unconstrained coordinates (whose gradient in ``u`` is the model's sco
   product each).
 - :func:`cd_loss`: contrastive divergence: mean energy of the data minus that of negatives drawn
   by an MCMC kernel from the model (gradient-stopped), plus an L2 penalty on both energies
-  (Du & Mordatch 2019), which keeps the energies near zero.
+  (Du & Mordatch 2019), which keeps the energies near zero; the energy network's gradient is
+  clipped to a global norm (:func:`clip_gradient`, optax's ``clip_by_global_norm``), so one bad
+  batch of negatives cannot throw the energy far.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from gendsl.core.catalog import Table
 from gendsl.core.signatures import STEP_LIMIT, Param, Signature
 from gendsl.errors import GenDataError
 
-__all__ = ["OBJECTIVES", "noise_levels", "dsm_loss", "ssm_loss", "cd_loss"]
+__all__ = ["OBJECTIVES", "noise_levels", "dsm_loss", "ssm_loss", "cd_loss", "clip_gradient"]
 
 #: ``dsm(...)`` in the language
 DSM_SIGNATURE = Signature("dsm", "objective", (
@@ -44,6 +47,7 @@ SSM_SIGNATURE = Signature("ssm", "objective", (Param("projections", "int", 1, li
 CD_SIGNATURE = Signature("cd", "objective", (
         Param("steps", "int", 20, limit=STEP_LIMIT), Param("buffer", "int", 1024, limit=10**6), Param("reinit", "number", 0.05),
         Param("alpha", "number", 0.1, doc="weight of the L2 penalty on the energies"),
+        Param("clip", "number", 1.0, doc="global norm the energy network's gradient is clipped to (0: no clipping)"),
     ), "contrastive divergence with a replay buffer")
 
 
@@ -110,6 +114,24 @@ def cd_loss(energy: Callable, u: jax.Array, negatives: jax.Array, given: dict, a
     e_pos = jax.vmap(energy)(u, given)
     e_neg = jax.vmap(energy)(negatives, given)
     return jnp.mean(e_pos) - jnp.mean(e_neg) + alpha * jnp.mean(e_pos ** 2 + e_neg ** 2)
+
+
+def clip_gradient(tree, max_norm: float):
+    """``tree`` unchanged, whose gradient is clipped to global norm ``max_norm`` (optax's
+    ``clip_by_global_norm``) on the way back; ``max_norm <= 0``: no clipping."""
+    if max_norm <= 0:
+        return tree
+    clip = optax.clip_by_global_norm(max_norm)
+
+    @jax.custom_vjp
+    def identity(t):
+        return t
+
+    def backward(_, cotangent):
+        return (clip.update(cotangent, clip.init(cotangent))[0],)
+
+    identity.defvjp(lambda t: (t, None), backward)
+    return identity(tree)
 
 
 #: training objectives of network energies, by name (each entry its signature)
