@@ -37,7 +37,7 @@ __all__ = ["TEMPERING_SIGNATURE", "TEMPERING_SAMPLERS", "TemperingConfig", "Temp
 #: ``tempering(...)`` in the language
 TEMPERING_SIGNATURE = Signature("tempering", "kernel", (
         Param("chains", "int", 8, limit=10**4, doc="independent ladders; the draws are spread over their coldest replicas"),
-        Param("temperatures", "int", 8, limit=256, doc="replicas per ladder"),
+        Param("temperatures", "int", 8, limit=256, doc="replicas per ladder (1: MALA chains, no swaps)"),
         Param("max_temperature", "number", 30.0, doc="the hottest replica's temperature (geometric ladder from 1)"),
         Param("steps", "int", 1000, limit=STEP_LIMIT, doc="rounds (a MALA move of every replica, then swaps) kept"),
         Param("warmup", "int", 200, limit=STEP_LIMIT, doc="rounds that tune each replica's step size"),
@@ -77,8 +77,8 @@ def config_from_spec(spec) -> TemperingConfig:
     if config.chains < 1 or config.steps < 1 or config.warmup < 0:
         raise GenDataError(f"tempering needs chains >= 1, steps >= 1 and warmup >= 0, got {config.chains}, "
                            f"{config.steps} and {config.warmup}")
-    if config.temperatures < 2:
-        raise GenDataError(f"tempering needs at least 2 temperatures, got temperatures={config.temperatures}")
+    if config.temperatures < 1:
+        raise GenDataError(f"tempering needs at least 1 temperature, got temperatures={config.temperatures}")
     if not 1.0 < config.max_temperature < np.inf:
         raise GenDataError(f"max_temperature must exceed 1, got {config.max_temperature}")
     if not 0.0 < config.step_size < np.inf:

@@ -92,8 +92,10 @@ class Energy(AbstractMechanism):
 
     @classmethod
     def check_spec(cls, name, spec, vtype, typing) -> None:
-        """An energy expression is a scalar; an energy network is a vector network."""
+        """An energy expression is a scalar; an energy network is a vector network; ``dsm``'s levels are
+        ordered; ``annealed`` needs an energy trained at several noise levels."""
         E = spec["E"]
+        sampling.check_levels(name, spec, typing.call.span)
         if isinstance(E, Spec):
             check_vector_network(E, f"the energy network of '{name}'", typing.call.span, event_shape=vtype.shape)
             return

@@ -21,12 +21,12 @@ import math
 import jax
 
 from gendsl.core.signatures import Spec, default_spec
-from gendsl.errors import GenSemanticError
+from gendsl.errors import GenDataError, GenSemanticError
 from gendsl.mechanisms.energy import tempered
 from gendsl.mechanisms.energy.objectives import noise_levels
 from gendsl.numerics import annealed, kernels, mcmc, smc, tempering
 
-__all__ = ["AUTO_CHAINS", "POPULATIONS", "sampler_spec", "configure", "start", "draw", "negatives", "chain_cost"]
+__all__ = ["AUTO_CHAINS", "POPULATIONS", "sampler_spec", "check_levels", "configure", "start", "draw", "negatives", "chain_cost"]
 
 #: long chains used by default by NUTS and HMC on an unconditional energy
 AUTO_CHAINS = 16
@@ -52,9 +52,27 @@ def sampler_spec(spec: Spec) -> tuple[Spec, str]:
     return default_spec(smc.SMC_SIGNATURE), "default for a network energy: tempered from a Gaussian fitted to the data"
 
 
+def check_levels(name: str, spec: Spec, span) -> None:
+    """Refuse, at check time, ``dsm(levels=L > 1)`` without ``sigma_max > sigma > 0`` and ``annealed``
+    for an energy without noise levels (an expression, or one trained at a single level)."""
+    train = spec.get("train")
+    try:
+        levels = noise_levels(train if isinstance(spec["E"], Spec) else None)
+    except GenDataError as err:
+        raise GenSemanticError(f"the objective of '{name}': {err.message}", span) from None
+    sampler = spec.get("sampler")
+    if sampler is not None and sampler.name == "annealed" and len(levels) < 2:
+        what = ("an expression" if not isinstance(spec["E"], Spec)
+                else f"trained at one noise level ({train.name if train is not None else 'dsm'})")
+        raise GenSemanticError(
+            f"annealed(...) anneals over the noise levels of an energy trained by dsm(levels=L) with L >= 2; the "
+            f"energy of '{name}' is {what}: use tempering(...) or smc(...) to cross between modes", span)
+
+
 def configure(node, spec: Spec) -> None:
     """Set the node's sampler: ``node.population`` (None or one of :data:`POPULATIONS`) and its config,
     or the chain kernel, its warm-up, steps and long chains; ``node.sampler_name`` says which and why."""
+    check_levels(node.ctx.name, spec, node.ctx.span)
     conditioned = [p for p in node.ctx.parents if p != node.base_name]
     sampler, reason = sampler_spec(spec)
     node.population = sampler.name if sampler.name in POPULATIONS else None
@@ -82,12 +100,6 @@ def _configure_population(node, sampler: Spec) -> None:
     elif node.tempering is not None:
         node.sampler_name = node.tempering.describe()
     else:
-        if len(node.sigmas) < 2:
-            what = "an expression" if not node.network else f"trained at one noise level ({node.loss_name})"
-            raise GenSemanticError(
-                f"annealed(...) anneals over the noise levels of an energy trained by dsm(levels=L) with L >= 2; the "
-                f"energy of '{node.ctx.name}' is {what}: use tempering(...) or smc(...) to cross between modes",
-                node.ctx.span)
         node.sampler_name = f"{node.annealed.describe()} over sigma {node.sigmas[0]:g}..{node.sigmas[-1]:g}"
 
 
