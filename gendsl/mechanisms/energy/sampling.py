@@ -36,8 +36,10 @@ POPULATIONS = ("smc", "annealed", "tempering")
 
 def sampler_spec(spec: Spec) -> tuple[Spec, str]:
     """The sampler given by ``sampler=``, else the default (module docstring), and why it was chosen. A network
-    energy is conditional when it has ``given=`` or ``base=NAME`` (the only parents it reads)."""
-    conditioned = bool(spec.get("given")) or isinstance(spec.get("base"), str)
+    energy is conditional when it has ``given=``, ``base=NAME`` or a base with ``given=`` (the parents it reads)."""
+    base = spec.get("base")
+    conditioned = (bool(spec.get("given")) or isinstance(base, str)
+                   or (isinstance(base, Spec) and base.category == "mechanism" and bool(base.get("given"))))
     given = spec.get("sampler")
     if given is not None:
         return given, ""
