@@ -4,7 +4,8 @@ distribution the language names, gathered in one place.
 Each table is written once, beside what it lists, one line an entry: the mechanisms here; the
 networks in :mod:`gendsl.nn`; the bijective maps in :mod:`gendsl.mechanisms.pushforward.bijections`;
 the processes and samplers of ``evolve`` in its ``processes`` and ``samplers`` modules; the
-kernels in :mod:`gendsl.numerics.kernels` and tempered SMC beside them in :mod:`gendsl.numerics.smc`;
+kernels in :mod:`gendsl.numerics.kernels` and beside them tempered SMC, annealed Langevin and parallel
+tempering in :mod:`gendsl.numerics.smc`, ``annealed`` and ``tempering``;
 the objectives of ``energy`` in its ``objectives``; the distributions in
 :mod:`gendsl.mechanisms.distributions`. Nothing registers itself: this module
 imports the tables and makes the language's signature table and the :class:`Catalog` the
@@ -32,11 +33,13 @@ from gendsl.mechanisms.pushforward.cnf import CNF_SIGNATURE
 from gendsl.mechanisms.pushforward.generator import GENERATOR_SIGNATURE
 from gendsl.mechanisms.truncated import Truncated
 from gendsl.nn import NETWORKS
+from gendsl.numerics.annealed import ANNEALED_SAMPLERS
 from gendsl.numerics.kernels import KERNELS
 from gendsl.numerics.smc import SMC_SAMPLERS
+from gendsl.numerics.tempering import TEMPERING_SAMPLERS
 
 __all__ = ["MECHANISMS", "NETWORKS", "BIJECTIONS", "MAPS", "FAMILIES", "PROCESSES", "SAMPLERS", "KERNELS",
-           "SMC_SAMPLERS", "OBJECTIVES", "DISTRIBUTIONS", "FORMS", "SIGNATURES", "CATALOG"]
+           "SMC_SAMPLERS", "ANNEALED_SAMPLERS", "TEMPERING_SAMPLERS", "OBJECTIVES", "DISTRIBUTIONS", "FORMS", "SIGNATURES", "CATALOG"]
 
 #: mechanism name -> its class (declaration and node); one line each
 MECHANISMS = Table("mechanism", {
@@ -65,7 +68,7 @@ def _signatures() -> dict[str, Signature]:
         {name: m.signature for name, m in MECHANISMS.items() if m.signature is not None},
         {name: n.signature for name, n in NETWORKS.items()},
         dict(MAPS), dict(PROCESS_SIGNATURES), dict(SAMPLERS), {n: k.signature for n, k in KERNELS.items()},
-        dict(SMC_SAMPLERS), dict(OBJECTIVES),
+        dict(SMC_SAMPLERS), dict(ANNEALED_SAMPLERS), dict(TEMPERING_SAMPLERS), dict(OBJECTIVES),
     ]
     out: dict[str, Signature] = {}
     for table in tables:

@@ -10,6 +10,7 @@ from gendsl.core.catalog import Table
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms import KINDS, AbstractMechanism
 from gendsl.registry import (
+    ANNEALED_SAMPLERS,
     BIJECTIONS,
     CATALOG,
     DISTRIBUTIONS,
@@ -22,10 +23,12 @@ from gendsl.registry import (
     SAMPLERS,
     SIGNATURES,
     SMC_SAMPLERS,
+    TEMPERING_SAMPLERS,
 )
 
 TABLES = {"mechanisms": MECHANISMS, "networks": NETWORKS, "bijections": BIJECTIONS, "maps": MAPS,
-          "processes": PROCESSES, "samplers": SAMPLERS, "kernels": KERNELS, "smc": SMC_SAMPLERS, "objectives": OBJECTIVES,
+          "processes": PROCESSES, "samplers": SAMPLERS, "kernels": KERNELS, "smc": SMC_SAMPLERS,
+          "annealed": ANNEALED_SAMPLERS, "tempering": TEMPERING_SAMPLERS, "objectives": OBJECTIVES,
           "distributions": DISTRIBUTIONS}
 
 
@@ -46,13 +49,14 @@ def test_every_entry_is_named_as_its_signature():
         assert mechanism.kind in KINDS and mechanism.bases
     for table in (NETWORKS, BIJECTIONS, DISTRIBUTIONS, KERNELS):
         assert all(entry.signature.name == name for name, entry in table.items())
-    for table in (MAPS, SAMPLERS, SMC_SAMPLERS, OBJECTIVES):
+    for table in (MAPS, SAMPLERS, SMC_SAMPLERS, ANNEALED_SAMPLERS, TEMPERING_SAMPLERS, OBJECTIVES):
         assert all(signature.name == name for name, signature in table.items())
 
 
 def test_the_language_table_holds_every_registered_name_once():
     expected = (set(DISTRIBUTIONS) | {m for m in MECHANISMS if MECHANISMS[m].signature is not None} | set(NETWORKS)
-                | set(MAPS) | set(PROCESSES) | set(SAMPLERS) | set(KERNELS) | set(SMC_SAMPLERS) | set(OBJECTIVES))
+                | set(MAPS) | set(PROCESSES) | set(SAMPLERS) | set(KERNELS) | set(SMC_SAMPLERS)
+                | set(ANNEALED_SAMPLERS) | set(TEMPERING_SAMPLERS) | set(OBJECTIVES))
     assert set(SIGNATURES) == expected and CATALOG.signatures is SIGNATURES
 
 

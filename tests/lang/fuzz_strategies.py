@@ -106,8 +106,8 @@ def option_value(draw, p, names: list[str]) -> str | None:
 
 
 @st.composite
-def nested_call(draw, category: str, names: list[str]) -> str:
-    known = by_category(category)
+def nested_call(draw, category: str, names: list[str], exclude: tuple = ()) -> str:
+    known = [n for n in by_category(category) if n not in exclude]
     if category == "network":  # options take vector networks; factorize's autoregressive ones are drawn apart,
         # and the image networks (whose entry may refuse a shape; the drawn variables are vectors) are
         # tried by tests/test_networks.py and tests/test_image_networks.py
@@ -118,7 +118,10 @@ def nested_call(draw, category: str, names: list[str]) -> str:
         fixed = {"net": draw(nested_call("network", names))}
         if name == "generator":
             fixed["critic"] = draw(nested_call("network", names))
-    args = draw(options(name, fixed, names))
+    # dsm's several noise levels need sigma_max > sigma, tempering's max_temperature exceeds 1: drawn apart
+    # (tests/mechanisms/test_energy_mixing.py)
+    skip = {"dsm": ("sigma_max", "levels"), "tempering": ("max_temperature",)}.get(name, ())
+    args = draw(options(name, fixed, names, skip=skip))
     return f"{name}({args})"
 
 
@@ -150,11 +153,16 @@ def mechanism_rhs(draw, name: str, base: str, dims: str, parents: list[str], mec
         fixed = {"process": draw(nested_call("process", parents)), "net": f"mlp({draw(options('mlp', {}, parents))})"}
         extra = draw(options("evolve", fixed, parents, skip=("given",)))
         return f"evolve({extra}{tail})", mech
+    # annealed needs an energy trained at several noise levels; a population sampler, an unconditional energy
+    exclude = ("annealed", *(("smc", "tempering") if tail else ()))
+    sampler = draw(nested_call("kernel", parents, exclude))
     if draw(st.booleans()):  # a network energy, trained by an objective
         # an energy network maps a point to one number: an mlp (the other networks are rejected with a message)
         fixed = {"E": f"mlp({draw(options('mlp', {}, parents))})", "train": draw(nested_call("objective", parents))}
+        if draw(st.booleans()):
+            fixed["sampler"] = sampler
     else:  # an expression: nothing to train
-        fixed = {"E": f"sum({name}^2) / 2", "sampler": draw(nested_call("kernel", parents))}
+        fixed = {"E": f"sum({name}^2) / 2", "sampler": sampler}
     extra = draw(options("energy", fixed, [], skip=("given", "train")))
     if tail:  # a conditional energy runs one chain per draw: chains= must stay 0
         extra = re.sub(r",?\s*chains=\d+", "", extra).replace("(, ", "(")

@@ -6,18 +6,17 @@ context. With ``base=`` the density is tilted: ``base(x) * exp(-E(x))`` for a di
 mechanism (built as a nested node through the registry); ``base=NAME`` starts the chains at the
 value of the variable ``NAME`` (whose density belongs to its own node).
 
-``sampler=smc(...)`` moves a population from a reference (the base, else a Gaussian) to the
-density by blackjax's adaptive tempered SMC and estimates log Z (:mod:`.tempered`). Otherwise
-sampling runs the node's blackjax kernel (``sampler=``, NUTS by default for expressions, MALA for
-networks) in unconstrained coordinates, from noise (uniform in [-2, 2]) or from base draws, in
-one of two ways. *One chain per draw*: warm-up, ``steps`` transitions, the last state is the draw
-(short-run sampling, as energy-based models are trained; always so when the energy depends on
-other variables). *Long chains* (``chains=C``; by default ``min(n, AUTO_CHAINS)`` for NUTS and
-HMC on an unconditional energy): ``C`` chains warm up once, then each runs
-``max(steps, n / C)`` transitions and its draws are spread evenly over them.
+Sampling (:mod:`.sampling`): the ``sampler=`` given, else a default that mixes: NUTS for an
+expression, MALA for a conditional network energy, and for an unconditional one tempered SMC from
+its base or from a Gaussian fitted to its data (:mod:`.tempered`), or annealed Langevin over its
+noise levels when trained by a multi-level ``dsm``; ``tempering(...)`` runs parallel tempering.
+A chain kernel runs in unconstrained coordinates, from noise (uniform in [-2, 2]) or from base
+draws, one chain per draw or draws spread over long chains (``chains=C``).
 
 Networks train by ``dsm`` (default), ``ssm`` or ``cd`` (:mod:`.objectives`), in unconstrained
-coordinates; a base with parameters trains by its own objective beside them (a residual energy).
+coordinates; ``dsm(levels=L > 1)`` makes the energy noise-conditional, ``E(x, sigma) = net(x,
+log sigma) / sigma`` (log sigma one more input, the ``1 / sigma`` the scale of NCSN's score), and
+the node's density is that at the smallest level; a base with parameters trains by its own objective beside them (a residual energy).
 Network energies without a base get a weak Gaussian confinement ``|x|^2 / (2 * CONFINE^2)``,
 so ``exp(-E)`` stays normalisable wherever the network extrapolates.
 """
@@ -47,9 +46,10 @@ from gendsl.mechanisms.base import (
     context_vector,
     split_module,
 )
-from gendsl.mechanisms.energy import tempered
-from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, dsm_loss, ssm_loss
-from gendsl.numerics import kernels, mcmc, smc
+from gendsl.mechanisms.energy import sampling, tempered
+from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, clip_gradient, dsm_loss, noise_levels, ssm_loss
+from gendsl.mechanisms.energy.sampling import AUTO_CHAINS
+from gendsl.numerics import mcmc
 
 __all__ = ["CONFINE", "AUTO_CHAINS", "Energy"]
 
@@ -61,8 +61,6 @@ ENERGY_SIGNATURE = Signature("energy", "mechanism", (
 
 #: scale of the Gaussian confinement of network energies without a base
 CONFINE = 10.0
-#: long chains used by default by NUTS and HMC on an unconditional energy
-AUTO_CHAINS = 16
 
 
 def _one(tree):
@@ -94,8 +92,10 @@ class Energy(AbstractMechanism):
 
     @classmethod
     def check_spec(cls, name, spec, vtype, typing) -> None:
-        """An energy expression is a scalar; an energy network is a vector network."""
+        """An energy expression is a scalar; an energy network is a vector network; ``dsm``'s levels are
+        ordered; ``annealed`` needs an energy trained at several noise levels."""
         E = spec["E"]
+        sampling.check_levels(name, spec, typing.call.span)
         if isinstance(E, Spec):
             check_vector_network(E, f"the energy network of '{name}'", typing.call.span, event_shape=vtype.shape)
             return
@@ -115,13 +115,16 @@ class Energy(AbstractMechanism):
         if missing:
             raise GenSemanticError(f"given={missing[0]} is not a parent of '{ctx.name}'", ctx.span)
         self._set_base(spec.get("base"))
-        self._set_sampler(self._sampler_spec(spec))
         train = spec.get("train")
         if train is not None and not self.network:
             raise GenSemanticError(f"train={train.name}(...) needs a network energy; the energy of '{ctx.name}' is "
                                    f"an expression, with nothing to train", ctx.span)
         self.objective = train or (default_spec(DSM_SIGNATURE) if self.network else None)
         self.loss_name = self.objective.name if self.objective is not None else "none"
+        #: ``(L,)`` noise levels the energy is conditioned on, largest first (``L > 1``), else one or none
+        self.sigmas = noise_levels(self.objective)
+        self.multilevel = len(self.sigmas) > 1
+        sampling.configure(self, spec)
         shape = ctx.shape
         self.constraint = {
             "real": constraints.independent(constraints.real, len(shape)) if shape else constraints.real,
@@ -131,7 +134,7 @@ class Energy(AbstractMechanism):
         self.transform = biject_to(self.constraint)
         self.u_shape = tuple(self.transform.inverse_shape(shape))
         self.dim = math.prod(self.u_shape)
-        self.context = context_size(ctx.parents, self.given_names) if self.network else 0
+        self.context = (context_size(ctx.parents, self.given_names) + self.multilevel) if self.network else 0
         self.has_params = self.network or self.base_trains
         self._sample = jax.jit(self._sample_impl, static_argnames=("n",))
         # one compiled program rather than an eager dispatch per layer
@@ -147,42 +150,6 @@ class Energy(AbstractMechanism):
         self.base_trains = self.base is not None and self.base.has_params
         if self.base is not None:
             self.groups = ("main", *(g for g in self.base.groups if g != "main"))
-
-    def _set_sampler(self, sampler: Spec) -> None:
-        """The kernel, its warm-up and steps, and how draws are spread over chains (or SMC's settings)."""
-        self.smc = smc.config_from_spec(sampler) if sampler.name == "smc" else None
-        if self.smc is not None:
-            self._set_smc()
-            return
-        self.config = kernels.config_from_spec(sampler)
-        self.num_warmup, self.num_steps, chains = sampler["warmup"], sampler["steps"], sampler["chains"]
-        conditioned = [p for p in self.ctx.parents if p != self.base_name]
-        if chains and conditioned:
-            raise GenSemanticError(
-                f"{sampler.name}(chains={chains}) draws from a few long chains, but the energy of '{self.ctx.name}' "
-                f"depends on {', '.join(conditioned)}: each draw needs its own chain (leave chains at 0)", self.ctx.span)
-        if not chains and not conditioned and self.config.adapts_mass:
-            chains = AUTO_CHAINS
-        #: long chains the draws are spread over (0: one chain per draw)
-        self.chains = chains
-        if not chains and self.config.mass == "auto" and math.prod(self.ctx.shape) > kernels.DENSE_MAX_DIM:
-            # one chain per draw: a low-rank estimate's buffer of each chain's draws and gradients
-            # would grow with the number of draws; the diagonal one's memory does not
-            self.config = dataclasses.replace(self.config, mass="diagonal")
-        self.sampler_name = f"{self.config.describe()} x {self.num_warmup}+{self.num_steps}"
-        if self.base is not None or self.base_name:
-            self.sampler_name += f" from {'base' if self.base is not None else self.base_name}"
-
-    def _set_smc(self) -> None:
-        """``smc(...)``: one population for the whole sample, from the base or a Gaussian; ``cd``
-        negatives (when trained so) come from MALA's defaults."""
-        if self.ctx.parents:
-            raise GenSemanticError(
-                f"smc(...) draws the whole sample from one population, but the energy of '{self.ctx.name}' depends "
-                f"on {', '.join(self.ctx.parents)}; use a kernel such as mala() (one chain per draw)", self.ctx.span)
-        self.config = kernels.config_from_spec(default_spec(kernels.MALA_SIGNATURE))
-        self.chains = 0
-        self.sampler_name = f"{self.smc.describe()} from {'base' if self.base is not None else 'a Gaussian'}"
 
     # -- parameters ------------------------------------------------------------------------------
     def _build(self, key: jax.Array):
@@ -201,13 +168,14 @@ class Energy(AbstractMechanism):
             params["energy"] = self._init_network(k_net)
         if self.base_trains:
             params["base"] = self.base.init(k_base)
-        if self.smc is not None and self.network and self.base is None:
+        if self.population in ("smc", "annealed") and self.network and self.base is None:
             params["reference"] = tempered.fitted_reference(tempered.init_moments(self.dim))
         return params
 
     # -- densities -------------------------------------------------------------------------------
-    def energy(self, params, x: jax.Array, given_one: dict) -> jax.Array:
-        """E of ONE example ``x`` (the variable's shape) given its parents' values: scalar."""
+    def energy(self, params, x: jax.Array, given_one: dict, sigma: jax.Array | None = None) -> jax.Array:
+        """E of ONE example ``x`` (the variable's shape) given its parents' values: scalar. A noise-conditional
+        energy takes the level ``sigma`` (``()``; by default the smallest)."""
         if not self.network:
             return jnp.reshape(self.ctx.evaluate(self.E, {**given_one, self.ctx.name: x}), ())
         net = eqx.combine(params["energy"], self._static)
@@ -215,23 +183,28 @@ class Energy(AbstractMechanism):
         context = context_vector(_one(given_one), self.ctx.parents, self.given_names)
         if context is not None:
             features = jnp.concatenate([features, context[0].astype(features.dtype)])
+        if self.multilevel:
+            sigma = jnp.asarray(self.sigmas[-1] if sigma is None else sigma, features.dtype)
+            features = jnp.concatenate([features, jnp.log(sigma)[None]])
         e = net(features)[0]
+        if self.multilevel:
+            e = e / sigma
         if self.base is None:
             e = e + 0.5 * jnp.sum(features[: self.dim] ** 2) / CONFINE ** 2
         return e
 
-    def _log_density(self, params, x: jax.Array, given_one: dict) -> jax.Array:
+    def _log_density(self, params, x: jax.Array, given_one: dict, sigma=None) -> jax.Array:
         """Unnormalised log-density of ONE example: ``-E(x)`` plus the base's log-density."""
-        lp = -self.energy(params, x, given_one)
+        lp = -self.energy(params, x, given_one, sigma)
         if self.base is not None:
             lp = lp + self.base.log_prob(params.get("base", {}), x[None], _one(given_one))[0]
         return lp
 
-    def _log_density_u(self, params, u: jax.Array, given_one: dict) -> jax.Array:
+    def _log_density_u(self, params, u: jax.Array, given_one: dict, sigma=None) -> jax.Array:
         """The same in unconstrained coordinates (flat ``u`` of shape ``(dim,)``), log-Jacobian added."""
         u = u.reshape(self.u_shape)
         x = self.transform(u)
-        return self._log_density(params, x, given_one) + jnp.sum(self.transform.log_abs_det_jacobian(u, x))
+        return self._log_density(params, x, given_one, sigma) + jnp.sum(self.transform.log_abs_det_jacobian(u, x))
 
     def _energy_u(self, params, u: jax.Array, given_one: dict) -> jax.Array:
         return self.energy(params, self.transform(u.reshape(self.u_shape)), given_one)
@@ -257,34 +230,10 @@ class Energy(AbstractMechanism):
 
     # -- sampling --------------------------------------------------------------------------------
     def _start(self, params, key: jax.Array, n: int, given: dict) -> jax.Array:
-        """``(n, dim)`` unconstrained starting points: base draws, the base variable, or noise."""
-        if self.base is not None:
-            return self._unconstrain(self.base.sample(params.get("base", {}), key, n, given))
-        if self.base_name is not None:
-            return self._unconstrain(given[self.base_name])
-        return mcmc.uniform_starts(key, (n, self.dim))
+        return sampling.start(self, params, key, n, given)
 
     def _sample_impl(self, params, key, given, n: int):
-        start_key, run_key = jax.random.split(key)
-        info = {}
-        if self.smc is not None:
-            u, info = tempered.sample(self, params, key, n)
-        elif self.chains:
-            chains = min(n, self.chains)
-            per_chain = -(-n // chains)
-            thin = max(1, self.num_steps // per_chain)
-            u0 = self._start(params, start_key, chains, jax.tree_util.tree_map(lambda v: v[:chains], given))
-            draws, _, _ = mcmc.run_chains(self.config, lambda u: self._log_density_u(params, u, {}), run_key, u0,
-                                          self.num_warmup, per_chain, thin)
-            u = draws.reshape(-1, self.dim)[:n]
-        else:
-            u0 = self._start(params, start_key, n, given)
-
-            def one(k, u_start, g):
-                return mcmc.final_positions(self.config, lambda u: self._log_density_u(params, u, g), k,
-                                            u_start[None], self.num_warmup, self.num_steps)[0]
-
-            u = jax.vmap(one)(jax.random.split(run_key, n), u0, given)
+        u, info = sampling.draw(self, params, key, given, n)
         return jax.vmap(lambda q: self.transform(q.reshape(self.u_shape)))(u), info
 
     def sample(self, params, key: jax.Array, n: int, given: dict | None = None) -> jax.Array:
@@ -293,14 +242,16 @@ class Energy(AbstractMechanism):
         return self._sample(params, key, self._parents(given), n=n)[0]
 
     def sample_with_info(self, params, key: jax.Array, n: int, given: dict | None = None) -> tuple[jax.Array, dict]:
-        """The draws and, for ``smc``, the run's ``log_z``, ``tempering_steps`` and ``acceptance_rate`` (scalars)."""
+        """The draws and the sampler's info: for ``smc`` the run's ``log_z``, ``tempering_steps`` and
+        ``acceptance_rate`` (scalars); for ``tempering`` its ``swap_rates`` ``(K - 1,)`` and each replica's
+        ``acceptance_rate`` ``(K,)``; for ``annealed`` each level's ``acceptance_rate`` ``(L,)``."""
         return self._sample(params, key, self._parents(given), n=n)
 
     def log_normaliser(self, params, key: jax.Array, repeats: int = 8) -> tuple[float, float]:
         """log Z of ``exp(-E)`` (times the base) by ``repeats`` independent SMC runs: ``(mean, standard error)``."""
         if self.smc is None:
             raise GenSemanticError(f"log Z is estimated by sampler=smc(...); the energy of '{self.ctx.name}' is "
-                                   f"sampled by {self.config.name}", self.ctx.span)
+                                   f"sampled by {self.sampler_name}", self.ctx.span)
         log_z, se = jax.jit(tempered.log_normaliser, static_argnums=(0, 3))(self, params, key, repeats)
         return float(log_z), float(se)
 
@@ -311,24 +262,14 @@ class Energy(AbstractMechanism):
             return params
         return {**params, "base": jax.lax.stop_gradient(params["base"])}
 
-    def _negatives(self, params, u0: jax.Array, given: dict, key: jax.Array, num_steps: int) -> jax.Array:
-        """``num_steps`` kernel transitions from each row of ``u0`` under the (frozen) model."""
-        frozen = jax.lax.stop_gradient(params)
-
-        def one(k, u_start, g):
-            return mcmc.short_run(self.config, lambda u: self._log_density_u(frozen, u, g), k, u_start[None],
-                                  num_steps)[0]
-
-        return jax.lax.stop_gradient(jax.vmap(one)(jax.random.split(key, u0.shape[0]), u0, given))
-
     def _objective(self, params, u: jax.Array, given: dict, key: jax.Array, buffer: jax.Array | None):
         """The energy's own loss and the new replay buffer (or ``None``)."""
         obj = self.objective
         if obj.name in ("dsm", "ssm"):
             frozen = self._frozen_base(params)
-            logp = lambda q, g: self._log_density_u(frozen, q, g)  # noqa: E731
+            logp = lambda q, g, *sigma: self._log_density_u(frozen, q, g, *sigma)  # noqa: E731
             if obj.name == "dsm":
-                return dsm_loss(logp, u, given, key, obj["sigma"]), buffer
+                return dsm_loss(logp, u, given, key, self.sigmas), buffer
             return ssm_loss(logp, u, given, key, obj["projections"]), buffer
         k_pick, k_fresh, k_coin, k_run = jax.random.split(key, 4)
         n = u.shape[0]
@@ -337,10 +278,11 @@ class Energy(AbstractMechanism):
             idx = jax.random.randint(k_pick, (n,), 0, buffer.shape[0])
             reinit = jax.random.uniform(k_coin, (n,)) < obj["reinit"]
             u0 = jnp.where(reinit[:, None], u0, buffer[idx])
-        negatives = self._negatives(params, u0, given, k_run, obj["steps"])
+        negatives = sampling.negatives(self, params, u0, given, k_run, obj["steps"])
         if buffer is not None:
             buffer = buffer.at[idx].set(negatives.astype(buffer.dtype))
-        loss = cd_loss(lambda q, g: self._energy_u(params, q, g), u, negatives, given, obj["alpha"])
+        clipped = {**params, "energy": clip_gradient(params["energy"], obj["clip"])}
+        loss = cd_loss(lambda q, g: self._energy_u(clipped, q, g), u, negatives, given, obj["alpha"])
         return loss, buffer
 
     def loss(self, params, x: jax.Array, given: dict | None, key: jax.Array) -> jax.Array:
@@ -400,21 +342,7 @@ class Energy(AbstractMechanism):
     # -- the plan --------------------------------------------------------------------------------
     def cost(self) -> int:
         """Energy (gradient) evaluations of one chain, plus the base's draw that starts it."""
-        return self._chain_cost(self.ctx.spec) + (self.base.cost() if self.base is not None else 0)
-
-    @staticmethod
-    def _sampler_spec(spec: Spec) -> Spec:
-        """The kernel given by ``sampler=``, else MALA for a network energy and NUTS for an expression."""
-        return spec.get("sampler") or default_spec(kernels.MALA_SIGNATURE if isinstance(spec["E"], Spec) else kernels.NUTS_SIGNATURE)
-
-    @classmethod
-    def _chain_cost(cls, spec: Spec) -> int:
-        """Transitions (warm-up and kept) times gradient evaluations per transition; for ``smc``, energy
-        evaluations per particle of a typical run."""
-        sampler = cls._sampler_spec(spec)
-        if sampler.name == "smc":
-            return smc.config_from_spec(sampler).evaluations()
-        return (sampler["warmup"] + sampler["steps"]) * kernels.config_from_spec(sampler).gradient_steps()
+        return sampling.chain_cost(self.ctx.spec) + (self.base.cost() if self.base is not None else 0)
 
     @classmethod
     def static_cost(cls, spec: Spec, vtype, mechanisms) -> int:
@@ -422,15 +350,22 @@ class Energy(AbstractMechanism):
         extra = 0
         if isinstance(base, Spec):
             extra = mechanisms["leaf" if base.category == "distribution" else base.name].static_cost(base, vtype, mechanisms)
-        return cls._chain_cost(spec) + extra
+        return sampling.chain_cost(spec) + extra
 
     @classmethod
     def choices(cls, vtype):
-        """A network energy sampled by MALA, and one tilting a coupling flow (continuous variables)."""
+        """Network energies that mix between modes: trained at several noise levels and sampled by annealed
+        Langevin over them (the default then), sampled by parallel tempering (both draw a whole sample from
+        one population: unconditional only), and one tilting a coupling flow."""
         if vtype.base not in ("real", "positive", "unit"):
             return []
         return [
-            cls.choice("energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1), sampler=mala(step_size=0.01, steps=200))", "energy-based model: density known up to a constant, MCMC sampling"),
+            cls.choice("energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1, sigma_max=1, levels=10))",
+                       "energy-based model at 10 noise levels: by default annealed Langevin over them, which crosses "
+                       "between modes where one chain from noise stays in one", conditional=False),
+            cls.choice("energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1), sampler=tempering(chains=4, steps=500))",
+                       "energy-based model sampled by parallel tempering: replicas over a temperature ladder swap "
+                       "states (swap rates reported)", conditional=False),
             cls.choice("energy(mlp(hidden=[64, 64]), base=pushforward(normal(0, 1), coupling(layers=4, "
                        "hidden=[64, 64])), train=cd(steps=20), sampler=mala(step_size=0.02, steps=50))",
                        "an energy tilting a flow: chains start at the flow's draws"),

@@ -5,13 +5,18 @@ example in unconstrained coordinates (whose gradient in ``u`` is the model's sco
 ``u`` of shape ``(n, d)`` with its conditioning ``given`` (arrays with a leading ``n``).
 
 - :func:`dsm_loss`: denoising score matching (Vincent 2011): the score at ``u + sigma * eps``
-  regressed on ``-eps / sigma``.
+  regressed on ``-eps / sigma``. With ``levels=L > 1`` (:func:`noise_levels`) the log-density is
+  noise-conditional, ``logdensity(u, given_one, sigma)``, each example draws one of ``L`` levels
+  geometric from ``sigma_max`` down to ``sigma``, and the loss is weighted by ``sigma^2`` (NCSN,
+  Song & Ermon 2019), which is the same ``|sigma * score + eps|^2 / 2`` at every level.
 - :func:`ssm_loss`: sliced score matching with variance reduction (Song et al. 2019):
   ``v^T (d score / du) v + |score|^2 / 2`` for Gaussian projections ``v`` (one Jacobian-vector
   product each).
 - :func:`cd_loss`: contrastive divergence: mean energy of the data minus that of negatives drawn
   by an MCMC kernel from the model (gradient-stopped), plus an L2 penalty on both energies
-  (Du & Mordatch 2019), which keeps the energies near zero.
+  (Du & Mordatch 2019), which keeps the energies near zero; the energy network's gradient is
+  clipped to a global norm (:func:`clip_gradient`, optax's ``clip_by_global_norm``), so one bad
+  batch of negatives cannot throw the energy far.
 """
 
 from __future__ import annotations
@@ -21,20 +26,28 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
 from gendsl.core.catalog import Table
 from gendsl.core.signatures import STEP_LIMIT, Param, Signature
+from gendsl.errors import GenDataError
 
-__all__ = ["OBJECTIVES", "dsm_loss", "ssm_loss", "cd_loss"]
+__all__ = ["OBJECTIVES", "noise_levels", "dsm_loss", "ssm_loss", "cd_loss", "clip_gradient"]
 
 #: ``dsm(...)`` in the language
-DSM_SIGNATURE = Signature("dsm", "objective", (Param("sigma", "number", 0.1),), "denoising score matching")
+DSM_SIGNATURE = Signature("dsm", "objective", (
+        Param("sigma", "number", 0.1, doc="the (smallest) noise level"),
+        Param("sigma_max", "number", 1.0, doc="the largest noise level, when levels > 1"),
+        Param("levels", "int", 1, limit=1000, doc="noise levels, geometric from sigma_max to sigma (1: sigma only)"),
+    ), "denoising score matching (several levels: a noise-conditional energy)")
 #: ``ssm(...)`` in the language
 SSM_SIGNATURE = Signature("ssm", "objective", (Param("projections", "int", 1, limit=1024),), "sliced score matching")
 #: ``cd(...)`` in the language
 CD_SIGNATURE = Signature("cd", "objective", (
         Param("steps", "int", 20, limit=STEP_LIMIT), Param("buffer", "int", 1024, limit=10**6), Param("reinit", "number", 0.05),
         Param("alpha", "number", 0.1, doc="weight of the L2 penalty on the energies"),
+        Param("clip", "number", 1.0, doc="global norm the energy network's gradient is clipped to (0: no clipping)"),
     ), "contrastive divergence with a replay buffer")
 
 
@@ -47,11 +60,35 @@ def _score(logdensity: Callable) -> Callable:
     return jax.grad(logdensity)
 
 
-def dsm_loss(logdensity: Callable, u: jax.Array, given: dict, key: jax.Array, sigma: float) -> jax.Array:
-    """Denoising score matching at noise level ``sigma``: ``mean |sigma * s(u~) + eps|^2 / 2`` (scalar)."""
-    eps = _normal(key, u.shape, u.dtype)
-    score = jax.vmap(_score(logdensity))(u + sigma * eps, given)
-    return 0.5 * jnp.mean(jnp.sum((sigma * score + eps) ** 2, axis=-1))
+def noise_levels(objective) -> np.ndarray:
+    """``(L,)`` the noise levels of a ``dsm(...)`` spec, largest first; ``(0,)`` for any other objective."""
+    if objective is None or objective.name != "dsm":
+        return np.zeros(0)
+    if objective["levels"] <= 1:
+        return np.array([float(objective["sigma"])])
+    if not objective["sigma_max"] > objective["sigma"] > 0:
+        raise GenDataError(f"dsm(levels={objective['levels']}) needs sigma_max > sigma > 0, got "
+                           f"sigma_max={objective['sigma_max']:g} and sigma={objective['sigma']:g}")
+    return np.geomspace(float(objective["sigma_max"]), float(objective["sigma"]), int(objective["levels"]))
+
+
+def dsm_loss(logdensity: Callable, u: jax.Array, given: dict, key: jax.Array, sigmas) -> jax.Array:
+    """Denoising score matching: ``mean |sigma * s(u~) + eps|^2 / 2`` (scalar).
+
+    ``sigmas`` a number or of shape ``(1,)``: one level, ``logdensity(u, given_one)``; ``(L,)`` with
+    ``L > 1``: a level drawn per example, ``logdensity(u, given_one, sigma)`` (noise-conditional).
+    """
+    sigmas = np.atleast_1d(sigmas)
+    if len(sigmas) == 1:
+        sigma = float(sigmas[0])
+        eps = _normal(key, u.shape, u.dtype)
+        score = jax.vmap(_score(logdensity))(u + sigma * eps, given)
+        return 0.5 * jnp.mean(jnp.sum((sigma * score + eps) ** 2, axis=-1))
+    k_eps, k_level = jax.random.split(key)
+    eps = _normal(k_eps, u.shape, u.dtype)
+    sigma = jnp.asarray(sigmas, u.dtype)[jax.random.randint(k_level, (u.shape[0],), 0, len(sigmas))]
+    score = jax.vmap(_score(logdensity))(u + sigma[:, None] * eps, given, sigma)
+    return 0.5 * jnp.mean(jnp.sum((sigma[:, None] * score + eps) ** 2, axis=-1))
 
 
 def ssm_loss(logdensity: Callable, u: jax.Array, given: dict, key: jax.Array, projections: int) -> jax.Array:
@@ -77,6 +114,24 @@ def cd_loss(energy: Callable, u: jax.Array, negatives: jax.Array, given: dict, a
     e_pos = jax.vmap(energy)(u, given)
     e_neg = jax.vmap(energy)(negatives, given)
     return jnp.mean(e_pos) - jnp.mean(e_neg) + alpha * jnp.mean(e_pos ** 2 + e_neg ** 2)
+
+
+def clip_gradient(tree, max_norm: float):
+    """``tree`` unchanged, whose gradient is clipped to global norm ``max_norm`` (optax's
+    ``clip_by_global_norm``) on the way back; ``max_norm <= 0``: no clipping."""
+    if max_norm <= 0:
+        return tree
+    clip = optax.clip_by_global_norm(max_norm)
+
+    @jax.custom_vjp
+    def identity(t):
+        return t
+
+    def backward(_, cotangent):
+        return (clip.update(cotangent, clip.init(cotangent))[0],)
+
+    identity.defvjp(lambda t: (t, None), backward)
+    return identity(tree)
 
 
 #: training objectives of network energies, by name (each entry its signature)
