@@ -22,6 +22,7 @@ from gendsl.errors import GenError, printable
 from gendsl.inference_run import infer_run, posterior_summary, read_data
 from gendsl.lang import read_text
 from gendsl.numerics.devices import initialize_distributed
+from gendsl.numerics.runtime_checks import user_errors
 from gendsl.runs import PATIENCE, VALIDATION_SHARE, fit_run, sample_run, sample_summary, summary_line
 
 __all__ = ["main", "build_parser"]
@@ -327,7 +328,8 @@ def _run(args, debug: bool) -> int:
         if getattr(args, "coordinator", None) or getattr(args, "num_processes", None) or os.environ.get("JAX_COORDINATOR_ADDRESS"):
 
             initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-        return args.func(args)
+        with user_errors():  # a failure found while a compiled program ran is a GenError too
+            return args.func(args)
     except GenError as err:
         if debug:
             raise

@@ -29,6 +29,7 @@ from gendsl.mechanisms import weakest_kind
 from gendsl.numerics import params_io
 from gendsl.numerics.checkpoint import data_digest, differences, has_checkpoint, load_checkpoint, save_checkpoint
 from gendsl.numerics.devices import check_divisible, globalize, make_mesh, replicated, sharded
+from gendsl.numerics.runtime_checks import with_user_errors
 from gendsl.numerics.train import FitResult, NonFiniteLoss, Validation, build_trainer, run
 from gendsl.registry import MECHANISMS, SIGNATURES
 
@@ -114,6 +115,7 @@ class Program:
         arrays, _ = self._prepare_batched(data, lowered, "loss")
         return joint_loss(lowered)(params, arrays, key)
 
+    @with_user_errors
     def fit(self, data: Mapping[str, Any], steps: int = 2000, key: jax.Array | None = None, batch_size: int = 256,
             optimizer: optax.GradientTransformation | None = None, params: dict | None = None,
             progress: bool = True, checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
@@ -309,6 +311,7 @@ class Program:
         """
         return self.sample_with_info(params, key, n, data, devices, given)[0]
 
+    @with_user_errors
     def sample_with_info(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None,
                          devices: int | str | None = None, given: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
         """:meth:`sample` and what each node measured while sampling: ``(draws, info)``, ``info``
@@ -343,6 +346,7 @@ class Program:
                                                   out_shardings=(sharded(mesh), replicated(mesh)))
         return self._jitted[cache_key]
 
+    @with_user_errors
     def log_prob(self, params: dict, data: Mapping[str, Any]) -> jax.Array:
         """Joint log-density of each example in ``data``, shape ``(n,)``; see :attr:`log_prob_kind`."""
         lowered = self.lowered(data)
@@ -356,6 +360,7 @@ class Program:
             self._jitted[cache_key] = jax.jit(joint_log_prob(lowered))
         return self._jitted[cache_key](params, arrays)
 
+    @with_user_errors
     def infer(self, data: Mapping[str, Any], key: jax.Array | None = None, num_chains: int = 4,
               num_samples: int = 1000, num_warmup: int = 1000, kernel: str = "auto", params: dict | None = None, **options):
         """Posterior draws of the latent variables given ``data`` (full options: :func:`gendsl.inference.infer`).

@@ -23,7 +23,7 @@ from gendsl.api import compile, parse
 from gendsl.compiler.lower import static_inputs
 from gendsl.data import load_source, split_heldout
 from gendsl.data.images import dequantise, is_pixels, quantise
-from gendsl.errors import GenDataError
+from gendsl.errors import GenDataError, GenRuntimeError
 from gendsl.lang import read_text
 from gendsl.metrics import energy_distance, loss_spikes, real_matrix
 from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, confined_dir, output_root
@@ -239,7 +239,12 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
                                    "data": data_src, "pixels": pixels, "batch_size": batch_size, "learning_rate": learning_rate,
                                    "prior_dirs": [str(Path.cwd().resolve()), str(model_path.resolve().parent)]})
     program.save(result.params, confined_dir(out, "params"))
-    metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed, train if groups is not None else None))
+    try:
+        metrics = evaluate_fit(program, result.params, heldout, eval_key,
+                               fresh=_fresh_draw(data_src, variables, heldout, model, seed, train if groups is not None else None))
+    except GenRuntimeError as err:  # a sampler that cannot finish, say: the trained run is kept
+        err.message += f" (training finished and the run is saved in {out}, but without held-out metrics)"
+        raise
     draws = metrics.pop("_draws")
     tail = result.losses[-max(1, min(50, len(result.losses))):] if len(result.losses) else np.zeros(1)
     metrics.update(final_loss=float(np.mean(tail)), steps=steps, steps_taken=int(len(result.losses)),

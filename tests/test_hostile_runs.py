@@ -1,0 +1,100 @@
+"""Hostile runs, round two (issue 17): solver step limits, tiny and huge data sets, damaged
+checkpoints and run folders, huge sizes and options, bad distribution arguments, constant
+indices out of range and silent statistics. Each was an escape (a traceback, an internal error,
+a memory bomb or a silent result) before its fix; each must now be a one-line GenError (exit 1)
+or a warning that is also kept in summary.json."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import gendsl
+from gendsl.cli import main
+from gendsl.errors import GenRuntimeError
+
+FLOW = "model m {\n  data x: real[2]\n  x ~ pushforward(normal(0, 1), coupling(layers=2, hidden=[8]))\n}\n"
+FIT = ["--data", "builtin:moons", "--n", "300", "--steps", "4", "--batch-size", "64", "--checkpoint-every", "2",
+       "--quiet"]
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, err.getvalue()
+
+
+def refused(argv: list[str], *words: str) -> str:
+    """Run the CLI; it must exit 1 with one clean message holding ``words``."""
+    code, err = run_cli(argv)
+    assert code == 1 and "Traceback" not in err and "internal error" not in err, err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def compile_text(text: str) -> gendsl.Program:
+    return gendsl.compile(gendsl.parse(text))
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    """A finished run (``done``) and the checkpoint of an unfinished one (``unfinished``)."""
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "m.gen").write_text(FLOW)
+    code, err = run_cli(["fit", root / "m.gen", *FIT, "--out", root / "done"])
+    assert code == 0, err
+    (root / "unfinished").mkdir()
+    shutil.copytree(root / "done" / "checkpoint", root / "unfinished" / "checkpoint")
+    return root
+
+
+def _copy(runs_dir: Path, tmp_path: Path, which: str) -> Path:
+    out = tmp_path / which
+    shutil.copytree(runs_dir / which, out)
+    return out
+
+
+# -- the solver's step limit -----------------------------------------------------------------------
+
+
+def _shaken(params, seed: int = 0):
+    """``params`` with noise on every array: a network that starts at zero is solved in one step."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree_util.tree_unflatten(treedef, [x + jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)])
+
+
+CNF = ("model m {\n  data x: real[2]\n  x ~ pushforward(normal(0, 1), cnf(net=mlp(hidden=[8]), rtol=1e-12, atol=1e-12, "
+       "max_steps=3))\n}\n")
+
+
+def test_an_adaptive_solve_at_its_step_limit_is_a_user_error(tmp_path, capfd):
+    prog = compile_text(CNF)
+    params = _shaken(prog.init(jax.random.key(0)))
+    with pytest.raises(GenRuntimeError, match=r"the ODE solver of 'x' did not finish .*increase max_steps \(now 3\)"):
+        prog.sample(params, jax.random.key(1), 4)
+    with pytest.raises(GenRuntimeError, match="the ODE solver of 'x'"):
+        prog.log_prob(params, {"x": np.ones((4, 2), np.float32)})
+    assert "Traceback" not in capfd.readouterr().err
+    run = tmp_path / "run"  # the same through the command line, from a run folder
+    run.mkdir()
+    (run / "model.gen").write_text(CNF)
+    (run / "run.json").write_text('{"model": "m", "dims": {}}')
+    prog.save(params, run / "params")
+    refused(["sample", run, "--n", "3", "--out", tmp_path / "s.npy"], "the ODE solver of 'x' did not finish")
+    assert not (tmp_path / "s.npy").exists()
+
+
+def test_an_evolve_ode_sampler_at_its_step_limit_is_a_user_error():
+    prog = compile_text('model m {\n  data x: real[2]\n  x ~ evolve(flow_matching(), net=mlp(hidden=[8]), '
+                        'sampler=ode(steps="adaptive", rtol=1e-12, atol=1e-12))\n}\n')
+    with pytest.raises(GenRuntimeError, match="the ODE sampler of 'x' did not finish.*loosen rtol/atol"):
+        prog.sample(_shaken(prog.init(jax.random.key(0))), jax.random.key(1), 4)
