@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import gendsl
+from gendsl import runs
 from gendsl.cli import main
 from gendsl.errors import GenRuntimeError
 
@@ -98,3 +99,19 @@ def test_an_evolve_ode_sampler_at_its_step_limit_is_a_user_error():
                         'sampler=ode(steps="adaptive", rtol=1e-12, atol=1e-12))\n}\n')
     with pytest.raises(GenRuntimeError, match="the ODE sampler of 'x' did not finish.*loosen rtol/atol"):
         prog.sample(_shaken(prog.init(jax.random.key(0))), jax.random.key(1), 4)
+
+
+# -- data sets too small or large for the held-out metrics -------------------------------------------
+
+
+def test_held_out_metrics_of_one_example_or_of_many(monkeypatch):
+    """One held-out example: no energy distance (it needs two), the rest computed; many: the
+    energy distance on a bounded subsample, its size stated, the NLL on every example."""
+    prog = compile_text(FLOW)
+    params = prog.init(jax.random.key(0))
+    one = runs.evaluate_fit(prog, params, {"x": np.zeros((1, 2), np.float32)}, jax.random.key(2))
+    assert one["heldout_n"] == 1 and np.isfinite(one["heldout_nll"]) and one["energy_distance"] is None
+    monkeypatch.setattr(runs, "METRIC_ROWS", 30)
+    heldout = {"x": np.random.default_rng(1).normal(size=(120, 2)).astype(np.float32)}
+    many = runs.evaluate_fit(prog, params, heldout, jax.random.key(2))
+    assert many["energy_distance_n"] == 30 and len(many["_draws"]["x"]) == 30 and many["heldout_n"] == 120
