@@ -36,6 +36,20 @@ from gendsl.registry import MECHANISMS, SIGNATURES
 __all__ = ["Program"]
 
 
+def _check_resume_point(folder, step: int, steps: int, losses: np.ndarray, saved: dict | None) -> None:
+    """Refuse a checkpoint whose step is outside ``[0, steps]``, whose losses are not one a step
+    so far, or whose validation curve (``saved["validation"]``, when validating) is incomplete."""
+    curve = saved.get("validation") if saved is not None else None
+    curve_ok = saved is None or (isinstance(curve, dict) and isinstance(curve.get("steps"), list)
+                                 and isinstance(curve.get("losses"), list) and len(curve["steps"]) == len(curve["losses"])
+                                 and isinstance(curve.get("since"), int) and isinstance(curve.get("best_step"), int)
+                                 and (curve["best_step"] == 0 or isinstance(curve.get("best_loss"), (int, float))))
+    if not 0 <= step <= steps or len(losses) != step or not curve_ok:
+        raise GenDataError(f"the checkpoint in {folder} is damaged (it is at step {step} of {steps} with "
+                           f"{len(losses)} losses{'' if curve_ok else ' and an incomplete validation curve'}): "
+                           f"start afresh (--force)")
+
+
 class Program:
     """A compiled model. Build it with :func:`gendsl.compile`.
 
@@ -207,6 +221,7 @@ class Program:
                 raise GenDataError(f"the checkpoint in {checkpoint_dir} was written by a different run "
                                    f"({'; '.join(differ)}): resume with the same command and data, or start afresh")
             state = stored[0] if monitor is not None else stored
+            _check_resume_point(checkpoint_dir, int(state.step), steps, losses, saved if monitor is not None else None)
             if monitor is not None:
                 tracking = {**saved["validation"], "best_state": stored[1]}
         save = None

@@ -27,6 +27,7 @@ from gendsl.errors import GenDataError, GenRuntimeError
 from gendsl.lang import read_text
 from gendsl.metrics import energy_distance, loss_spikes, real_matrix
 from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, confined_dir, output_root
+from gendsl.numerics.confined import read_text as read_bounded
 from gendsl.numerics.devices import is_main_process, local_rows
 from gendsl.numerics.train import NonFiniteLoss
 from gendsl.plots import image_layout, loss_curve, samples_2d, samples_images
@@ -304,6 +305,12 @@ def _samples_picture(model, draws: dict, heldout: dict, path: Path) -> None:
         path.unlink()
 
 
+def _row_step(line: str) -> int | None:
+    """The step of a ``training_log.csv`` row, or None for a damaged one."""
+    head = line.split(",", 1)[0]
+    return int(head) if head.isascii() and head.isdigit() and line.endswith("\n") else None
+
+
 class TrainingLog:
     """``training_log.csv`` as training goes: ``step,loss,validation_loss,seconds`` every chunk
     (rewritten whole and atomically in ``checkpoint/``, so a resumed run continues its rows), and
@@ -316,11 +323,12 @@ class TrainingLog:
         self.path = path
         self.lines: list[str] = []
         if resume and path.is_file() and not path.is_symlink():
-            self.lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[1:]
+            lines = read_bounded(path, "the training log").splitlines(keepends=True)[1:]
+            self.lines = [line for line in lines if _row_step(line) is not None]  # a damaged row is dropped
 
     def __call__(self, row: dict) -> None:
         step = int(row["step"])
-        self.lines = [line for line in self.lines if int(line.split(",", 1)[0]) < step]  # rows after a resume point
+        self.lines = [line for line in self.lines if _row_step(line) < step]  # rows after a resume point
         value = row["validation_loss"]
         self.lines.append(f"{step},{row['loss']:.6g},{'' if value is None else f'{value:.6g}'},{row['seconds']:.2f}\n")
         atomic_write_text(self.path, self.text())
@@ -336,8 +344,8 @@ def _refuse_replacing(out: Path, *, resume: bool, force: bool) -> None:
         return
     if (out / "run.json").exists() or (out / "params").exists():
         try:
-            name = json.loads((out / "run.json").read_text(encoding="utf-8")).get("model")
-        except (OSError, ValueError, AttributeError):
+            name = json.loads(read_bounded(out / "run.json", "the run record")).get("model")
+        except (GenDataError, ValueError, AttributeError, RecursionError):
             name = None
         what = f"a finished run of model '{name}'" if isinstance(name, str) else "a finished run"
         raise GenDataError(f"{out} holds {what}: pass --resume to continue it, --force to replace it (its files "

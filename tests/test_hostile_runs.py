@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -115,3 +116,79 @@ def test_held_out_metrics_of_one_example_or_of_many(monkeypatch):
     heldout = {"x": np.random.default_rng(1).normal(size=(120, 2)).astype(np.float32)}
     many = runs.evaluate_fit(prog, params, heldout, jax.random.key(2))
     assert many["energy_distance_n"] == 30 and len(many["_draws"]["x"]) == 30 and many["heldout_n"] == 120
+
+
+# -- damaged checkpoints and run folders -------------------------------------------------------------
+
+
+def _rewrite(path: Path, change) -> None:
+    arrays = dict(np.load(path))
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+def _record(arrays: dict) -> dict:
+    return json.loads(bytes(arrays["__record__"]))
+
+
+def _set_steps(arrays: dict, value: int) -> None:
+    for k, v in arrays.items():
+        if k.startswith("leaf_") and v.ndim == 0 and v.dtype.kind == "i":
+            arrays[k] = np.asarray(value, v.dtype)
+
+
+DAMAGED_CHECKPOINTS = {
+    "step -1000000": (lambda a: _set_steps(a, -1_000_000), "at step -1000000 of 4"),
+    "no record": (lambda a: a.pop("__record__"), "damaged"),
+    "record not UTF-8": (lambda a: a.update(__record__=np.frombuffer(b"\xff{", np.uint8)), "damaged"),
+    "losses 2-D": (lambda a: a.update(__losses__=np.zeros((2, 2))), "damaged"),
+    "a leaf of text": (lambda a: a.update(leaf_00000=np.full(a["leaf_00000"].shape, "a")), "dtype <U1"),
+    "a leaf renamed": (lambda a: a.update(leaf_99999=a.pop("leaf_00000")), "another model"),
+    "validation curve cut": (lambda a: a.update(__record__=np.frombuffer(json.dumps(
+        {**_record(a), "validation": {"steps": [1]}}).encode(), np.uint8)), "incomplete validation curve"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_CHECKPOINTS))
+def test_a_damaged_checkpoint_is_refused(tmp_path, runs_dir, damage):
+    change, words = DAMAGED_CHECKPOINTS[damage]
+    out = _copy(runs_dir, tmp_path, "unfinished")
+    _rewrite(out / "checkpoint" / "checkpoint.npz", change)
+    refused(["fit", runs_dir / "m.gen", *FIT, "--out", out, "--resume"], "checkpoint", words)
+    assert not (out / "run.json").exists()
+
+
+def test_a_damaged_training_log_is_read_around(tmp_path, runs_dir):
+    out = _copy(runs_dir, tmp_path, "unfinished")
+    (out / "checkpoint" / "training_log.csv").write_text("step,loss\nabc,1\n\u00b2,3\n2,0.5")
+    code, err = run_cli(["fit", runs_dir / "m.gen", *FIT, "--out", out, "--resume"])
+    assert code == 0, err
+
+
+DAMAGED_RUNS = {
+    "model not a name": (lambda run: (run / "run.json").write_text('{"model": 5}'), "run.json is damaged"),
+    "pixels not a list": (lambda run: (run / "run.json").write_text('{"model": "m", "pixels": 5}'),
+                          "run.json is damaged"),
+    "parameters of text": ("text", "is damaged: it holds <U"),
+    "parameters NaN": ("nan", "non-finite values"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_RUNS))
+def test_a_damaged_run_folder_is_refused(tmp_path, runs_dir, damage):
+    change, words = DAMAGED_RUNS[damage]
+    run = _copy(runs_dir, tmp_path, "done")
+    if isinstance(change, str):
+        fill = np.nan if change == "nan" else "a"
+        _rewrite(run / "params" / "params.npz", lambda a: a.update({k: np.full(v.shape, fill) for k, v in a.items()}))
+    else:
+        change(run)
+    refused(["sample", run, "--n", "3", "--out", tmp_path / "s.npy"], words)
+    assert not (tmp_path / "s.npy").exists()
+
+
+@pytest.mark.parametrize("path", ["a" * 100_000, "/".join(["b" * 200] * 400)])
+def test_a_prior_path_the_system_cannot_look_up_is_no_run(tmp_path, path):
+    (tmp_path / "p.gen").write_text('model m {\n  data x: real[2]\n  x ~ prior("' + path + '")\n}\n')
+    code, err = run_cli(["describe", tmp_path / "p.gen"])
+    assert code == 1 and "no trained run" in err and "internal error" not in err and len(err) < 1000, err[:500]
