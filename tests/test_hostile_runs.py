@@ -19,7 +19,8 @@ import pytest
 import gendsl
 from gendsl import runs
 from gendsl.cli import main
-from gendsl.errors import GenRuntimeError
+from gendsl.distill import distill
+from gendsl.errors import GenDataError, GenRuntimeError
 
 FLOW = "model m {\n  data x: real[2]\n  x ~ pushforward(normal(0, 1), coupling(layers=2, hidden=[8]))\n}\n"
 FIT = ["--data", "builtin:moons", "--n", "300", "--steps", "4", "--batch-size", "64", "--checkpoint-every", "2",
@@ -192,3 +193,42 @@ def test_a_prior_path_the_system_cannot_look_up_is_no_run(tmp_path, path):
     (tmp_path / "p.gen").write_text('model m {\n  data x: real[2]\n  x ~ prior("' + path + '")\n}\n')
     code, err = run_cli(["describe", tmp_path / "p.gen"])
     assert code == 1 and "no trained run" in err and "internal error" not in err and len(err) < 1000, err[:500]
+
+
+# -- sizes, options and arguments ------------------------------------------------------------------
+
+
+def test_a_variable_too_large_for_memory_is_refused_at_check_time(tmp_path):
+    (tmp_path / "h.gen").write_text("model m {\n  data y: real[3]\n  z: real[100000, 100000] ~ normal(0, 1)\n"
+                                    "  y ~ normal(z[0, 0], 1)\n}\n")
+    refused(["check", tmp_path / "h.gen"], "h.gen:3:3", "10,000,000,000 numbers")
+
+
+def test_draws_that_cannot_fit_in_memory_are_refused_before_compiling():
+    prog = compile_text("model m {\n  z: real[20000000] ~ normal(0, 1)\n}\n")
+    with pytest.raises(GenDataError, match="GiB, more than half of this machine's"):
+        prog.infer({}, num_chains=4, num_samples=100000, num_warmup=10)
+
+
+def test_distill_refuses_a_huge_number_of_steps():
+    prog = compile_text("model m {\n  data x: real[2]\n  x ~ evolve(flow_matching(), net=mlp(hidden=[4]))\n}\n")
+    with pytest.raises(GenDataError, match="steps are at most 1024"):
+        distill(prog, prog.init(jax.random.key(0)), steps=10**6)
+
+
+def test_infer_with_a_negative_scale_is_a_data_error_at_its_line(tmp_path):
+    (tmp_path / "n.gen").write_text("model m {\n  data y: real[3]\n  mu ~ normal(0, 1)\n  y ~ normal(mu, -1)\n}\n")
+    (tmp_path / "y.json").write_text('{"y": [1, 2, 3]}')
+    refused(["infer", tmp_path / "n.gen", "--data", tmp_path / "y.json", "--out", tmp_path / "o", "--chains", "1",
+             "--samples", "10", "--warmup", "10"], "n.gen:4:3", "invalid scale")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("index, ok", [("1+5", False), ("2*2-1", False), ("-(1+3)", False), ("1+1", True),
+                                       ("-1-2", True)])
+def test_a_constant_index_out_of_range_is_a_check_error(tmp_path, index, ok):
+    (tmp_path / "i.gen").write_text(f"model m {{\n  data a: real[3]\n  data y: real\n  y ~ normal(a[{index}], 1)\n}}\n")
+    if ok:
+        assert run_cli(["check", tmp_path / "i.gen"])[0] == 0
+    else:
+        refused(["check", tmp_path / "i.gen"], "i.gen:4:", "out of range for an axis of length 3")

@@ -15,6 +15,7 @@ of the same shapes runs without tracing again.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from typing import Any, Mapping
@@ -133,6 +134,22 @@ def _check_counts(num_chains, num_samples, num_warmup, thin, init_tries):
             raise GenDataError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+#: working copies of the latent vector a chain keeps besides its draws (position, gradient,
+#: momentum, proposal, the NUTS tree's ends, mass-matrix estimates...)
+_WORKING_COPIES = 32
+
+
+def _check_memory(dim: int, num_chains: int, num_samples: int, double: bool) -> None:
+    """Refuse, before compiling, a run whose draws and chain states would not fit in the host's memory."""
+    itemsize = 8 if double else 4
+    need = itemsize * dim * num_chains * (num_samples + _WORKING_COPIES)
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have // 2:
+        raise GenDataError(f"{num_chains} chains of {num_samples} draws of {dim:,} latent numbers need about "
+                           f"{need / 2**30:.1f} GiB, more than half of this machine's {have / 2**30:.1f} GiB: "
+                           f"fewer chains or samples, or a smaller model")
+
+
 def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4, num_samples: int = 1000,
           num_warmup: int = 1000, kernel: str = "auto", params: Mapping[str, Any] | None = None,
           **options) -> Posterior:
@@ -205,6 +222,7 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
                                f"and summed out, so there is nothing for {kernel} to sample; their conditional "
                                f"probabilities are joint.conditionals(...) of gendsl.inference.log_joint",
                                lowered.model.span)
+        _check_memory(joint.dim, num_chains, num_samples, opts["precision"] == "double")
         init_key, run_key = jax.random.split(key)
         z0 = starts(program, joint, init_key, arrays, node_params, num_chains, opts["init_tries"], opts["init"])
         args = (run_key, z0, arrays, node_params)
