@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import jax
@@ -232,3 +233,43 @@ def test_a_constant_index_out_of_range_is_a_check_error(tmp_path, index, ok):
         assert run_cli(["check", tmp_path / "i.gen"])[0] == 0
     else:
         refused(["check", tmp_path / "i.gen"], "i.gen:4:", "out of range for an axis of length 3")
+
+
+# -- statistics that must not pass silently -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("latent", ["x: real ~ energy(0)", "x ~ normal(0, 1e38)"])
+def test_a_flat_target_warns_on_the_terminal_and_in_the_summary(tmp_path, latent):
+    (tmp_path / "f.gen").write_text(f"model m {{\n  {latent}\n}}\n")
+    (tmp_path / "e.json").write_text("{}")
+    code, err = run_cli(["infer", tmp_path / "f.gen", "--data", tmp_path / "e.json", "--out", tmp_path / "o",
+                         "--chains", "2", "--samples", "100", "--warmup", "50"])
+    assert code == 0, err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    for words in ("the log density is the same at every draw", "r_hat above 1.01", "bulk ESS below 100 a chain"):
+        assert any(words in w for w in summary["warnings"]), summary["warnings"]
+        assert f"warning: {words}" in err, err
+    assert "ess_tail" in summary["x"]
+
+
+def test_a_well_mixed_run_does_not_warn_about_convergence():
+    prog = compile_text("model m {\n  mu ~ normal(0, 1)\n}\n")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        post = prog.infer({}, key=jax.random.key(0), num_chains=2, num_samples=500, num_warmup=100)
+    assert post.summary()["mu"]["ess_tail"] > 200
+    assert not [str(w.message) for w in seen if "ESS" in str(w.message) or "r_hat" in str(w.message)]
+
+
+def test_tail_ess_is_arviz_tail_ess():
+    import arviz as az
+
+    from gendsl.numerics.diagnostics import ess_tail
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((4, 400))
+    for t in range(1, 400):
+        x[:, t] = 0.7 * x[:, t - 1] + rng.normal(size=4)
+    # the same estimator; numpyro and ArviZ truncate the autocorrelation sum slightly differently
+    assert float(ess_tail(x)) == pytest.approx(float(az.ess(x, method="tail")), rel=0.02)
+

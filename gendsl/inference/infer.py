@@ -31,6 +31,7 @@ from gendsl.inference.joint import LogJoint
 from gendsl.inference.posterior import Posterior
 from gendsl.numerics import kernels
 from gendsl.numerics.devices import check_divisible, make_mesh, replicated, sharded
+from gendsl.numerics.diagnostics import convergence_problems
 
 __all__ = ["OPTIONS", "infer", "log_joint"]
 
@@ -300,3 +301,11 @@ def _warn(post: Posterior, config) -> None:
     if low:
         warnings.warn(f"E-BFMI below {E_BFMI_LOW} in {len(low)} chain(s) ({low}): the sampler explores the energy "
                       f"levels poorly (heavy tails or a funnel); reparameterise (e.g. non-centred)", stacklevel=3)
+    lp = np.asarray(post.lp, dtype=np.float64)
+    if lp.size > 1 and np.all(np.isfinite(lp)) and np.ptp(lp) <= 1e-9 * max(1.0, float(np.abs(lp).max())):
+        warnings.warn(f"the log density is the same at every draw ({float(lp.flat[0]):.6g}): the target is flat (no "
+                      f"gradient information: an energy such as E = 0, or a prior too wide to vary, such as "
+                      f"normal(0, 1e38)), so it is improper and the chains drift; give the latents proper priors",
+                      stacklevel=3)
+    for problem in convergence_problems(post.summary(), post.latents, post.num_chains):
+        warnings.warn(problem, stacklevel=3)
