@@ -69,13 +69,15 @@ def write_posterior(post, out_dir: str | Path, warned: list[str] | None = None) 
     summary = {name: {k: _jsonable(v) for k, v in stats.items()} for name, stats in post.summary().items()}
     summary["divergences"] = {"total": int(post.divergences), "per_chain": post.divergences.per_chain.tolist()}
     summary["warnings"] = list(warned or [])
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    atomic_write_text(out / "sampler.json", json.dumps(post.sampler_stats(), indent=2))
     buf = io.BytesIO()
     np.savez(buf, **post.samples, **{f"{name}.probabilities": p for name, p in post.probabilities.items()})
+    # the large files first and summary.json last: a full disk stops the writing before the small
+    # files of an earlier run in the folder are replaced (each file is whole, old or new)
     atomic_write_bytes(out / "draws.npz", buf.getvalue())
     atomic_write_bytes(out / "posterior.nc", post.to_netcdf_bytes())
     trace_plot(post.samples, out / "trace.png")
+    atomic_write_text(out / "sampler.json", json.dumps(post.sampler_stats(), indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return out
 
 

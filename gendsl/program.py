@@ -28,12 +28,15 @@ from gendsl.inference import infer
 from gendsl.mechanisms import weakest_kind
 from gendsl.numerics import params_io
 from gendsl.numerics.checkpoint import data_digest, differences, has_checkpoint, load_checkpoint, save_checkpoint
-from gendsl.numerics.devices import check_divisible, globalize, make_mesh, replicated, sharded
+from gendsl.numerics.devices import check_divisible, check_host_memory, globalize, make_mesh, replicated, sharded
 from gendsl.numerics.runtime_checks import with_user_errors
 from gendsl.numerics.train import FitResult, NonFiniteLoss, Validation, build_trainer, run
 from gendsl.registry import MECHANISMS, SIGNATURES
 
 __all__ = ["Program"]
+
+#: arrays the size of the draws that sampling holds at once (draws, noise, a solver's stages...)
+_SAMPLE_COPIES = 16
 
 
 def _check_resume_point(folder, step: int, steps: int, losses: np.ndarray, saved: dict | None) -> None:
@@ -335,6 +338,9 @@ class Program:
         check_divisible(n, mesh, "the number of draws")
         data = dict(data or {})
         lowered = self.lowered(data)
+        per_draw = sum(int(np.prod(node.type.shape, dtype=np.int64)) for node in lowered.nodes)
+        check_host_memory(4 * n * per_draw * _SAMPLE_COPIES, f"{n} draws of {per_draw:,} numbers (and their working arrays)",
+                          "draw fewer at a time")
         if lowered.factors:
             raise GenRuntimeError(f"the model adds to its log density with 'target +=' ({lowered.factors[0].factor.label}), "
                                   f"which ancestral sampling cannot honour; use infer() for the posterior",

@@ -373,6 +373,20 @@ def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int, train
                        shape_hint=_shape_hint(model, variables)).arrays
 
 
+#: the files and folders of a run folder that ``gendsl sample --out`` must not replace
+_RUN_PARTS = ("model.gen", "run.json", "metrics.json", "training_log.csv", "params", "checkpoint")
+
+
+def _refuse_overwriting_the_run(run_dir: Path, out: Path) -> None:
+    """Refuse an ``--out`` that is one of the run's own files (or inside its params/ or checkpoint/)."""
+    try:
+        inside = out.resolve().relative_to(run_dir.resolve())
+    except (ValueError, OSError):
+        return
+    if inside.parts and inside.parts[0] in _RUN_PARTS:
+        raise GenDataError(f"--out {out} is part of the run {run_dir} ({inside.parts[0]}): write the draws elsewhere")
+
+
 def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devices: int | str | None = None,
                given: dict | None = None, options: dict | None = None) -> dict:
     """``gendsl sample``: draw ``n`` samples from a run; ``.npy`` for one variable, ``.npz`` for all.
@@ -389,20 +403,26 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devi
     dict
         That record, with ``"path"``: where the samples were written.
     """
+    out = Path(out)
+    if out.suffix not in (".npy", ".npz"):
+        raise GenDataError(f"--out {out} must end in .npy (one variable) or .npz (every variable)")
+    _refuse_overwriting_the_run(Path(run_dir), out)
     run = open_run(run_dir)
     program = with_sampling(run.program, **(options or {}))
+    observed = [v.name for v in run.program.model.by_role("observed") if v.name not in (given or {})]
+    if out.suffix == ".npy" and len(observed) > 1:
+        raise GenDataError(f"the model has several variables ({', '.join(observed)}): write them to a .npz file")
+    output_root(out.parent if str(out.parent) else ".", "the folder of --out")  # before the work: a bad folder fails at once
     t0 = time.perf_counter()
     draws, info = program.sample_with_info(run.params, jax.random.key(seed), n, run.record.get("dims") or {},
                                            devices=devices, given=given)
     draws = {k: quantise(v) if k in (run.record.get("pixels") or ()) else np.asarray(v) for k, v in draws.items()}
     seconds = time.perf_counter() - t0
-    out = Path(out)
-    output_root(out.parent if str(out.parent) else ".", "the folder of --out")
     buf = io.BytesIO()
     if out.suffix == ".npz":
         np.savez(buf, **draws)
     else:
-        observed = [v.name for v in run.program.model.by_role("observed") if v.name not in (given or {})] or list(draws)
+        observed = observed or list(draws)
         if len(observed) != 1:
             raise GenDataError(f"the model has several variables ({', '.join(observed)}): write them to a .npz file")
         np.save(buf, draws[observed[0]], allow_pickle=False)

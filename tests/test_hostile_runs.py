@@ -22,6 +22,7 @@ from gendsl import runs
 from gendsl.cli import main
 from gendsl.distill import distill
 from gendsl.errors import GenDataError, GenRuntimeError
+from gendsl.sampling_options import with_sampling
 
 FLOW = "model m {\n  data x: real[2]\n  x ~ pushforward(normal(0, 1), coupling(layers=2, hidden=[8]))\n}\n"
 FIT = ["--data", "builtin:moons", "--n", "300", "--steps", "4", "--batch-size", "64", "--checkpoint-every", "2",
@@ -209,6 +210,41 @@ def test_draws_that_cannot_fit_in_memory_are_refused_before_compiling():
     prog = compile_text("model m {\n  z: real[20000000] ~ normal(0, 1)\n}\n")
     with pytest.raises(GenDataError, match="GiB, more than half of this machine's"):
         prog.infer({}, num_chains=4, num_samples=100000, num_warmup=10)
+
+
+def test_counts_that_cannot_fit_in_memory_are_refused_before_the_work(tmp_path, runs_dir):
+    refused(["sample", runs_dir / "done", "--n", str(10**10), "--out", tmp_path / "s.npy"], "draw fewer at a time")
+    refused(["fit", runs_dir / "m.gen", "--data", "builtin:moons", "--n", str(10**10), "--steps", "2", "--out",
+             tmp_path / "r"], "draws from 1 to 10,000,000 examples")
+    with pytest.raises(GenDataError, match="warm-up steps"):
+        compile_text("model m {\n  mu ~ normal(0, 1)\n}\n").infer({}, num_chains=1, num_samples=10, num_warmup=10**12)
+    assert not (tmp_path / "s.npy").exists() and not (tmp_path / "r").exists()
+
+
+def test_sampling_time_options_keep_their_limits():
+    prog = compile_text("model m {\n  data x: real[2]\n  x ~ evolve(flow_matching(), net=mlp(hidden=[4]), "
+                        "sampler=ode(steps=8))\n}\n")
+    with pytest.raises(GenDataError, match="steps= takes a whole number from 0 to 1000000"):
+        with_sampling(prog, steps=10**9)
+
+
+def test_sample_writes_only_npy_or_npz_and_checks_before_sampling(tmp_path, runs_dir):
+    refused(["sample", runs_dir / "done", "--n", "3", "--out", tmp_path / "x.txt"], "must end in .npy")
+    assert not (tmp_path / "x.txt").exists()
+    run = _copy(runs_dir, tmp_path, "done")
+    before = (run / "params" / "params.npz").read_bytes()
+    refused(["sample", run, "--n", "3", "--out", run / "params" / "params.npz"], "is part of the run")
+    assert (run / "params" / "params.npz").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv", [["fit", "m.gen", "--data", "builtin:moons", "--steps", "2", "--out", "o",
+                                   "--checkpoint-every", "-5"],
+                                  ["infer", "m.gen", "--data", "d.json", "--out", "o", "--max-tree-depth", "100000"]])
+def test_counts_out_of_range_are_refused_by_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "expected a whole number" in err and "Traceback" not in err
 
 
 def test_distill_refuses_a_huge_number_of_steps():

@@ -15,7 +15,6 @@ of the same shapes runs without tracing again.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import warnings
 from typing import Any, Mapping
@@ -30,7 +29,7 @@ from gendsl.inference.compiled import pointwise, program_cache, runner, starts
 from gendsl.inference.joint import LogJoint
 from gendsl.inference.posterior import Posterior
 from gendsl.numerics import kernels
-from gendsl.numerics.devices import check_divisible, make_mesh, replicated, sharded
+from gendsl.numerics.devices import check_divisible, check_host_memory, make_mesh, replicated, sharded
 from gendsl.numerics.diagnostics import convergence_problems
 
 __all__ = ["OPTIONS", "infer", "log_joint"]
@@ -138,17 +137,17 @@ def _check_counts(num_chains, num_samples, num_warmup, thin, init_tries):
 #: working copies of the latent vector a chain keeps besides its draws (position, gradient,
 #: momentum, proposal, the NUTS tree's ends, mass-matrix estimates...)
 _WORKING_COPIES = 32
+#: bytes of the warm-up schedule and statistics per warm-up step
+_BYTES_PER_WARMUP_STEP = 64
 
 
-def _check_memory(dim: int, num_chains: int, num_samples: int, double: bool) -> None:
-    """Refuse, before compiling, a run whose draws and chain states would not fit in the host's memory."""
+def _check_memory(dim: int, num_chains: int, num_samples: int, num_warmup: int, double: bool) -> None:
+    """Refuse, before compiling, a run whose draws, chain states and warm-up schedule would not fit
+    in the host's memory."""
     itemsize = 8 if double else 4
-    need = itemsize * dim * num_chains * (num_samples + _WORKING_COPIES)
-    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > have // 2:
-        raise GenDataError(f"{num_chains} chains of {num_samples} draws of {dim:,} latent numbers need about "
-                           f"{need / 2**30:.1f} GiB, more than half of this machine's {have / 2**30:.1f} GiB: "
-                           f"fewer chains or samples, or a smaller model")
+    need = itemsize * dim * num_chains * (num_samples + _WORKING_COPIES) + _BYTES_PER_WARMUP_STEP * num_warmup
+    check_host_memory(need, f"{num_chains} chains of {num_samples} draws (after {num_warmup} warm-up steps) of "
+                            f"{dim:,} latent numbers", "fewer chains, samples or warm-up steps, or a smaller model")
 
 
 def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4, num_samples: int = 1000,
@@ -223,7 +222,7 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
                                f"and summed out, so there is nothing for {kernel} to sample; their conditional "
                                f"probabilities are joint.conditionals(...) of gendsl.inference.log_joint",
                                lowered.model.span)
-        _check_memory(joint.dim, num_chains, num_samples, opts["precision"] == "double")
+        _check_memory(joint.dim, num_chains, num_samples, num_warmup, opts["precision"] == "double")
         init_key, run_key = jax.random.split(key)
         z0 = starts(program, joint, init_key, arrays, node_params, num_chains, opts["init_tries"], opts["init"])
         args = (run_key, z0, arrays, node_params)
