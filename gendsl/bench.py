@@ -24,9 +24,9 @@ import numpy as np
 from gendsl import api
 from gendsl.data import builtin
 from gendsl.distill import distill
+from gendsl.fit_metrics import evaluate_fit
 from gendsl.numerics.confined import atomic_write_text, output_root
 from gendsl.plots import grid_2d
-from gendsl.runs import evaluate_fit
 
 __all__ = ["MECHANISMS", "DISTILLED", "DATASETS", "Budget", "QUICK", "FULL", "run_bench"]
 

@@ -22,6 +22,7 @@ from gendsl.errors import GenError, printable
 from gendsl.inference_run import infer_run, posterior_summary, read_data
 from gendsl.lang import read_text
 from gendsl.numerics.devices import initialize_distributed
+from gendsl.numerics.runtime_checks import user_errors
 from gendsl.runs import PATIENCE, VALIDATION_SHARE, fit_run, sample_run, sample_summary, summary_line
 
 __all__ = ["main", "build_parser"]
@@ -143,6 +144,15 @@ def _positive(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "a whole number of at least 1")
 
 
+#: most NUTS tree doublings ``--max-tree-depth`` takes: 2^30 gradient evaluations a transition
+MAX_TREE_DEPTH = 30
+
+
+def _tree_depth(text: str) -> int:
+    """A NUTS tree depth: a whole number from 1 to :data:`MAX_TREE_DEPTH`."""
+    return _number(text, int, lambda v: 1 <= v <= MAX_TREE_DEPTH, f"a whole number from 1 to {MAX_TREE_DEPTH}")
+
+
 def _seed(text: str) -> int:
     """A PRNG seed: a whole number in [0, 2^32)."""
     return _number(text, int, lambda v: 0 <= v < 2**32, f"a whole number from 0 to {2**32 - 1}")
@@ -230,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--n", type=_positive, default=20000, help="examples drawn from a builtin data set (default 20000)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    c.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: steps/10)")
+    c.add_argument("--checkpoint-every", type=_positive, default=None, help="steps between checkpoints (default: steps/10)")
     c.add_argument("--validation", type=float, default=VALIDATION_SHARE,
                    help=f"share of the training data held out to pick the kept parameters and stop early "
                         f"(default {VALIDATION_SHARE}; 0: none)")
@@ -272,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--kernel", default="auto", help="nuts (auto), hmc, mala or langevin (default auto)")
     g.add_argument("--target-accept", type=_probability, default=None,
                    help="acceptance rate the step size is adapted to (default: the kernel's, 0.95 for NUTS)")
-    g.add_argument("--max-tree-depth", type=_positive, default=None, help="NUTS: most tree doublings (default 10)")
+    g.add_argument("--max-tree-depth", type=_tree_depth, default=None,
+                   help=f"NUTS: most tree doublings (default 10, at most {MAX_TREE_DEPTH})")
     g.add_argument("--mass", default=None, help="inverse mass matrix: auto (default), dense or diagonal")
     g.add_argument("--init", type=_given, action="append", metavar="NAME=VALUE|FILE",
                    help="a starting value for a latent, in its own space (repeatable; or a .json / .npz file)")
@@ -330,7 +341,8 @@ def _run(args, debug: bool) -> int:
         if getattr(args, "coordinator", None) or getattr(args, "num_processes", None) or os.environ.get("JAX_COORDINATOR_ADDRESS"):
 
             initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-        return args.func(args)
+        with user_errors():  # a failure found while a compiled program ran is a GenError too
+            return args.func(args)
     except GenError as err:
         if debug:
             raise

@@ -37,10 +37,14 @@ from gendsl.program import Program
 from gendsl.registry import MECHANISMS
 from gendsl.runfolder import SOURCES, open_run, read_record, student_model
 
-__all__ = ["distill", "distill_run", "distill_summary", "REPORT_DRAWS"]
+__all__ = ["distill", "distill_run", "distill_summary", "REPORT_DRAWS", "MAX_STEPS", "MAX_PAIRS"]
 
 #: teacher paths are computed in chunks of this many draws (bounded memory, one compilation)
 _CHUNK = 2048
+#: most steps of a distilled student (it is a few-step sampler; its grid costs (steps + 1)^2)
+MAX_STEPS = 1024
+#: most teacher paths a student regresses onto
+MAX_PAIRS = 2**20
 
 
 def _parent_draws(program, lowered, params, key, n: int, data) -> dict:
@@ -109,6 +113,9 @@ def distill(program, params: dict, steps: int = 1, key: jax.Array | None = None,
     """
     if not isinstance(steps, int) or steps < 1:
         raise GenDataError(f"distill needs steps >= 1 (network evaluations of the student), got {steps!r}")
+    if steps > MAX_STEPS or pairs > MAX_PAIRS:
+        raise GenDataError(f"distill's steps are at most {MAX_STEPS} (a student is a few-step sampler: its grid holds "
+                           f"(steps + 1)^2 numbers) and its pairs at most {MAX_PAIRS}, got steps={steps}, pairs={pairs}")
     key = jax.random.key(0) if key is None else key
     lowered = program.lowered(data)
     teachers = [n for n in lowered.stochastic if _distillable(n)]

@@ -1,7 +1,8 @@
 """``gendsl infer FILE.gen --data FILE.json --out DIR``: posterior inference written to a folder.
 
 The folder receives ``summary.json`` (per variable: mean, sd, mcse_mean, quantiles, ess_bulk,
-r_hat; and ``divergences``: the total and the count of each chain), ``sampler.json`` (kernel, step
+ess_tail, r_hat; ``divergences``: the total and the count of each chain; ``warnings``: every
+warning of the run, one line each), ``sampler.json`` (kernel, step
 sizes, tree depths, acceptance, E-BFMI, timings), ``draws.npz`` (every variable, shape
 ``(chains, draws, ...)``), ``posterior.nc`` (ArviZ's InferenceData as netCDF: posterior,
 sample_stats, pointwise log_likelihood, observed and constant data; ``arviz.from_netcdf`` reads
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -58,20 +60,24 @@ def _jsonable(value):
     return [_jsonable(v) for v in arr]
 
 
-def write_posterior(post, out_dir: str | Path) -> Path:
+def write_posterior(post, out_dir: str | Path, warned: list[str] | None = None) -> Path:
     """Write ``summary.json``, ``sampler.json``, ``draws.npz``, ``posterior.nc`` and ``trace.png`` of
     ``post`` into ``out_dir`` (``draws.npz`` holds every variable's draws, and ``NAME.probabilities``
-    for each discrete latent)."""
+    for each discrete latent). ``summary.json``'s ``warnings`` lists ``warned``: what inference
+    warned about (convergence, divergences, a flat target...)."""
     out = output_root(out_dir)
     summary = {name: {k: _jsonable(v) for k, v in stats.items()} for name, stats in post.summary().items()}
     summary["divergences"] = {"total": int(post.divergences), "per_chain": post.divergences.per_chain.tolist()}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    atomic_write_text(out / "sampler.json", json.dumps(post.sampler_stats(), indent=2))
+    summary["warnings"] = list(warned or [])
     buf = io.BytesIO()
     np.savez(buf, **post.samples, **{f"{name}.probabilities": p for name, p in post.probabilities.items()})
+    # the large files first and summary.json last: a full disk stops the writing before the small
+    # files of an earlier run in the folder are replaced (each file is whole, old or new)
     atomic_write_bytes(out / "draws.npz", buf.getvalue())
     atomic_write_bytes(out / "posterior.nc", post.to_netcdf_bytes())
     trace_plot(post.samples, out / "trace.png")
+    atomic_write_text(out / "sampler.json", json.dumps(post.sampler_stats(), indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return out
 
 
@@ -110,7 +116,12 @@ def infer_run(model_path: str | Path, data_path: str | Path, out_dir: str | Path
 
     program = api.compile(api.load(model_path, model=model_name))
     options = dict(options or {}) | ({} if devices is None else {"devices": devices})
-    post = program.infer(read_data(data_path), key=jax.random.key(seed), num_chains=chains, num_samples=samples,
-                         num_warmup=warmup, kernel=kernel, **options)
-    write_posterior(post, out_dir)
+    data = read_data(data_path)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        post = program.infer(data, key=jax.random.key(seed), num_chains=chains, num_samples=samples,
+                             num_warmup=warmup, kernel=kernel, **options)
+    for w in seen:  # shown as they would have been, and kept in summary.json
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    write_posterior(post, out_dir, [str(w.message) for w in seen])
     return post

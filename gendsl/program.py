@@ -28,11 +28,29 @@ from gendsl.inference import infer
 from gendsl.mechanisms import weakest_kind
 from gendsl.numerics import params_io
 from gendsl.numerics.checkpoint import data_digest, differences, has_checkpoint, load_checkpoint, save_checkpoint
-from gendsl.numerics.devices import check_divisible, globalize, make_mesh, replicated, sharded
+from gendsl.numerics.devices import check_divisible, check_host_memory, globalize, make_mesh, replicated, sharded
+from gendsl.numerics.runtime_checks import with_user_errors
 from gendsl.numerics.train import FitResult, NonFiniteLoss, Validation, build_trainer, run
 from gendsl.registry import MECHANISMS, SIGNATURES
 
 __all__ = ["Program"]
+
+#: arrays the size of the draws that sampling holds at once (draws, noise, a solver's stages...)
+_SAMPLE_COPIES = 16
+
+
+def _check_resume_point(folder, step: int, steps: int, losses: np.ndarray, saved: dict | None) -> None:
+    """Refuse a checkpoint whose step is outside ``[0, steps]``, whose losses are not one a step
+    so far, or whose validation curve (``saved["validation"]``, when validating) is incomplete."""
+    curve = saved.get("validation") if saved is not None else None
+    curve_ok = saved is None or (isinstance(curve, dict) and isinstance(curve.get("steps"), list)
+                                 and isinstance(curve.get("losses"), list) and len(curve["steps"]) == len(curve["losses"])
+                                 and isinstance(curve.get("since"), int) and isinstance(curve.get("best_step"), int)
+                                 and (curve["best_step"] == 0 or isinstance(curve.get("best_loss"), (int, float))))
+    if not 0 <= step <= steps or len(losses) != step or not curve_ok:
+        raise GenDataError(f"the checkpoint in {folder} is damaged (it is at step {step} of {steps} with "
+                           f"{len(losses)} losses{'' if curve_ok else ' and an incomplete validation curve'}): "
+                           f"start afresh (--force)")
 
 
 class Program:
@@ -114,6 +132,7 @@ class Program:
         arrays, _ = self._prepare_batched(data, lowered, "loss")
         return joint_loss(lowered)(params, arrays, key)
 
+    @with_user_errors
     def fit(self, data: Mapping[str, Any], steps: int = 2000, key: jax.Array | None = None, batch_size: int = 256,
             optimizer: optax.GradientTransformation | None = None, params: dict | None = None,
             progress: bool = True, checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None,
@@ -205,6 +224,7 @@ class Program:
                 raise GenDataError(f"the checkpoint in {checkpoint_dir} was written by a different run "
                                    f"({'; '.join(differ)}): resume with the same command and data, or start afresh")
             state = stored[0] if monitor is not None else stored
+            _check_resume_point(checkpoint_dir, int(state.step), steps, losses, saved if monitor is not None else None)
             if monitor is not None:
                 tracking = {**saved["validation"], "best_state": stored[1]}
         save = None
@@ -309,6 +329,7 @@ class Program:
         """
         return self.sample_with_info(params, key, n, data, devices, given)[0]
 
+    @with_user_errors
     def sample_with_info(self, params: dict, key: jax.Array, n: int, data: Mapping[str, Any] | None = None,
                          devices: int | str | None = None, given: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
         """:meth:`sample` and what each node measured while sampling: ``(draws, info)``, ``info``
@@ -317,6 +338,9 @@ class Program:
         check_divisible(n, mesh, "the number of draws")
         data = dict(data or {})
         lowered = self.lowered(data)
+        per_draw = sum(int(np.prod(node.type.shape, dtype=np.int64)) for node in lowered.nodes)
+        check_host_memory(4 * n * per_draw * _SAMPLE_COPIES, f"{n} draws of {per_draw:,} numbers (and their working arrays)",
+                          "draw fewer at a time")
         if lowered.factors:
             raise GenRuntimeError(f"the model adds to its log density with 'target +=' ({lowered.factors[0].factor.label}), "
                                   f"which ancestral sampling cannot honour; use infer() for the posterior",
@@ -343,6 +367,7 @@ class Program:
                                                   out_shardings=(sharded(mesh), replicated(mesh)))
         return self._jitted[cache_key]
 
+    @with_user_errors
     def log_prob(self, params: dict, data: Mapping[str, Any]) -> jax.Array:
         """Joint log-density of each example in ``data``, shape ``(n,)``; see :attr:`log_prob_kind`."""
         lowered = self.lowered(data)
@@ -356,6 +381,7 @@ class Program:
             self._jitted[cache_key] = jax.jit(joint_log_prob(lowered))
         return self._jitted[cache_key](params, arrays)
 
+    @with_user_errors
     def infer(self, data: Mapping[str, Any], key: jax.Array | None = None, num_chains: int = 4,
               num_samples: int = 1000, num_warmup: int = 1000, kernel: str = "auto", params: dict | None = None, **options):
         """Posterior draws of the latent variables given ``data`` (full options: :func:`gendsl.inference.infer`).

@@ -69,19 +69,34 @@ def _candidates(path: str, file: str | None) -> list[Path]:
     return out
 
 
+def _holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds ``run.json``; a path the system cannot even look up (too long, a
+    NUL byte) holds none."""
+    try:
+        return (folder / "run.json").is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _shown(path: str) -> str:
+    """``path`` for a message: at most 200 characters."""
+    return path if len(path) <= 200 else f"{path[:120]}...{path[-40:]} ({len(path)} characters)"
+
+
 def locate_run(path: str, file: str | None = None) -> str:
     """The absolute folder of the run ``path`` as it is found now, or ``path`` unchanged."""
     for c in _candidates(path, file):
-        if (c / "run.json").is_file():
+        if _holds_run(c):
             return str(c.resolve())
     return path
 
 
 def _run_folder(path: str, span: Span | None) -> Path:
     for c in _candidates(path, span.file if span is not None else None):
-        if (c / "run.json").is_file():
+        if _holds_run(c):
             return c.resolve()
-    raise GenSemanticError(f"no trained run at \"{path}\" (a folder written by `gendsl fit`, with run.json)", span)
+    raise GenSemanticError(f"no trained run at \"{_shown(path)}\" (a folder written by `gendsl fit`, with run.json)",
+                           span)
 
 
 @contextlib.contextmanager
@@ -111,6 +126,12 @@ def read_record(folder: str | Path) -> dict:
         raise GenDataError(f"{folder} is not a gendsl run folder: {path} is not a JSON record") from None
     if not isinstance(record, dict):
         raise GenDataError(f"{path} does not hold a run record (a JSON object)")
+    dims, pixels = record.get("dims") or {}, record.get("pixels") or []
+    if not isinstance(record.get("model"), (str, type(None))) or not isinstance(dims, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in dims.items()) \
+            or not (isinstance(pixels, list) and all(isinstance(v, str) for v in pixels)):
+        raise GenDataError(f"{path} is damaged: its 'model' must be a model name, its 'dims' integers by name and its "
+                           f"'pixels' a list of names")
     return record
 
 
@@ -211,7 +232,5 @@ def open_run(folder: str | Path) -> Run:
     folder = Path(folder)
     record = read_record(folder)
     dims = record.get("dims") or {}
-    if not isinstance(dims, dict):
-        raise GenDataError(f"{folder / 'run.json'} has damaged dimensions ({dims!r})")
     program = as_student(Program(_read_model(folder, record), dims, SOURCES.load), record)
     return Run(folder, program, program.load_params(folder), record)

@@ -13,7 +13,6 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
@@ -23,19 +22,27 @@ from gendsl.api import compile, parse
 from gendsl.compiler.lower import static_inputs
 from gendsl.data import load_source, split_heldout
 from gendsl.data.images import dequantise, is_pixels, quantise
-from gendsl.errors import GenDataError
-from gendsl.image_metrics import image_metrics
+from gendsl.errors import GenDataError, GenRuntimeError
+from gendsl.fit_metrics import (
+    METRIC_ROWS,
+    evaluate_fit,
+    heldout_nll_stats,
+    image_quality,
+    image_variables,
+    summary_line,
+)
 from gendsl.lang import read_text
-from gendsl.metrics import energy_distance, loss_spikes, real_matrix
+from gendsl.metrics import loss_spikes, real_matrix
 from gendsl.numerics.confined import atomic_write_bytes, atomic_write_text, confined_dir, output_root
+from gendsl.numerics.confined import read_text as read_bounded
 from gendsl.numerics.devices import is_main_process, local_rows
 from gendsl.numerics.train import NonFiniteLoss
-from gendsl.plots import image_layout, loss_curve, samples_2d, samples_images
+from gendsl.plots import loss_curve, samples_2d, samples_images
 from gendsl.runfolder import open_run
 from gendsl.sampling_options import with_sampling
 
 __all__ = ["fit_run", "sample_run", "model_data_variables", "evaluate_fit", "heldout_nll_stats", "summary_line",
-           "VALIDATION_SHARE", "PATIENCE", "sample_summary"]
+           "VALIDATION_SHARE", "PATIENCE", "METRIC_ROWS", "sample_summary"]
 
 #: share of the training part cut off as the validation set of ``gendsl fit``
 VALIDATION_SHARE = 0.1
@@ -59,110 +66,6 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(type(o))
-
-
-def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None) -> dict:
-    """Held-out NLL, energy distance of samples to held-out data, sampling time and cost.
-
-    Samples are drawn as many as there are held-out examples, and the energy distance is the
-    plain (V-statistic) estimate, so that it compares with the noise floor: the distance between
-    the held-out data and ``fresh``, an independent draw of equal size, when one is given.
-    """
-    kind = program.log_prob_kind
-    dims = {k: v for k, v in heldout.items() if np.ndim(v) == 0}
-    metrics: dict[str, Any] = {"log_prob_kind": kind}
-    metrics.update(heldout_nll_stats(np.asarray(program.log_prob(params, heldout)))
-                   if kind in ("exact", "estimate") else {"heldout_nll": None})
-    inputs = {v.name: heldout[v.name] for v in program.model.by_role("input") if v.name in heldout}
-    k1, k2 = jax.random.split(key)
-    n_test = len(next(v for v in heldout.values() if np.ndim(v) > 0))
-    jax.block_until_ready(program.sample(params, k1, n_test, {**dims, **inputs}))  # compile
-    t0 = time.perf_counter()
-    draws, info = jax.block_until_ready(program.sample_with_info(params, k2, n_test, {**dims, **inputs}))
-    seconds = time.perf_counter() - t0
-    metrics["sample_seconds_per_1000"] = seconds * 1000.0 / n_test
-    metrics["nfe_per_sample"] = int(sum(int(info[n.name]["nfe"]) if "nfe" in info.get(n.name, {}) else n.mechanism.cost()
-                                        for n in program.lowered(heldout).stochastic))
-    metrics.update(_log_normalisers(program, params, heldout, info, k1))
-    real_test = real_matrix(program.model, heldout)
-    real_draws = real_matrix(program.model, {k: np.asarray(v) for k, v in draws.items()})
-    metrics["energy_distance"] = None
-    if real_test is not None and real_draws is not None:
-        metrics["energy_distance"] = float(energy_distance(real_draws, real_test, unbiased=False))
-        real_fresh = real_matrix(program.model, fresh) if fresh is not None else None
-        if real_fresh is not None:
-            floor = float(energy_distance(real_fresh[:n_test], real_test, unbiased=False))
-            metrics["energy_distance_noise_floor"] = floor
-            metrics["energy_distance_over_floor"] = metrics["energy_distance"] / floor if floor > 0 else None
-    metrics["_draws"] = draws
-    return metrics
-
-
-def _log_normalisers(program, params, heldout: dict, info: dict, key) -> dict:
-    """``{"log_z": {node: {"log_z", "se", "repeats"}}}`` for the nodes whose sampler estimated log Z
-    (an energy sampled by ``smc``: the ``"log_normaliser"`` capability), else nothing."""
-    nodes = [n for n in program.lowered(heldout).stochastic
-             if "log_normaliser" in type(n.mechanism).capabilities and "log_z" in info.get(n.name, {})]
-    out = {}
-    for node, k in zip(nodes, jax.random.split(key, max(1, len(nodes)))):
-        repeats = 8
-        log_z, se = node.mechanism.log_normaliser(params.get(node.name, {}), k, repeats)
-        out[node.name] = {"log_z": log_z, "se": se, "repeats": repeats}
-    return {"log_z": out} if out else {}
-
-
-def heldout_nll_stats(log_prob: np.ndarray) -> dict:
-    """What the held-out negative log-likelihoods ``-log_prob`` (``(n,)``) say, in nats per example.
-
-    ``heldout_nll`` is the mean (infinite when any point is), ``heldout_nll_se`` its standard
-    error over the finite points, ``heldout_nll_median`` the median, ``heldout_nll_nonfinite`` the
-    count of points whose density is 0 or undefined, and ``heldout_nll_extreme`` the count of
-    points beyond Tukey's far fence with k = 10 (NLL above ``q75 + 10 (q75 - q25)``): a handful of
-    exploding points, which move the mean, show there.
-    """
-    nll = -np.asarray(log_prob, dtype=np.float64).reshape(-1)
-    finite = nll[np.isfinite(nll)]
-    out = {"heldout_nll": float(np.mean(nll)) if len(nll) else None, "heldout_n": int(len(nll)),
-           "heldout_nll_nonfinite": int(len(nll) - len(finite))}
-    if len(finite):
-        q25, q50, q75 = np.percentile(finite, [25, 50, 75])
-        out.update(heldout_nll_se=float(np.std(finite, ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else None,
-                   heldout_nll_median=float(q50), heldout_nll_extreme=int(np.sum(finite > q75 + 10.0 * (q75 - q25))))
-    return out
-
-
-def summary_line(metrics: dict) -> str:
-    """One line a person reads after ``gendsl fit``: held-out NLL, energy distance, steps, time."""
-    parts = []
-    if metrics.get("heldout_nll") is not None:
-        nll = f"held-out NLL {metrics['heldout_nll']:.4g}"
-        if metrics.get("heldout_nll_se") is not None:
-            nll += f" ± {metrics['heldout_nll_se']:.2g}"
-        nll += f" nats (median {metrics.get('heldout_nll_median', float('nan')):.4g}"
-        odd = [f"{metrics[k]} {w}" for k, w in (("heldout_nll_nonfinite", "non-finite"), ("heldout_nll_extreme", "extreme"))
-               if metrics.get(k)]
-        parts.append(nll + (f"; {', '.join(odd)} of {metrics['heldout_n']}" if odd else "") + ")")
-    if metrics.get("energy_distance") is not None:
-        ed = f"energy distance {metrics['energy_distance']:.3g}"
-        if metrics.get("energy_distance_over_floor") is not None:
-            ed += f" ({metrics['energy_distance_over_floor']:.2f} x noise floor)"
-        parts.append(ed)
-    images = metrics.get("images", {})
-    if images.get("classifier_agreement") is not None:
-        parts.append(f"classifier agreement {images['classifier_agreement']:.2f} (the classifier's held-out accuracy "
-                     f"{images['classifier_heldout_accuracy']:.2f})")
-    if images.get("feature_distance_over_floor") is not None:
-        parts.append(f"feature distance {images['feature_distance_over_floor']:.2f} x noise floor")
-    extras = []
-    if metrics.get("stopped_early"):
-        extras.append("stopped early")
-    if metrics.get("best_step") is not None:
-        extras.append(f"kept step {metrics['best_step']}")
-    if metrics.get("loss_spikes"):
-        extras.append(f"{metrics['loss_spikes']} loss spike(s), the first at step {metrics['loss_spike_steps'][0]}")
-    steps = f"{metrics.get('steps_taken', metrics.get('steps'))} steps in {metrics.get('train_seconds', 0.0):.1f} s"
-    parts.append(steps + (f" ({'; '.join(extras)})" if extras else ""))
-    return "; ".join(parts)
 
 
 def _shape_hint(model, variables: list[str]) -> tuple | None:
@@ -246,10 +149,16 @@ def fit_run(model_path: str | Path, data_src: str, out: str | Path, *, steps: in
                                    "data": data_src, "pixels": pixels, "batch_size": batch_size, "learning_rate": learning_rate,
                                    "prior_dirs": [str(Path.cwd().resolve()), str(model_path.resolve().parent)]})
     program.save(result.params, confined_dir(out, "params"))
-    metrics = evaluate_fit(program, result.params, heldout, eval_key, fresh=_fresh_draw(data_src, variables, heldout, model, seed, train if groups is not None else None))
+    try:
+        metrics = evaluate_fit(program, result.params, heldout, eval_key,
+                               fresh=_fresh_draw(data_src, variables, heldout, model, seed, train if groups is not None else None))
+    except GenRuntimeError as err:  # a sampler that cannot finish, say: the trained run is kept
+        err.message += f" (training finished and the run is saved in {out}, but without held-out metrics)"
+        raise
     draws = {k: np.asarray(v) for k, v in metrics.pop("_draws").items()}
-    metrics.update(_image_quality(model, {**{k: v for k, v in heldout.items() if k not in draws}, **draws}, train,
-                                  heldout, jax.random.fold_in(eval_key, 1)))
+    n_drawn = len(next(iter(draws.values())))  # given inputs beside the draws: their first n_drawn rows
+    given = {k: v[:n_drawn] if np.ndim(v) else v for k, v in heldout.items() if k not in draws}
+    metrics.update(image_quality(model, {**given, **draws}, train, heldout, jax.random.fold_in(eval_key, 1)))
     tail = result.losses[-max(1, min(50, len(result.losses))):] if len(result.losses) else np.zeros(1)
     metrics.update(final_loss=float(np.mean(tail)), steps=steps, steps_taken=int(len(result.losses)),
                    train_seconds=result.train_seconds, n_train=int(len(next(iter(train.values())))),
@@ -281,35 +190,12 @@ def _dequantised(model, arrays: dict, seed: int) -> tuple[dict, list[str]]:
     return {k: dequantise(v, rng) if k in pixels else v for k, v in arrays.items()}, pixels
 
 
-def _image_variables(model, draws: dict) -> tuple[str | None, str | None]:
-    """The model's one image variable (``real[C, H, W]`` with C 1 or 3, or ``real[H, W]``) and its
-    label (the one one-element token variable in ``draws``), each None when there is none."""
-    reals = [v.name for v in model.by_role("observed") if v.type.base in ("real", "positive", "unit") and v.name in draws]
-    labels = [v.name for v in model.by_role("observed", "input") if v.type.base == "token" and v.name in draws
-              and np.ndim(draws[v.name]) >= 1 and np.size(draws[v.name]) == len(draws[v.name])]
-    image = reals[0] if len(reals) == 1 and image_layout(np.shape(draws[reals[0]])[1:]) is not None else None
-    return image, labels[0] if len(labels) == 1 else None
-
-
-def _image_quality(model, draws: dict, train: dict, heldout: dict, key) -> dict:
-    """metrics.json's ``images`` entry (:func:`gendsl.image_metrics.image_metrics`) for a model of
-    images, with the label's classifier when it has one; empty for other models."""
-    image, label = _image_variables(model, draws)
-    if image is None:
-        return {}
-    labels = {}
-    if label is not None:
-        labels = dict(sample_labels=np.asarray(draws[label]).reshape(-1), train_labels=train[label],
-                      heldout_labels=heldout[label], classes=int(model[label].type.vocab))
-    return {"images": image_metrics(np.asarray(draws[image]), train[image], heldout[image], key, **labels)}
-
-
 def _samples_picture(model, draws: dict, heldout: dict, path: Path) -> None:
     """``samples.png``: 2-D samples beside the held-out points, or, for one image variable, a grid
     of sampled images beside held-out ones, a row per class when the draws hold a label; a replaced
     run's picture is removed when this run has none."""
     real_draws, real_test = real_matrix(model, draws), real_matrix(model, heldout)
-    image, label = _image_variables(model, draws)
+    image, label = image_variables(model, draws)
     if real_draws is not None and real_draws.shape[1] == 2:
         samples_2d(real_draws, path, reference=real_test, title=f"{model.name}: samples vs held-out data")
     elif image is not None:
@@ -318,6 +204,12 @@ def _samples_picture(model, draws: dict, heldout: dict, path: Path) -> None:
                        title=f"{model.name}: samples vs held-out data")
     elif path.is_file():  # a replaced run's picture, not this one's
         path.unlink()
+
+
+def _row_step(line: str) -> int | None:
+    """The step of a ``training_log.csv`` row, or None for a damaged one."""
+    head = line.split(",", 1)[0]
+    return int(head) if head.isascii() and head.isdigit() and line.endswith("\n") else None
 
 
 class TrainingLog:
@@ -332,11 +224,12 @@ class TrainingLog:
         self.path = path
         self.lines: list[str] = []
         if resume and path.is_file() and not path.is_symlink():
-            self.lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[1:]
+            lines = read_bounded(path, "the training log").splitlines(keepends=True)[1:]
+            self.lines = [line for line in lines if _row_step(line) is not None]  # a damaged row is dropped
 
     def __call__(self, row: dict) -> None:
         step = int(row["step"])
-        self.lines = [line for line in self.lines if int(line.split(",", 1)[0]) < step]  # rows after a resume point
+        self.lines = [line for line in self.lines if _row_step(line) < step]  # rows after a resume point
         value = row["validation_loss"]
         self.lines.append(f"{step},{row['loss']:.6g},{'' if value is None else f'{value:.6g}'},{row['seconds']:.2f}\n")
         atomic_write_text(self.path, self.text())
@@ -352,8 +245,8 @@ def _refuse_replacing(out: Path, *, resume: bool, force: bool) -> None:
         return
     if (out / "run.json").exists() or (out / "params").exists():
         try:
-            name = json.loads((out / "run.json").read_text(encoding="utf-8")).get("model")
-        except (OSError, ValueError, AttributeError):
+            name = json.loads(read_bounded(out / "run.json", "the run record")).get("model")
+        except (GenDataError, ValueError, AttributeError, RecursionError):
             name = None
         what = f"a finished run of model '{name}'" if isinstance(name, str) else "a finished run"
         raise GenDataError(f"{out} holds {what}: pass --resume to continue it, --force to replace it (its files "
@@ -364,7 +257,8 @@ def _refuse_replacing(out: Path, *, resume: bool, force: bool) -> None:
 
 
 def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int, train: dict | None = None) -> dict | None:
-    """An independent draw the size of the held-out set, for the noise floor (built-in sets only).
+    """An independent draw the size of the held-out set (at most :data:`METRIC_ROWS`), for the noise
+    floor (built-in sets only).
 
     With ``train`` (a set whose held-out examples are whole groups, the digits' images) the draw
     is training rows: the held-out images are none of them, and a model that knows the training
@@ -372,12 +266,26 @@ def _fresh_draw(data_src: str, variables, heldout: dict, model, seed: int, train
     """
     if not data_src.startswith("builtin:"):
         return None
-    n_test = len(next(v for v in heldout.values() if np.ndim(v) > 0))
+    n_test = min(len(next(v for v in heldout.values() if np.ndim(v) > 0)), METRIC_ROWS)
     if train is not None:
         rows = np.random.default_rng(seed + 7919).permutation(len(next(iter(train.values()))))[:n_test]
         return {k: (v[rows] if np.ndim(v) else v) for k, v in train.items()}
     return load_source(data_src, variables, n_default=n_test, seed=seed + 7919,
                        shape_hint=_shape_hint(model, variables)).arrays
+
+
+#: the files and folders of a run folder that ``gendsl sample --out`` must not replace
+_RUN_PARTS = ("model.gen", "run.json", "metrics.json", "training_log.csv", "params", "checkpoint")
+
+
+def _refuse_overwriting_the_run(run_dir: Path, out: Path) -> None:
+    """Refuse an ``--out`` that is one of the run's own files (or inside its params/ or checkpoint/)."""
+    try:
+        inside = out.resolve().relative_to(run_dir.resolve())
+    except (ValueError, OSError):
+        return
+    if inside.parts and inside.parts[0] in _RUN_PARTS:
+        raise GenDataError(f"--out {out} is part of the run {run_dir} ({inside.parts[0]}): write the draws elsewhere")
 
 
 def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devices: int | str | None = None,
@@ -396,20 +304,26 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devi
     dict
         That record, with ``"path"``: where the samples were written.
     """
+    out = Path(out)
+    if out.suffix not in (".npy", ".npz"):
+        raise GenDataError(f"--out {out} must end in .npy (one variable) or .npz (every variable)")
+    _refuse_overwriting_the_run(Path(run_dir), out)
     run = open_run(run_dir)
     program = with_sampling(run.program, **(options or {}))
+    observed = [v.name for v in run.program.model.by_role("observed") if v.name not in (given or {})]
+    if out.suffix == ".npy" and len(observed) > 1:
+        raise GenDataError(f"the model has several variables ({', '.join(observed)}): write them to a .npz file")
+    output_root(out.parent if str(out.parent) else ".", "the folder of --out")  # before the work: a bad folder fails at once
     t0 = time.perf_counter()
     draws, info = program.sample_with_info(run.params, jax.random.key(seed), n, run.record.get("dims") or {},
                                            devices=devices, given=given)
     draws = {k: quantise(v) if k in (run.record.get("pixels") or ()) else np.asarray(v) for k, v in draws.items()}
     seconds = time.perf_counter() - t0
-    out = Path(out)
-    output_root(out.parent if str(out.parent) else ".", "the folder of --out")
     buf = io.BytesIO()
     if out.suffix == ".npz":
         np.savez(buf, **draws)
     else:
-        observed = [v.name for v in run.program.model.by_role("observed") if v.name not in (given or {})] or list(draws)
+        observed = observed or list(draws)
         if len(observed) != 1:
             raise GenDataError(f"the model has several variables ({', '.join(observed)}): write them to a .npz file")
         np.save(buf, draws[observed[0]], allow_pickle=False)

@@ -35,15 +35,17 @@ _SPEC_KINDS = ("sampler", "kernel")
 
 def _checked(signature: Signature, name: str, value: Any, where: str) -> Any:
     """``value`` for the option ``name`` of ``signature``, checked as the language checks it:
-    its kind, its choices (a whole number passes where ``int_or_str`` lists names), its range."""
+    its kind, its choices (a whole number passes where ``int_or_str`` lists names), its range
+    (up to the option's ``limit``)."""
     param = next(p for p in signature.params if p.name == name)
     kinds = _KINDS.get(param.kind)
     if kinds is None or isinstance(value, bool) or not isinstance(value, kinds):
         raise GenDataError(f"{where}: {name}= takes {param.kind.replace('_', ' ')} values, got {value!r}")
     if param.choices and value not in param.choices and not (param.kind == "int_or_str" and isinstance(value, int)):
         raise GenDataError(f"{where}: {name}= is one of {', '.join(map(repr, param.choices))}, got {value!r}")
-    if isinstance(value, int) and param.kind != "number" and not 0 <= value <= MAX_INT_OPTION:
-        raise GenDataError(f"{where}: {name}= takes a whole number from 0 to {MAX_INT_OPTION}, got {value}")
+    top = param.limit if param.limit is not None else MAX_INT_OPTION
+    if isinstance(value, int) and param.kind != "number" and not 0 <= value <= top:
+        raise GenDataError(f"{where}: {name}= takes a whole number from 0 to {top}, got {value}")
     return float(value) if param.kind == "number" else value
 
 

@@ -27,7 +27,7 @@ LAYERS = [
     ("compiler", ["gendsl.compiler"]),
     ("inference", ["gendsl.inference"]),
     ("application", ["gendsl.program", "gendsl.sources", "gendsl.runfolder", "gendsl.api", "gendsl.builder",
-                     "gendsl.data", "gendsl.metrics", "gendsl.image_metrics", "gendsl.plots", "gendsl.runs",
+                     "gendsl.data", "gendsl.metrics", "gendsl.image_metrics", "gendsl.plots", "gendsl.fit_metrics", "gendsl.runs",
                      "gendsl.distill", "gendsl.sampling_options", "gendsl.inference_run", "gendsl.advisor", "gendsl.bench",
                      "gendsl.docgen",
                      "gendsl.cli"]),

@@ -319,7 +319,7 @@ def test_infer_run_writes_the_cli_outputs(tmp_path):
     (tmp_path / "data.json").write_text(json.dumps({"y": [1.0, 2.0, 3.0]}))
     post = infer_run(gen, tmp_path / "data.json", tmp_path / "out", chains=2, samples=300, warmup=300, seed=1)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert set(summary) == {"m", "s", "divergences"}
+    assert set(summary) == {"m", "s", "divergences", "warnings"}
     assert 0.5 < summary["m"]["mean"] < 3.5
     assert post.samples["m"].shape == (2, 300)
     written = {p.name for p in (tmp_path / "out").iterdir()}

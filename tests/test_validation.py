@@ -12,8 +12,8 @@ import pytest
 import gendsl
 from gendsl.cli import main
 from gendsl.data import builtin, split_heldout
+from gendsl.fit_metrics import heldout_nll_stats, summary_line
 from gendsl.metrics import loss_spikes
-from gendsl.runs import heldout_nll_stats, summary_line
 
 FLOW = "model m {\n  data x: real[3]\n  x ~ pushforward(normal(0, 1), coupling(layers=4, hidden=[32, 32]))\n}\n"
 

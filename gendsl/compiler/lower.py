@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from gendsl.core.model import Factor, Model, Variable
 from gendsl.core.resolve import literal
-from gendsl.core.types import VarType, bind_dim
+from gendsl.core.types import VarType, bind_dim, oversized
 from gendsl.errors import GenDataError
 from gendsl.mechanisms import AbstractMechanism, NodeContext
 from gendsl.numerics.expr import evaluate
@@ -138,6 +138,8 @@ def lower(model: Model, dims: Mapping[str, int], placeholder: int | None = None,
         if any(isinstance(d, int) and d <= 0 for d in types[var.name].shape):
             raise GenDataError(f"with {', '.join(f'{k}={v}' for k, v in sorted(dims.items()))}, '{var.name}' "
                                f"({var.type}) would be empty: shape {list(types[var.name].shape)}", var.span)
+        if (too_large := oversized(var.name, types[var.name].shape)) is not None:
+            raise GenDataError(f"with {', '.join(f'{k}={v}' for k, v in sorted(dims.items()))}, {too_large}", var.span)
     nodes = []
     for var in model.variables():
         mech = None

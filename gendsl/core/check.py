@@ -20,7 +20,7 @@ from gendsl.core.model import Factor, Model, Statement, Variable
 from gendsl.core.resolve import literal, resolve_call
 from gendsl.core.shapes import Shapes, compatible, distribution_shape
 from gendsl.core.signatures import Spec
-from gendsl.core.types import Shape, VarType, shape_str
+from gendsl.core.types import Shape, VarType, oversized, shape_str
 from gendsl.core.userfns import expand_functions
 from gendsl.errors import GenError, GenSemanticError, Span, did_you_mean
 
@@ -296,6 +296,8 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
         try:
             vtype = _infer_type(n, st, declared, spec, shapes, types, int_inputs, catalog, observed=n in data_decl)
             _check_bounds(n, vtype, shapes)
+            if (too_large := oversized(n, vtype.shape)) is not None:
+                raise GenSemanticError(too_large, st.span)
         except GenError as err:
             errors.extend(err)
             types[n] = declared or VarType("real")

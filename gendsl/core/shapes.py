@@ -222,13 +222,14 @@ class Shapes:
 
     @staticmethod
     def _check_literal_index(e: Index, i: Expr, dim) -> None:
-        """A literal index must be an integer within the dimension (when that is known)."""
+        """A constant index (a literal, or integer literals joined by ``+ - *``) must be an integer
+        within the dimension (when that is known)."""
         num = i.operand if isinstance(i, Unary) and isinstance(i.operand, Num) else i
-        if not isinstance(num, Num):
-            return
-        if not isinstance(num.value, int):
+        if isinstance(num, Num) and not isinstance(num.value, int):
             raise GenSemanticError(f"an index must be an integer, got {unparse(i)}", i.span)
-        value = -num.value if num is not i else num.value
+        value = _constant_int(i)
+        if value is None:
+            return
         if isinstance(dim, int) and not -dim <= value < dim:
             raise GenSemanticError(f"index {value} is out of range for an axis of length {dim} "
                                    f"in '{unparse(e)[:60]}' (indexing is 0-based)", i.span)
@@ -275,3 +276,24 @@ def compatible(declared: Shape, inferred: Shape) -> bool:
         return broadcast_shapes(declared, inferred) == tuple(declared)
     except ValueError:
         return False
+
+
+#: most digits of a folded constant index (a longer product is no index of any axis)
+_CONSTANT_DIGITS = 30
+
+
+def _constant_int(e: Expr) -> int | None:
+    """The value of an integer constant expression: integer literals joined by unary ``-`` and
+    binary ``+``, ``-``, ``*``; None for anything else."""
+    if isinstance(e, Num):
+        return e.value if isinstance(e.value, int) and not isinstance(e.value, bool) else None
+    if isinstance(e, Unary) and e.op == "-":
+        value = _constant_int(e.operand)
+        return -value if value is not None else None
+    if isinstance(e, BinOp) and e.op in ("+", "-", "*"):
+        left, right = _constant_int(e.left), _constant_int(e.right)
+        if left is None or right is None:
+            return None
+        value = left + right if e.op == "+" else left - right if e.op == "-" else left * right
+        return value if len(str(abs(value))) <= _CONSTANT_DIGITS else None
+    return None

@@ -16,7 +16,7 @@ from typing import Mapping, Union
 
 from gendsl.core.ast import Expr, unparse
 
-__all__ = ["Dim", "Shape", "VarType", "BASES", "VECTOR_BASES", "MATRIX_BASES", "broadcast_shapes", "shape_str",
+__all__ = ["Dim", "Shape", "VarType", "ELEMENT_LIMIT", "oversized", "BASES", "VECTOR_BASES", "MATRIX_BASES", "broadcast_shapes", "shape_str",
            "dim_parts", "offset_dim", "bind_dim"]
 
 Dim = Union[int, str]
@@ -68,6 +68,23 @@ def bind_dim(d: Dim, dims: Mapping[str, int]) -> Dim:
         return d
     name, offset = dim_parts(d)
     return dims[name] + offset if name in dims else d
+
+
+#: most numbers one variable holds (per example): beyond it its arrays cannot be allocated on one
+#: device, and an index into it no longer fits int32
+ELEMENT_LIMIT = 2**27
+
+
+def oversized(name: str, shape: Shape) -> str | None:
+    """Why a variable of ``shape`` (its integer axes: a named one is not known yet) is too large,
+    or None when its known axes hold at most :data:`ELEMENT_LIMIT` numbers."""
+    size = 1
+    for d in shape:
+        size *= d if isinstance(d, int) else 1
+    if size <= ELEMENT_LIMIT:
+        return None
+    return (f"'{name}' holds {size:,} numbers (shape {shape_str(shape)}), more than the {ELEMENT_LIMIT:,} a variable "
+            f"may hold: its arrays would not fit in memory; make it smaller")
 
 
 def shape_str(shape: Shape) -> str:

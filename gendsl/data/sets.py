@@ -11,7 +11,7 @@ import numpy as np
 from gendsl.data.dataset import Dataset
 from gendsl.errors import GenDataError, did_you_mean
 
-__all__ = ["BUILTIN_NAMES", "N_DEFAULT", "LABELLED_CENTRES", "DIGITS_SHAPES", "builtin", "labelled_blobs",
+__all__ = ["BUILTIN_NAMES", "BUILTIN_LIMIT", "N_DEFAULT", "LABELLED_CENTRES", "DIGITS_SHAPES", "builtin", "labelled_blobs",
            "labelled_digits", "markov_chain",
            "markov_entropy", "quote"]
 
@@ -105,6 +105,8 @@ def _digits(n: int, rng: np.random.Generator, part: str | None = None) -> tuple[
     return ((picked + rng.uniform(size=picked.shape)) / 17.0 * 2.0 - 1.0).astype(np.float32), source
 
 
+#: most examples a built-in data set draws (its arrays are made in memory at once)
+BUILTIN_LIMIT = 10**7
 BUILTIN_NAMES: tuple[str, ...] = (*_POINT_SETS, "markov", "labelled_blobs", "digits")
 """The names :func:`builtin` knows."""
 
@@ -240,15 +242,15 @@ def builtin(
     Raises
     ------
     GenDataError
-        Unknown name, non-positive ``n``, or a shape hint the set cannot meet.
+        Unknown name, ``n`` outside ``1..BUILTIN_LIMIT``, or a shape hint the set cannot meet.
     """
     if name not in BUILTIN_NAMES:
         raise GenDataError(
             f"unknown built-in data set '{name}'{did_you_mean(name, BUILTIN_NAMES)} "
             f"(known: {', '.join(BUILTIN_NAMES)})"
         )
-    if int(n) < 1:
-        raise GenDataError(f"builtin:{name} needs a positive number of examples, got {n}")
+    if not 1 <= int(n) <= BUILTIN_LIMIT:
+        raise GenDataError(f"builtin:{name} draws from 1 to {BUILTIN_LIMIT:,} examples, got {n}")
     if name == "labelled_blobs":
         return labelled_blobs(n, seed, ("label", variable))
     rng = np.random.default_rng(seed)

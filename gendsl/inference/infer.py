@@ -30,7 +30,8 @@ from gendsl.inference.joint import LogJoint
 from gendsl.inference.marginal import log_marginal_likelihood
 from gendsl.inference.posterior import Posterior
 from gendsl.numerics import kernels
-from gendsl.numerics.devices import check_divisible, make_mesh, replicated, sharded
+from gendsl.numerics.devices import check_divisible, check_host_memory, make_mesh, replicated, sharded
+from gendsl.numerics.diagnostics import convergence_problems
 
 __all__ = ["OPTIONS", "infer", "log_joint"]
 
@@ -141,6 +142,22 @@ def _check_counts(num_chains, num_samples, num_warmup, thin, init_tries):
             raise GenDataError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+#: working copies of the latent vector a chain keeps besides its draws (position, gradient,
+#: momentum, proposal, the NUTS tree's ends, mass-matrix estimates...)
+_WORKING_COPIES = 32
+#: bytes of the warm-up schedule and statistics per warm-up step
+_BYTES_PER_WARMUP_STEP = 64
+
+
+def _check_memory(dim: int, num_chains: int, num_samples: int, num_warmup: int, double: bool) -> None:
+    """Refuse, before compiling, a run whose draws, chain states and warm-up schedule would not fit
+    in the host's memory."""
+    itemsize = 8 if double else 4
+    need = itemsize * dim * num_chains * (num_samples + _WORKING_COPIES) + _BYTES_PER_WARMUP_STEP * num_warmup
+    check_host_memory(need, f"{num_chains} chains of {num_samples} draws (after {num_warmup} warm-up steps) of "
+                            f"{dim:,} latent numbers", "fewer chains, samples or warm-up steps, or a smaller model")
+
+
 def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4, num_samples: int = 1000,
           num_warmup: int = 1000, kernel: str = "auto", params: Mapping[str, Any] | None = None,
           **options) -> Posterior:
@@ -215,6 +232,7 @@ def infer(program, data: Mapping[str, Any], key: jax.Array, num_chains: int = 4,
                                f"and summed out, so there is nothing for {kernel} to sample; their conditional "
                                f"probabilities are joint.conditionals(...) of gendsl.inference.log_joint",
                                lowered.model.span)
+        _check_memory(joint.dim, num_chains, num_samples, num_warmup, opts["precision"] == "double")
         init_key, run_key = jax.random.split(key)
         z0 = starts(program, joint, init_key, arrays, node_params, num_chains, opts["init_tries"], opts["init"])
         args = (run_key, z0, arrays, node_params)
@@ -297,3 +315,11 @@ def _warn(post: Posterior, config) -> None:
     if low:
         warnings.warn(f"E-BFMI below {E_BFMI_LOW} in {len(low)} chain(s) ({low}): the sampler explores the energy "
                       f"levels poorly (heavy tails or a funnel); reparameterise (e.g. non-centred)", stacklevel=3)
+    lp = np.asarray(post.lp, dtype=np.float64)
+    if lp.size > 1 and np.all(np.isfinite(lp)) and np.ptp(lp) <= 1e-9 * max(1.0, float(np.abs(lp).max())):
+        warnings.warn(f"the log density is the same at every draw ({float(lp.flat[0]):.6g}): the target is flat (no "
+                      f"gradient information: an energy such as E = 0, or a prior too wide to vary, such as "
+                      f"normal(0, 1e38)), so it is improper and the chains drift; give the latents proper priors",
+                      stacklevel=3)
+    for problem in convergence_problems(post.summary(), post.latents, post.num_chains):
+        warnings.warn(problem, stacklevel=3)

@@ -29,6 +29,7 @@ from gendsl.core.ast import Call
 from gendsl.core.catalog import Table
 from gendsl.core.resolve import resolve_call
 from gendsl.core.signatures import Param, Signature, Spec
+from gendsl.errors import GenDataError
 
 __all__ = ["Distribution", "DISTRIBUTIONS", "make_distribution", "logpdf"]
 
@@ -104,13 +105,19 @@ def _float(x):
     return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
-def make_distribution(row: Distribution, spec: Spec, evaluate: Callable) -> dist.Distribution:
+def make_distribution(row: Distribution, spec: Spec, evaluate: Callable, span=None) -> dist.Distribution:
     """The numpyro distribution of ``row`` for a resolved ``spec`` of it, its arguments evaluated
-    by ``evaluate(expr) -> array`` (for one example)."""
+    by ``evaluate(expr) -> array`` (for one example). Arguments known outside their range (a
+    negative scale, checked by numpyro when the values are concrete) are a :class:`GenDataError`
+    at ``span``."""
     args = [evaluate(spec[p.name]) for p in row.signature.params]
     if not row.integer_args:
         args = [_float(a) for a in args]
-    return row.make(*args)
+    try:
+        return row.make(*args)
+    except ValueError as err:  # numpyro's argument validation
+        raise GenDataError(f"{spec.name}(...) got an argument outside its range: {err} "
+                           f"(parameters: {', '.join(p.name for p in row.signature.params)})", span) from None
 
 
 _SIGNATURES = {name: row.signature for name, row in DISTRIBUTIONS.items()}

@@ -63,7 +63,7 @@ class Leaf(AbstractMechanism):
 
     def as_written(self, env: dict) -> dist.Distribution:
         """The numpyro distribution of one example, its batch shape that of its arguments."""
-        return make_distribution(self.row, self.ctx.spec, lambda e: self.ctx.evaluate(e, env))
+        return make_distribution(self.row, self.ctx.spec, lambda e: self.ctx.evaluate(e, env), self.ctx.span)
 
     def distribution(self, env: dict) -> dist.Distribution:
         """The numpyro distribution of one example, its batch shape broadcast to the variable's."""

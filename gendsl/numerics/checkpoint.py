@@ -72,17 +72,27 @@ def load_checkpoint(folder: str | Path, template: Any) -> tuple[Any, np.ndarray,
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise GenDataError(f"cannot read the checkpoint {path}: {err}") from None
     leaves, treedef = jax.tree_util.tree_flatten(template)
-    if sum(k.startswith("leaf_") for k in stored) != len(leaves):
+    names = [f"leaf_{i:05d}" for i in range(len(leaves))]
+    if sorted(k for k in stored if k.startswith("leaf_")) != names:
         raise GenDataError(f"the checkpoint {path} was written for another model or configuration")
+    try:
+        record = json.loads(bytes(stored["__record__"]).decode())
+        losses = np.asarray(stored["__losses__"], dtype=np.float32)
+    except (KeyError, ValueError, TypeError, RecursionError):
+        record, losses = None, None
+    if not isinstance(record, dict) or losses is None or losses.ndim != 1:
+        raise GenDataError(f"the checkpoint {path} is damaged (its record or its losses are missing or unreadable); "
+                           f"start afresh (--force)")
     out = []
-    for i, leaf in enumerate(leaves):
-        value = stored[f"leaf_{i:05d}"]
-        if _is_key(leaf):
-            out.append(jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(leaf)))
-            continue
-        if value.shape != np.shape(leaf):
+    for name, leaf in zip(names, leaves):
+        value = stored[name]
+        expected = jax.random.key_data(leaf) if _is_key(leaf) else np.asarray(leaf)
+        if value.shape != expected.shape or value.dtype.kind not in "biuf":
             raise GenDataError(f"the checkpoint {path} does not match this model (a state array has shape "
-                               f"{list(value.shape)}, expected {list(np.shape(leaf))})")
-        out.append(jnp.asarray(value, dtype=jnp.asarray(leaf).dtype))
-    record = json.loads(bytes(stored["__record__"]).decode())
-    return jax.tree_util.tree_unflatten(treedef, out), stored["__losses__"], record
+                               f"{list(value.shape)} and dtype {value.dtype}, expected {list(expected.shape)} and "
+                               f"{expected.dtype})")
+        if _is_key(leaf):
+            out.append(jax.random.wrap_key_data(jnp.asarray(value, dtype=expected.dtype), impl=jax.random.key_impl(leaf)))
+        else:
+            out.append(jnp.asarray(value, dtype=expected.dtype))
+    return jax.tree_util.tree_unflatten(treedef, out), losses, record

@@ -16,11 +16,20 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gendsl.errors import GenDataError, GenRuntimeError
 
-__all__ = ["make_mesh", "replicated", "sharded", "shard_leading", "initialize_distributed", "is_main_process",
+__all__ = ["check_host_memory", "make_mesh", "replicated", "sharded", "shard_leading", "initialize_distributed", "is_main_process",
            "check_divisible", "globalize", "local_rows"]
 
 AXIS = "data"
 
+
+
+def check_host_memory(need: int, what: str, advice: str) -> None:
+    """Refuse, with a :class:`GenDataError` saying ``what`` needs about ``need`` bytes and
+    ``advice``, work that would need more than half of this machine's memory."""
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have // 2:
+        raise GenDataError(f"{what} need about {need / 2**30:.1f} GiB, more than half of this machine's "
+                           f"{have / 2**30:.1f} GiB: {advice}")
 
 def make_mesh(devices: int | str | None) -> Mesh | None:
     """A mesh over the first ``devices`` devices (``"all"``: every device of every host); None for 1.

@@ -3,7 +3,9 @@
 Bulk ESS and R-hat are the rank-normalised ones of Vehtari et al. (2021), as ArviZ and Stan
 report them: draws are pooled, ranked and mapped through the normal quantile function, then
 numpyro's effective sample size (of the split chains) and split R-hat are applied; R-hat is the
-larger of the bulk and the folded (|x - median|) values. The Monte-Carlo standard error of the
+larger of the bulk and the folded (|x - median|) values. Tail ESS is the smaller ESS of the
+indicators of the 5% and 95% quantiles (split chains). :func:`convergence_problems` says, one
+line each, where R-hat is above :data:`R_HAT_LIMIT` or an ESS below :data:`ESS_PER_CHAIN` a chain. The Monte-Carlo standard error of the
 mean uses numpyro's classic ESS.
 """
 
@@ -14,10 +16,15 @@ from typing import Mapping
 import numpy as np
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
-__all__ = ["STATS", "rank_normalize", "ess_bulk", "r_hat", "summarize", "e_bfmi", "table"]
+__all__ = ["STATS", "R_HAT_LIMIT", "ESS_PER_CHAIN", "rank_normalize", "ess_bulk", "ess_tail", "r_hat", "summarize",
+           "convergence_problems", "e_bfmi", "table"]
 
 #: the statistics :func:`summarize` reports for each variable
-STATS = ("mean", "sd", "mcse_mean", "q5", "q50", "q95", "ess_bulk", "r_hat")
+STATS = ("mean", "sd", "mcse_mean", "q5", "q50", "q95", "ess_bulk", "ess_tail", "r_hat")
+#: R-hat above this says the chains have not mixed (Vehtari et al. 2021)
+R_HAT_LIMIT = 1.01
+#: bulk or tail ESS below this many per chain is too few for reliable estimates (Vehtari et al. 2021)
+ESS_PER_CHAIN = 100
 
 
 def rank_normalize(x: np.ndarray) -> np.ndarray:
@@ -51,6 +58,21 @@ def ess_bulk(x: np.ndarray) -> np.ndarray:
     return np.where(_constant(x), np.nan, ess)
 
 
+def ess_tail(x: np.ndarray) -> np.ndarray:
+    """Tail effective sample size of ``(chains, draws, ...)`` draws: the smaller ESS of the indicators
+    ``x <= q05`` and ``x <= q95`` (split chains), shape ``(...)`` (NaN if constant)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[1] < 4:
+        return np.full(x.shape[2:], np.nan)
+    flat = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+    out = []
+    for q in (0.05, 0.95):
+        below = (x <= np.quantile(flat, q, axis=0)).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(effective_sample_size(_split(below)))
+    return np.where(_constant(x), np.nan, np.minimum(*out))
+
+
 def r_hat(x: np.ndarray) -> np.ndarray:
     """Rank-normalised split R-hat (max of bulk and folded) of ``(chains, draws, ...)``: shape ``(...)``."""
     x = np.asarray(x, dtype=np.float64)
@@ -69,7 +91,7 @@ def _scalar_or_array(a: np.ndarray):
 
 def summarize(draws: Mapping[str, np.ndarray]) -> dict[str, dict]:
     """Per variable: mean, sd, Monte-Carlo standard error of the mean, 5/50/95% quantiles, bulk
-    ESS and R-hat.
+    and tail ESS and R-hat.
 
     Parameters
     ----------
@@ -98,9 +120,39 @@ def summarize(draws: Mapping[str, np.ndarray]) -> dict[str, dict]:
             "q50": q50,
             "q95": q95,
             "ess_bulk": ess_bulk(x),
+            "ess_tail": ess_tail(x),
             "r_hat": r_hat(x),
         }
         out[name] = {k: _scalar_or_array(np.asarray(v, dtype=np.float64)) for k, v in stats.items()}
+    return out
+
+
+def convergence_problems(summary: Mapping[str, Mapping[str, object]], names, num_chains: int) -> list[str]:
+    """One line for each check the variables ``names`` of :func:`summarize`'s ``summary`` fail:
+    R-hat above :data:`R_HAT_LIMIT`, bulk or tail ESS below :data:`ESS_PER_CHAIN` per chain
+    (each line names the worst variables and their values). NaN values (constants) pass."""
+    def worst(stat, bad, reverse):
+        found = []
+        for name in names:
+            v = np.asarray(summary[name][stat], dtype=np.float64).reshape(-1)
+            v = v[np.isfinite(v)]
+            if v.size and bad(v).any():
+                found.append((float(v.max() if reverse else v.min()), name))
+        found.sort(reverse=reverse)
+        return ", ".join(f"{name} {value:.3g}" for value, name in found[:5]) if found else None
+
+    need = ESS_PER_CHAIN * num_chains
+    out = []
+    rhat = worst("r_hat", lambda v: v > R_HAT_LIMIT, True)
+    if rhat:
+        out.append(f"r_hat above {R_HAT_LIMIT} ({rhat}): the chains have not converged to one distribution; "
+                   f"run longer, or reparameterise")
+    for stat, words in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
+        low = worst(stat, lambda v: v < need, False)
+        if low:
+            out.append(f"{words} ESS below {ESS_PER_CHAIN} a chain ({need} for {num_chains} chains: {low}): too few "
+                       f"effective draws for reliable {'means' if stat == 'ess_bulk' else 'quantiles'}; draw more "
+                       f"samples")
     return out
 
 

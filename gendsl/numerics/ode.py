@@ -27,7 +27,9 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
-__all__ = ["TRACES", "SOLVERS", "STEP_LIMIT_ADVICE", "divergence", "rademacher_probes", "solve", "solve_at",
+from gendsl.numerics.runtime_checks import fail_if
+
+__all__ = ["TRACES", "SOLVERS", "STEP_LIMIT_ADVICE", "finished", "divergence", "rademacher_probes", "solve", "solve_at",
            "integrate_divergence", "log_prob_through_ode"]
 
 #: how the divergence is computed
@@ -52,8 +54,17 @@ def rademacher_probes(key: jax.Array, n: int, size: int, dtype=jnp.float32) -> j
     return jax.random.rademacher(key, (n, size), dtype)
 
 
+def finished(sol, value, label: str, advice: str):
+    """``value`` once the diffrax solution ``sol`` (solved with ``throw=False``) is known to have
+    finished; else a user error at the program's boundary (:mod:`~gendsl.numerics.runtime_checks`):
+    "LABEL hit its step limit or its step size collapsed: ADVICE"."""
+    return fail_if(value, sol.result != diffrax.RESULTS.successful,
+                   f"{label} did not finish (it hit its step limit, or its step size collapsed): {advice}")
+
+
 def solve(field: Callable, y0, t0: float, t1: float, args=None, *, steps="adaptive", rtol: float = 1e-3,
-          atol: float = 1e-5, max_steps: int = 4096, dt0: float | None = None):
+          atol: float = 1e-5, max_steps: int = 4096, dt0: float | None = None, label: str = "an ODE solve",
+          advice: str | None = None):
     """Solve ``dy/dt = field(t, y, args)`` from ``t0`` to ``t1`` with Tsit5.
 
     Parameters
@@ -66,7 +77,8 @@ def solve(field: Callable, y0, t0: float, t1: float, args=None, *, steps="adapti
         ``"adaptive"`` (PID step-size control with ``rtol`` / ``atol``, first step ``dt0`` or
         diffrax's choice when None) or a number of fixed steps (``dt0`` ignored).
     max_steps:
-        Most steps of the solve.
+        Most steps of the solve; reaching it is a user error naming ``label`` (say "the ODE
+        solver of 'x'") and saying what to change (``advice``; None: max_steps, rtol and atol).
 
     Returns
     -------
@@ -79,8 +91,12 @@ def solve(field: Callable, y0, t0: float, t1: float, args=None, *, steps="adapti
         controller, dt0 = diffrax.ConstantStepSize(), (t1 - t0) / int(steps)
     sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), t0, t1, dt0, y0, args=args,
                               stepsize_controller=controller, adjoint=diffrax.RecursiveCheckpointAdjoint(),
-                              max_steps=max_steps, saveat=diffrax.SaveAt(t1=True))
-    return jax.tree_util.tree_map(lambda a: a[-1], sol.ys), sol.stats["num_steps"]
+                              max_steps=max_steps, saveat=diffrax.SaveAt(t1=True), throw=False)
+    if advice is None:
+        advice = (f"increase max_steps (now {max_steps}) or loosen rtol/atol (now {rtol:g}/{atol:g})"
+                  if steps == "adaptive" else f"max_steps (now {max_steps}) must be at least steps ({steps})")
+    y1 = finished(sol, jax.tree_util.tree_map(lambda a: a[-1], sol.ys), label, advice)
+    return y1, sol.stats["num_steps"]
 
 
 #: the solvers of ``ode(..., solver=...)`` in expressions

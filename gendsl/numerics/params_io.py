@@ -90,6 +90,10 @@ def load(path: str | Path, template: Any, fingerprints: dict[str, str] | None = 
                     raise GenDataError(f"parameter {k} in {folder / _ARRAYS} has shape {list(shape)}, "
                                        f"the model expects {list(np.shape(leaf))}")
                 stored[k] = f[k]
+                if stored[k].dtype.kind not in "biuf" or (stored[k].dtype.kind == "f" and not np.isfinite(stored[k]).all()):
+                    raise GenDataError(f"parameter {k} in {folder / _ARRAYS} is damaged: it holds "
+                                       f"{'non-finite values' if stored[k].dtype.kind == 'f' else stored[k].dtype}, "
+                                       f"not finite numbers")
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise GenDataError(f"cannot read the parameters {folder / _ARRAYS}: {err}") from None
     out = [jax.numpy.asarray(stored[jax.tree_util.keystr(p)], dtype=leaf.dtype) for p, leaf in leaves]

@@ -10,7 +10,7 @@ import pytest
 
 import gendsl
 from gendsl.errors import GenSemanticError
-from gendsl.runs import evaluate_fit
+from gendsl.fit_metrics import evaluate_fit
 
 PARTICLES = 1000
 #: 1.5 N((-4, 0), I) + 3.5 N((4, 0), I), unnormalised: mode weights 0.3 / 0.7 (8 sd apart), Z = 5 * 2 pi

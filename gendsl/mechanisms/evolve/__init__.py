@@ -173,7 +173,7 @@ class Evolve(EvolveNode):
         s = self.sampler
         if s.name == "ode":
             y, nfe = solve_ode(model, self.process, y1, context, steps=s["steps"], solver=s["solver"],
-                               rtol=s["rtol"], atol=s["atol"])
+                               rtol=s["rtol"], atol=s["atol"], label=f"the ODE sampler of '{self.ctx.name}'")
         elif s.name == "edm_heun":
             y, nfe = solve_edm(model, self.process, y1, k_noise, context, steps=s["steps"], churn=float(s["churn"]),
                                s_tmin=float(s["s_tmin"]), s_tmax=float(s["s_tmax"]), s_noise=float(s["s_noise"]))
@@ -190,7 +190,8 @@ class Evolve(EvolveNode):
     def log_prob(self, params, x, given):
         key = jax.random.key(_PROBE_KEY) if self.trace == "hutchinson" else None
         lp = likelihood.log_prob(self.model(params["net"]), self.process, standardise(params, x),
-                                 self.context(given), trace=self.trace, key=key)
+                                 self.context(given), trace=self.trace, key=key,
+                                 label=f"the likelihood ODE of '{self.ctx.name}'")
         return lp + log_jacobian(params)
 
     @staticmethod

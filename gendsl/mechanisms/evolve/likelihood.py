@@ -42,7 +42,7 @@ class _FlatVelocity(eqx.Module):
 
 def log_prob(model: Callable, process: AbstractProcess, y0: jax.Array, context=None, *, trace: str = "exact",
              key: jax.Array | None = None, rtol: float = RTOL, atol: float = ATOL,
-             t_start: float | None = None) -> jax.Array:
+             t_start: float | None = None, label: str = "the likelihood ODE") -> jax.Array:
     """Probability-flow log-density of each row of ``y0`` (shape ``(n, *shape)``): ``(n,)``.
 
     Parameters
@@ -55,6 +55,8 @@ def log_prob(model: Callable, process: AbstractProcess, y0: jax.Array, context=N
         ``"exact"`` or ``"hutchinson"`` (needs ``key`` for the Rademacher probes).
     t_start:
         The data end of the path (default ``process.t_min_likelihood``).
+    label:
+        What the solve is called when it does not finish (a user error).
     """
     if trace not in TRACES:
         raise ValueError(f"unknown trace {trace!r}; expected one of {TRACES}")
@@ -68,4 +70,6 @@ def log_prob(model: Callable, process: AbstractProcess, y0: jax.Array, context=N
     prior = jax.vmap(process.prior_log_prob)
     return log_prob_through_ode(_FlatVelocity(model, process, shape), y0.reshape(n, -1), t_start, 1.0, prior,
                                 context, probes, rtol=rtol, atol=atol, max_steps=MAX_STEPS,
-                                dt0=(1.0 - t_start) / 16)
+                                dt0=(1.0 - t_start) / 16, label=label,
+                                advice=f"the model's probability-flow field is too stiff to integrate at "
+                                       f"rtol={rtol:g}, atol={atol:g} in {MAX_STEPS} steps")

@@ -36,6 +36,7 @@ from gendsl.mechanisms.evolve.scaled_samplers import (
     dpm_evaluations,
     edm_evaluations,
 )
+from gendsl.numerics.ode import finished
 
 __all__ = ["SAMPLERS", "SCALED_SAMPLERS", "SOLVERS", "solve_ode", "ode_path", "solve_sde", "LangevinCorrected", "ode_evaluations",
            "sampler_evaluations"]
@@ -102,7 +103,7 @@ def sampler_evaluations(sampler) -> int | None:
 
 def solve_ode(model: Callable, process: AbstractProcess, y1: jax.Array, context=None, *, steps: int | str = 64,
               solver: str = "heun", rtol: float = 1e-3, atol: float = 1e-5,
-              t_end: float | None = None) -> tuple[jax.Array, jax.Array]:
+              t_end: float | None = None, label: str = "the ODE sampler") -> tuple[jax.Array, jax.Array]:
     """Integrate the probability-flow ODE from ``t = 1`` (``y1``, shape ``(n, *shape)``) to ``t_end``.
 
     Parameters
@@ -112,6 +113,9 @@ def solve_ode(model: Callable, process: AbstractProcess, y1: jax.Array, context=
         at ``rtol`` / ``atol``).
     solver:
         ``euler``, ``heun``, ``midpoint`` or ``tsit5`` (fixed steps only).
+    label:
+        What the solve is called in the user error raised when an adaptive solve does not finish
+        in ``MAX_STEPS`` steps.
 
     Returns
     -------
@@ -127,8 +131,10 @@ def solve_ode(model: Callable, process: AbstractProcess, y1: jax.Array, context=
     sol = diffrax.diffeqsolve(term, SOLVERS[solver][0](), t0=1.0, t1=t_end, dt0=dt0, y0=y1,
                               args=(model, process, context), stepsize_controller=controller,
                               max_steps=MAX_STEPS if steps == "adaptive" else None,
-                              saveat=diffrax.SaveAt(t1=True))
-    return sol.ys[-1], ode_evaluations(solver, sol.stats["num_steps"])
+                              saveat=diffrax.SaveAt(t1=True), throw=False)
+    y0 = finished(sol, sol.ys[-1], label, f"it has at most {MAX_STEPS} steps: loosen rtol/atol (now {rtol:g}/{atol:g}) "
+                                          f"or sample with fixed steps (ode(steps=64), or --steps 64)")
+    return y0, ode_evaluations(solver, sol.stats["num_steps"])
 
 
 def ode_path(model: Callable, process: AbstractProcess, y1: jax.Array, context, ts, *, steps_between: int = 8,

@@ -80,7 +80,8 @@ class CNFPushforward(PushforwardNode):
 
     def _solve_options(self) -> dict:
         spec = self.map_spec
-        return dict(steps=self.steps, rtol=spec["rtol"], atol=spec["atol"], max_steps=spec["max_steps"])
+        return dict(steps=self.steps, rtol=spec["rtol"], atol=spec["atol"], max_steps=spec["max_steps"],
+                    label=f"the ODE solver of '{self.ctx.name}'")
 
     def init(self, key):
         return initialise(velocity_network, self._recipe, key)
