@@ -100,7 +100,12 @@ def numpyro_model(name: str, d: dict):
             mu = _flat("mu", constraints.real)
             a0 = _flat("alpha0", constraints.positive)
             a1 = _flat("alpha1", constraints.unit_interval)
-            b1 = _flat("beta1", constraints.interval(0.0, 1.0 - a1))
+            # beta1 = (1 - alpha1) * raw, raw flat on (0, 1), with the log-Jacobian log(1 - alpha1) (as
+            # Stan does): not _flat("beta1", interval(0, 1 - a1)), whose draws numpyro's MCMC maps back
+            # through the bound of its first trace (its dynamic-support check misses ImproperUniform)
+            raw = _flat("beta1_raw", constraints.unit_interval)
+            b1 = numpyro.deterministic("beta1", (1.0 - a1) * raw)
+            numpyro.factor("beta1_jacobian", jnp.log1p(-a1))
 
             def step(s, r):
                 s = jnp.sqrt(a0 + a1 * r ** 2 + b1 * s ** 2)
