@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import lark
 
 from gendsl.errors import GenSyntaxError, Span, did_you_mean
@@ -43,6 +45,38 @@ def _stan_hint(line: str, tok) -> str | None:
     return None
 
 
+_TYPE_WORD = (r"(?:real|positive_ordered|positive|unit|int|token|ordered|simplex|sum_to_zero|cholesky_factor_corr"
+              r"|corr_matrix|cov_matrix|vector|row_vector)")
+#: ``real[N]<lower=0>``: bounds written after the dimensions
+_BOUNDS_AFTER_DIMS = re.compile(rf"\b({_TYPE_WORD})\s*(\[[^\]]*\])\s*(<[^>]*>)")
+#: ``real<lower=0> s;`` (or ``vector<lower=0>[N] s ~ ...``): a Stan declaration, the type first
+_STAN_DECLARATION = re.compile(rf"^\s*({_TYPE_WORD})\s*(<[^>]*>)?\s*(\[[^\]]*\])?\s+([A-Za-z_]\w*)\s*(~[^;]*)?;?\s*$")
+#: ``T[low, high]`` after a distribution: Stan's truncation
+_TRUNCATION = re.compile(r"T\s*\[([^,\]]*),([^\]]*)\]")
+
+
+def _stan_statement_hint(line: str, col: int) -> str | None:
+    """A message for a Stan declaration or truncation on this line (the error at column ``col``), if it is one."""
+    bounds = _BOUNDS_AFTER_DIMS.search(line)
+    if bounds is not None and bounds.start(3) == col - 1:
+        base, dims, limits = bounds.groups()
+        return f"the bounds come right after the base type, before the dimensions: write '{base}{limits}{dims}'"
+    decl = _STAN_DECLARATION.match(line)
+    if decl is not None and col - 1 <= decl.start(4):
+        base, limits, dims, name, dist = decl.groups()
+        base = "real" if base in ("vector", "row_vector") else base
+        sample = f" {dist.strip()}" if dist else ""
+        return (f"this looks like a Stan declaration (type first, then the name); gendsl writes the name first: "
+                f"'{name}: {base}{limits or ''}{dims or ''}{sample}'")
+    truncation = _TRUNCATION.match(line, col - 1)
+    if truncation is not None and "~" in line[:col - 1]:
+        lhs, dist = (part.strip() for part in line[:col - 1].split("~", 1))
+        ends = [f"{key}={value.strip()}" for key, value in zip(("low", "high"), truncation.groups()) if value.strip()]
+        written = f"{lhs} ~ truncated({dist}, {', '.join(ends)})" if ends else f"{lhs} ~ {dist}"
+        return f"Stan's truncation '{truncation.group(0)}' is written '{written}' here"
+    return None
+
+
 def _scope_hint(line: str, expected: set) -> str | None:
     """A message for a misused ``local`` or ``generated`` statement on this line, if it is one."""
     first = (line.split() or [""])[0]
@@ -76,7 +110,7 @@ def syntax_error(err: lark.exceptions.UnexpectedInput, text: str, file: str) -> 
     span = Span(file, line, col, text)
     source = (text.split("\n")[line - 1] if 1 <= line <= text.count("\n") + 1 else "")
     token = err.char if isinstance(err, lark.exceptions.UnexpectedCharacters) else getattr(err, "token", "")
-    stan = _stan_hint(source, token)
+    stan = _stan_hint(source, token) or (_stan_statement_hint(source, col) if col else None)
     if stan is not None:
         return GenSyntaxError(stan, span)
     if isinstance(err, lark.exceptions.UnexpectedCharacters):
