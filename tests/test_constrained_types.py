@@ -140,6 +140,19 @@ def test_flat_prior_posterior_is_the_likelihood():
     assert abs(zscore(mu, y.mean())) < 4 and abs(zscore((mu - y.mean()) ** 2, 4.0 / 40)) < 4
 
 
+def test_flat_bound_on_another_latent_is_uniform_on_the_triangle():
+    """a flat on (0, 1), b flat on (0, 1 - a): uniform on the triangle, so E a = E b = 1/3 and
+    E b^2 = 1/6 (b's marginal is 2 (1 - b)); a missing log(1 - a) Jacobian would tilt a towards 1,
+    and draws mapped back through a fixed bound would shrink b."""
+    prog = compile_text("model m {\n  a: real<lower=0, upper=1>\n  b: real<lower=0, upper=1 - a>\n}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImproperPriorWarning)
+        post = prog.infer({}, key=jax.random.key(4), num_chains=2, num_warmup=300, num_samples=500)
+    a, b = post.samples["a"], post.samples["b"]
+    assert np.all((b > 0) & (a + b < 1))
+    assert abs(zscore(a, 1 / 3)) < 4 and abs(zscore(b, 1 / 3)) < 4 and abs(zscore(b ** 2, 1 / 6)) < 4
+
+
 def test_constrained_data_are_checked_when_bound():
     prog = compile_text("model m {\n  data K: int\n  data th: simplex[K]\n  data o: ordered[3]\n"
                         "  data n: int<lower=1>[2]\n  data w: real<lower=0, upper=K>[2]\n  a ~ normal(0, 1)\n}\n")
