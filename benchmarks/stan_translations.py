@@ -8,8 +8,8 @@ after 1,000 warm-up, target acceptance 0.95, double precision).
 The data were simulated from each model with known parameters (``--simulate`` rewrites
 ``examples/stan_NAME.json``, numpy seed 0). Pass: every posterior mean within 4 Monte-Carlo standard
 errors of the reference (both runs' MC errors combined), every sd within 10%, every R-hat below
-1.01, no divergences. References are cached in ``benchmarks/stan_references.json`` (``--reference``
-recomputes them).
+1.01, no divergences. Both samplers start arma11 at theta = 0 (``INIT``). References are cached
+in ``benchmarks/stan_references.json`` (``--reference`` recomputes them).
 """
 
 from __future__ import annotations
