@@ -309,3 +309,16 @@ def test_tail_ess_is_arviz_tail_ess():
     # the same estimator; numpyro and ArviZ truncate the autocorrelation sum slightly differently
     assert float(ess_tail(x)) == pytest.approx(float(az.ess(x, method="tail")), rel=0.02)
 
+
+def test_a_chain_stranded_far_below_the_others_is_reported():
+    """ARMA(1,1) (examples/stan_arma11.gen): a chain started at |theta| > 1, where the errors grow
+    as theta^T (log density about -1e50), stays there; started at theta = 0, none does."""
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    prog = gendsl.compile(gendsl.load(examples / "stan_arma11.gen"))
+    data = json.loads((examples / "stan_arma11.json").read_text())
+    with pytest.warns(UserWarning, match=r"chain\(s\) \[3\] sit at a log density far below the best chain's"):
+        prog.infer(data, key=jax.random.key(0), num_samples=200, num_warmup=200, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prog.infer(data, key=jax.random.key(0), num_samples=200, num_warmup=200, progress=False, init={"theta": 0.0})
+    assert not [w for w in caught if "far below" in str(w.message)]

@@ -51,6 +51,10 @@ MAX_PARTICLES = 10**5
 #: E-BFMI below which a chain is reported (Stan's threshold)
 E_BFMI_LOW = 0.3
 
+#: a chain whose median log density lies this many nats below another chain's sits where the
+#: posterior has no mass (e^-100 relative): reported as stranded
+LP_GAP = 100.0
+
 def _node_params(lowered, params: Mapping[str, Any] | None) -> dict:
     out = {}
     for node in lowered.stochastic:
@@ -295,6 +299,15 @@ def _stuck_chains(post: Posterior) -> list[int]:
     return [int(c) for c in np.flatnonzero(~moved)]
 
 
+def _stranded_chains(post: Posterior) -> tuple[list[int], np.ndarray]:
+    """The chains whose median log density lies more than :data:`LP_GAP` nats below the best
+    chain's, and every chain's median log density (shape ``(num_chains,)``)."""
+    median = np.median(np.asarray(post.lp, dtype=np.float64), axis=1)
+    if median.size < 2 or not np.all(np.isfinite(median)):
+        return [], median
+    return [int(c) for c in np.flatnonzero(median < median.max() - LP_GAP)], median
+
+
 def _warn(post: Posterior, config) -> None:
     div = post.divergences
     if int(div):
@@ -311,6 +324,13 @@ def _warn(post: Posterior, config) -> None:
         warnings.warn(f"chain(s) {stuck} did not move after warm-up (step size {steps}, mean acceptance "
                       f"{float(post.acceptance_rate[stuck].mean()):.2f}): they sit where they started; give starting "
                       f"values (infer(init={{...}}), gendsl infer --init NAME=VALUE) or reparameterise", stacklevel=3)
+    stranded, median = _stranded_chains(post)
+    if stranded:
+        warnings.warn(f"chain(s) {stranded} sit at a log density far below the best chain's (median "
+                      f"{', '.join(f'{median[c]:.3g}' for c in stranded)} against {median.max():.6g}): they are stuck "
+                      f"where the posterior has no mass, likely where they started; give starting values "
+                      f"(infer(init={{...}}), gendsl infer --init NAME=VALUE) or restrict the latents' types",
+                      stacklevel=3)
     low = [round(float(b), 2) for b in post.e_bfmi if b < E_BFMI_LOW]
     if low:
         warnings.warn(f"E-BFMI below {E_BFMI_LOW} in {len(low)} chain(s) ({low}): the sampler explores the energy "
