@@ -36,7 +36,7 @@ MECHANISMS = {
     "pushforward (spline)": "pushforward(normal(0, 1), spline(layers=4, bins=8, hidden=[H, H]))",
     "evolve (vp, ode 32)": "evolve(vp(), net=mlp(hidden=[H, H, H]), sampler=ode(steps=32))",
     "evolve (flow matching, ode 32)": "evolve(flow_matching(), net=mlp(hidden=[H, H, H]), sampler=ode(steps=32))",
-    "energy (mlp, mala)": "energy(mlp(hidden=[H, H]), train=dsm(sigma=0.1), sampler=mala(step_size=0.01, steps=200))",
+    "energy (mlp, mala)": "energy(mlp(hidden=[H, H]), train=dsm(sigma=0.1, levels=1), sampler=mala(step_size=0.01, steps=200))",
 }
 #: label of a distilled row -> label of its teacher in :data:`MECHANISMS`
 DISTILLED = {"evolve (flow matching, distilled 1 step)": "evolve (flow matching, ode 32)"}

@@ -41,7 +41,7 @@ def moons_diffusion():
 def moons_ebm():
     m = ModelBuilder("moons_ebm")
     m.data("x", real(2))
-    m.sample("x", energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1), sampler=mala(step_size=0.01, steps=200)))
+    m.sample("x", energy(mlp(hidden=[128, 128]), train=dsm(sigma=0.1, levels=1), sampler=mala(step_size=0.01, steps=200)))
     return m.build()
 
 

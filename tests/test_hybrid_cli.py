@@ -31,7 +31,7 @@ model tilted_tokens_leaf {
   data x: real[2]
   data c: token[3] of 4
   data w: positive
-  x ~ energy(mlp(hidden=[16]), base=pushforward(normal(0, 1), coupling(layers=2, hidden=[16])), train=dsm(sigma=0.1), sampler=mala(step_size=0.02, steps=4))
+  x ~ energy(mlp(hidden=[16]), base=pushforward(normal(0, 1), coupling(layers=2, hidden=[16])), train=dsm(sigma=0.1, levels=1), sampler=mala(step_size=0.02, steps=4))
   c ~ factorize(made(hidden=[16]), given=x)
   w ~ lognormal(0.5 * x[0], 1)
 }

@@ -8,15 +8,19 @@ value of the variable ``NAME`` (whose density belongs to its own node).
 
 Sampling (:mod:`.sampling`): the ``sampler=`` given, else a default that mixes: NUTS for an
 expression, MALA for a conditional network energy, and for an unconditional one tempered SMC from
-its base or from a Gaussian fitted to its data (:mod:`.tempered`), or annealed Langevin over its
-noise levels when trained by a multi-level ``dsm``; ``tempering(...)`` runs parallel tempering.
+its base, annealed Langevin over its noise levels when trained by a multi-level ``dsm`` (the
+default objective), else tempered SMC from a Gaussian fitted to its data (:mod:`.tempered`); ``tempering(...)`` runs parallel tempering.
 A chain kernel runs in unconstrained coordinates, from noise (uniform in [-2, 2]) or from base
 draws, one chain per draw or draws spread over long chains (``chains=C``).
 
-Networks train by ``dsm`` (default), ``ssm`` or ``cd`` (:mod:`.objectives`), in unconstrained
-coordinates; ``dsm(levels=L > 1)`` makes the energy noise-conditional, ``E(x, sigma) = net(x,
-log sigma) / sigma`` (log sigma one more input, the ``1 / sigma`` the scale of NCSN's score), and
-the node's density is that at the smallest level; a base with parameters trains by its own objective beside them (a residual energy).
+A network energy without a base reads, trains and samples in the data's standardised
+coordinates ``q = (u - loc) / scale`` (``u`` unconstrained; ``loc`` and ``scale`` the training
+data's per-coordinate mean and sd, gathered in ``fit`` and kept as ``params["reference"]``), so
+noise levels, chain starts and step sizes are in units of the data's own spread, whatever its
+location and units. Networks train by ``dsm`` (default), ``ssm`` or ``cd`` (:mod:`.objectives`);
+``dsm`` at ``levels=L > 1`` (the default, 8) makes the energy noise-conditional, ``E(x, sigma) =
+net(q, log sigma) / sigma`` (log sigma one more input, the ``1 / sigma`` the scale of NCSN's
+score), and the node's density is that at the smallest level; a base with parameters trains by its own objective beside them (a residual energy).
 Network energies without a base get a weak Gaussian confinement ``|x|^2 / (2 * CONFINE^2)``,
 so ``exp(-E)`` stays normalisable wherever the network extrapolates.
 """
@@ -34,7 +38,7 @@ import numpyro.distributions.constraints as constraints
 from numpyro.distributions.transforms import biject_to
 
 from gendsl.core.ast import Opaque
-from gendsl.core.signatures import Param, Signature, Spec, default_spec
+from gendsl.core.signatures import Param, Signature, Spec
 from gendsl.core.types import shape_str
 from gendsl.errors import GenSemanticError
 from gendsl.mechanisms.base import (
@@ -47,7 +51,14 @@ from gendsl.mechanisms.base import (
     split_module,
 )
 from gendsl.mechanisms.energy import sampling, tempered
-from gendsl.mechanisms.energy.objectives import DSM_SIGNATURE, cd_loss, clip_gradient, dsm_loss, noise_levels, ssm_loss
+from gendsl.mechanisms.energy.objectives import (
+    cd_loss,
+    clip_gradient,
+    dsm_loss,
+    noise_levels,
+    ssm_loss,
+    training_objective,
+)
 from gendsl.mechanisms.energy.sampling import AUTO_CHAINS
 from gendsl.numerics import mcmc
 
@@ -115,11 +126,13 @@ class Energy(AbstractMechanism):
         if missing:
             raise GenSemanticError(f"given={missing[0]} is not a parent of '{ctx.name}'", ctx.span)
         self._set_base(spec.get("base"))
+        #: a network energy without a base works in the data's standardised coordinates (see _to_u)
+        self.standardised = self.network and self.base is None
         train = spec.get("train")
         if train is not None and not self.network:
             raise GenSemanticError(f"train={train.name}(...) needs a network energy; the energy of '{ctx.name}' is "
                                    f"an expression, with nothing to train", ctx.span)
-        self.objective = train or (default_spec(DSM_SIGNATURE) if self.network else None)
+        self.objective = training_objective(spec)
         self.loss_name = self.objective.name if self.objective is not None else "none"
         #: ``(L,)`` noise levels the energy is conditioned on, largest first (``L > 1``), else one or none
         self.sigmas = noise_levels(self.objective)
@@ -168,7 +181,7 @@ class Energy(AbstractMechanism):
             params["energy"] = self._init_network(k_net)
         if self.base_trains:
             params["base"] = self.base.init(k_base)
-        if self.population in ("smc", "annealed") and self.network and self.base is None:
+        if self.standardised:
             params["reference"] = tempered.fitted_reference(tempered.init_moments(self.dim))
         return params
 
@@ -179,7 +192,7 @@ class Energy(AbstractMechanism):
         if not self.network:
             return jnp.reshape(self.ctx.evaluate(self.E, {**given_one, self.ctx.name: x}), ())
         net = eqx.combine(params["energy"], self._static)
-        features = jnp.reshape(x, (-1,)).astype(jnp.result_type(float))
+        features = self._features(params, x)
         context = context_vector(_one(given_one), self.ctx.parents, self.given_names)
         if context is not None:
             features = jnp.concatenate([features, context[0].astype(features.dtype)])
@@ -200,18 +213,48 @@ class Energy(AbstractMechanism):
             lp = lp + self.base.log_prob(params.get("base", {}), x[None], _one(given_one))[0]
         return lp
 
-    def _log_density_u(self, params, u: jax.Array, given_one: dict, sigma=None) -> jax.Array:
-        """The same in unconstrained coordinates (flat ``u`` of shape ``(dim,)``), log-Jacobian added."""
-        u = u.reshape(self.u_shape)
+    def _features(self, params, x: jax.Array) -> jax.Array:
+        """``(dim,)`` what the network reads of ONE example: its standardised unconstrained coordinates
+        (the example itself, flattened, for an energy that tilts a base)."""
+        if not self.standardised:
+            return jnp.reshape(x, (-1,)).astype(jnp.result_type(float))
+        loc, scale = self._affine(params)
+        return (self.transform.inv(x).reshape(-1) - loc) / scale
+
+    def _affine(self, params) -> tuple[jax.Array, jax.Array]:
+        """``(loc, scale)``, each ``(dim,)``: the data's per-coordinate mean and sd in ``u`` (the
+        reference gathered in ``fit``, not a gradient-trained parameter); identity without one."""
+        if not self.standardised:
+            return jnp.zeros(self.dim), jnp.ones(self.dim)
+        reference = jax.lax.stop_gradient(params["reference"])
+        return reference["loc"], reference["scale"]
+
+    def _to_u(self, params, q: jax.Array) -> jax.Array:
+        """The sampling coordinates ``q`` ``(dim,)`` of ONE example -> its unconstrained ``u``
+        (``u_shape``): ``u = loc + scale * q``. A standardised energy's samplers, noise levels and
+        starts are thereby in units of the data's own spread."""
+        loc, scale = self._affine(params)
+        return (loc + scale * q).reshape(self.u_shape)
+
+    def _log_density_u(self, params, q: jax.Array, given_one: dict, sigma=None) -> jax.Array:
+        """The same in the sampling coordinates (flat ``q`` of shape ``(dim,)``), log-Jacobian of
+        ``q -> x`` added (so log Z over ``q`` is that of the density of ``x``)."""
+        u = self._to_u(params, q)
         x = self.transform(u)
-        return self._log_density(params, x, given_one, sigma) + jnp.sum(self.transform.log_abs_det_jacobian(u, x))
+        jacobian = jnp.sum(self.transform.log_abs_det_jacobian(u, x)) + jnp.sum(jnp.log(self._affine(params)[1]))
+        return self._log_density(params, x, given_one, sigma) + jacobian
 
-    def _energy_u(self, params, u: jax.Array, given_one: dict) -> jax.Array:
-        return self.energy(params, self.transform(u.reshape(self.u_shape)), given_one)
+    def _energy_u(self, params, q: jax.Array, given_one: dict) -> jax.Array:
+        return self.energy(params, self.transform(self._to_u(params, q)), given_one)
 
-    def _unconstrain(self, x: jax.Array) -> jax.Array:
-        """``(n, *shape) -> (n, dim)``."""
+    def _raw_u(self, x: jax.Array) -> jax.Array:
+        """``(n, *shape) -> (n, dim)`` unconstrained coordinates."""
         return jax.vmap(lambda xi: self.transform.inv(xi).reshape(-1))(x)
+
+    def _unconstrain(self, params, x: jax.Array) -> jax.Array:
+        """``(n, *shape) -> (n, dim)`` sampling coordinates ``q``."""
+        loc, scale = self._affine(params)
+        return (self._raw_u(x) - loc) / scale
 
     def _parents(self, given: dict | None) -> dict:
         given = given or {}
@@ -234,7 +277,7 @@ class Energy(AbstractMechanism):
 
     def _sample_impl(self, params, key, given, n: int):
         u, info = sampling.draw(self, params, key, given, n)
-        return jax.vmap(lambda q: self.transform(q.reshape(self.u_shape)))(u), info
+        return jax.vmap(lambda q: self.transform(self._to_u(params, q)))(u), info
 
     def sample(self, params, key: jax.Array, n: int, given: dict | None = None) -> jax.Array:
         """``n`` draws, shape ``(n, *shape)``: each the last state of its own chain, spread over long chains,
@@ -314,10 +357,11 @@ class Energy(AbstractMechanism):
             total = total + base_loss
         if group != "main" or self.objective is None:
             return total, state
-        u = self._unconstrain(x)
-        if "moments" in state:
+        u = self._raw_u(x)
+        if "moments" in state:  # the standardisation of this step: the data's moments so far
             state["moments"] = tempered.update_moments(state["moments"], u)
-        loss, buffer = self._objective(params, u, given, k_obj, state.get("buffer"))
+            params = {**params, "reference": tempered.fitted_reference(state["moments"])}
+        loss, buffer = self._objective(params, self._unconstrain(params, x), given, k_obj, state.get("buffer"))
         if buffer is not None:
             state["buffer"] = buffer
         return total + loss, state

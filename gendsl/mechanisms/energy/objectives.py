@@ -30,16 +30,16 @@ import numpy as np
 import optax
 
 from gendsl.core.catalog import Table
-from gendsl.core.signatures import STEP_LIMIT, Param, Signature
+from gendsl.core.signatures import STEP_LIMIT, Param, Signature, Spec, default_spec
 from gendsl.errors import GenDataError
 
-__all__ = ["OBJECTIVES", "noise_levels", "dsm_loss", "ssm_loss", "cd_loss", "clip_gradient"]
+__all__ = ["OBJECTIVES", "training_objective", "noise_levels", "dsm_loss", "ssm_loss", "cd_loss", "clip_gradient"]
 
 #: ``dsm(...)`` in the language
 DSM_SIGNATURE = Signature("dsm", "objective", (
-        Param("sigma", "number", 0.1, doc="the (smallest) noise level"),
+        Param("sigma", "number", 0.1, doc="the (smallest) noise level, in standard deviations of the data"),
         Param("sigma_max", "number", 1.0, doc="the largest noise level, when levels > 1"),
-        Param("levels", "int", 1, limit=1000, doc="noise levels, geometric from sigma_max to sigma (1: sigma only)"),
+        Param("levels", "int", 8, limit=1000, doc="noise levels, geometric from sigma_max to sigma (1: sigma only)"),
     ), "denoising score matching (several levels: a noise-conditional energy)")
 #: ``ssm(...)`` in the language
 SSM_SIGNATURE = Signature("ssm", "objective", (Param("projections", "int", 1, limit=1024),), "sliced score matching")
@@ -60,6 +60,15 @@ def _score(logdensity: Callable) -> Callable:
     return jax.grad(logdensity)
 
 
+def training_objective(spec):
+    """The objective an ``energy(...)`` spec trains by: its ``train=``, else ``dsm()`` with its
+    defaults for a network energy; None for an expression (nothing to train)."""
+    train = spec.get("train")
+    if train is not None or not isinstance(spec["E"], Spec):
+        return train
+    return default_spec(DSM_SIGNATURE)
+
+
 def noise_levels(objective) -> np.ndarray:
     """``(L,)`` the noise levels of a ``dsm(...)`` spec, largest first; ``(0,)`` for any other objective."""
     if objective is None or objective.name != "dsm":
@@ -68,7 +77,8 @@ def noise_levels(objective) -> np.ndarray:
         return np.array([float(objective["sigma"])])
     if not objective["sigma_max"] > objective["sigma"] > 0:
         raise GenDataError(f"dsm(levels={objective['levels']}) needs sigma_max > sigma > 0, got "
-                           f"sigma_max={objective['sigma_max']:g} and sigma={objective['sigma']:g}")
+                           f"sigma_max={objective['sigma_max']:g} and sigma={objective['sigma']:g}: give a sigma_max above sigma, "
+                           f"or levels=1 for one level")
     return np.geomspace(float(objective["sigma_max"]), float(objective["sigma"]), int(objective["levels"]))
 
 

@@ -23,7 +23,7 @@ import jax
 from gendsl.core.signatures import Spec, default_spec
 from gendsl.errors import GenDataError, GenSemanticError
 from gendsl.mechanisms.energy import tempered
-from gendsl.mechanisms.energy.objectives import noise_levels
+from gendsl.mechanisms.energy.objectives import noise_levels, training_objective
 from gendsl.numerics import annealed, kernels, mcmc, smc, tempering
 
 __all__ = ["AUTO_CHAINS", "POPULATIONS", "sampler_spec", "check_levels", "configure", "start", "draw", "negatives", "chain_cost"]
@@ -49,7 +49,7 @@ def sampler_spec(spec: Spec) -> tuple[Spec, str]:
         return default_spec(kernels.MALA_SIGNATURE), "default for a conditional network energy: a chain per draw"
     if isinstance(spec.get("base"), Spec):
         return default_spec(smc.SMC_SIGNATURE), "default for a network energy with a base: tempered from the base"
-    if len(noise_levels(spec.get("train"))) > 1:
+    if len(noise_levels(training_objective(spec))) > 1:
         return default_spec(annealed.ANNEALED_SIGNATURE), "default for an energy trained at several noise levels"
     return default_spec(smc.SMC_SIGNATURE), "default for a network energy: tempered from a Gaussian fitted to the data"
 
@@ -57,9 +57,9 @@ def sampler_spec(spec: Spec) -> tuple[Spec, str]:
 def check_levels(name: str, spec: Spec, span) -> None:
     """Refuse, at check time, ``dsm(levels=L > 1)`` without ``sigma_max > sigma > 0`` and ``annealed``
     for an energy without noise levels (an expression, or one trained at a single level)."""
-    train = spec.get("train")
+    train = training_objective(spec)
     try:
-        levels = noise_levels(train if isinstance(spec["E"], Spec) else None)
+        levels = noise_levels(train)
     except GenDataError as err:
         raise GenSemanticError(f"the objective of '{name}': {err.message}", span) from None
     sampler = spec.get("sampler")
@@ -128,9 +128,9 @@ def _configure_chains(node, sampler: Spec, conditioned: list[str]) -> None:
 def start(node, params, key: jax.Array, n: int, given: dict) -> jax.Array:
     """``(n, dim)`` unconstrained starting points: base draws, the base variable, or noise."""
     if node.base is not None:
-        return node._unconstrain(node.base.sample(params.get("base", {}), key, n, given))
+        return node._unconstrain(params, node.base.sample(params.get("base", {}), key, n, given))
     if node.base_name is not None:
-        return node._unconstrain(given[node.base_name])
+        return node._unconstrain(params, given[node.base_name])
     return mcmc.uniform_starts(key, (n, node.dim))
 
 
@@ -200,7 +200,7 @@ def chain_cost(spec: Spec) -> int:
     if sampler.name == "smc":
         return smc.config_from_spec(sampler).evaluations()
     if sampler.name == "annealed":
-        return annealed.config_from_spec(sampler).evaluations(len(noise_levels(spec.get("train"))))
+        return annealed.config_from_spec(sampler).evaluations(len(noise_levels(training_objective(spec))))
     if sampler.name == "tempering":
         return tempering.config_from_spec(sampler).evaluations()
     return (sampler["warmup"] + sampler["steps"]) * kernels.config_from_spec(sampler).gradient_steps()

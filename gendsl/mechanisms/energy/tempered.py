@@ -1,11 +1,12 @@
 """Sampling an energy node by tempered SMC (``sampler=smc(...)``) and its log normaliser.
 
-The reference the particles start from, in the node's unconstrained coordinates ``u`` of shape
+The reference the particles start from, in the node's sampling coordinates ``q`` of shape
 ``(dim,)``: the ``base=`` mechanism when there is one (its draws and its log-density with the
-log-Jacobian of the map to ``u``), else a diagonal Gaussian: fitted to the training data for a
-network energy (the moments :func:`update_moments` gathers during ``fit``; stored as
-``params["reference"]``), a standard normal for an expression energy. The target is the node's
-unnormalised log-density in ``u`` (``-E``, plus the base). Draws are the final particles
+log-Jacobian of the map to ``q``, there the unconstrained ``u``), else a standard normal. For a
+network energy ``q`` is ``u`` standardised by the data's per-coordinate mean and sd (the moments
+:func:`update_moments` gathers during ``fit``; stored as ``params["reference"]``), so the
+standard normal is the Gaussian fitted to the data. The target is the node's unnormalised
+log-density in ``q`` (``-E``, plus the base, with the log-Jacobian of ``q -> x``). Draws are the final particles
 resampled to the number asked; log Z is that of ``exp(-E)`` (times the base), since the reference
 is normalised.
 """
@@ -22,7 +23,7 @@ __all__ = ["reference", "run", "sample", "log_normaliser", "init_moments", "upda
 
 
 def reference(node, params):
-    """``(draw(key, n) -> (n, dim), logpdf(u) -> ())`` of the node's reference in ``u``."""
+    """``(draw(key, n) -> (n, dim), logpdf(q) -> ())`` of the node's reference in ``q``."""
     if node.base is not None:
         base_params = params.get("base", {})
 
@@ -31,15 +32,13 @@ def reference(node, params):
             jacobian = jnp.sum(node.transform.log_abs_det_jacobian(u.reshape(node.u_shape), x))
             return node.base.log_prob(base_params, x[None], {})[0] + jacobian
 
-        return (lambda key, n: node._unconstrain(node.base.sample(base_params, key, n, {}))), logpdf
-    moments = params.get("reference", {})
-    loc = moments.get("loc", jnp.zeros(node.dim))
-    scale = moments.get("scale", jnp.ones(node.dim))
+        return (lambda key, n: node._unconstrain(params, node.base.sample(base_params, key, n, {}))), logpdf
+    # a network energy samples in its data's standardised coordinates, an expression in u itself
 
     def draw(key, n):
-        return loc + scale * jax.random.normal(key, (n, node.dim), loc.dtype)
+        return jax.random.normal(key, (n, node.dim), jnp.result_type(float))
 
-    return draw, lambda u: jnp.sum(norm.logpdf(u, loc, scale))
+    return draw, lambda q: jnp.sum(norm.logpdf(q))
 
 
 def run(node, params, key: jax.Array) -> smc.SMCResult:
