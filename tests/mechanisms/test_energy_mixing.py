@@ -146,3 +146,19 @@ def test_contrastive_divergence_clips_the_energy_gradient():
     params = node.init(jax.random.key(0))
     grads = jax.jit(jax.grad(lambda p: node.loss(p, x, {}, jax.random.key(1))))(params)
     assert 0.001 < float(optax.global_norm(grads["energy"])) <= 0.01 * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("dim", [2, 10])
+def test_an_unconditional_expression_energy_mixes_by_default(dim):
+    """Without sampler=, an expression energy that reads no other variable is sampled by tempered
+    SMC from N(0, I): over independent runs the mode shares are within 4 standard errors of the
+    weights, and log Z within 4 of its standard errors of (2 pi)^(d/2) (the weights sum to 1)."""
+    prog = compile_energy(f"energy({mixture_energy(dim)})", f"x: real[{dim}]")
+    assert "smc(" in prog.describe() and "unconditional expression energy" in prog.describe()
+    runs = [prog.sample_with_info({}, jax.random.key(10 * dim + r), 1000) for r in range(6)]
+    shares = np.stack([np.bincount(nearest_mode(np.asarray(d["x"]), dim), minlength=3) / 1000 for d, _ in runs])
+    se = shares.std(0, ddof=1) / np.sqrt(len(runs))
+    assert np.all(np.abs(shares.mean(0) - WEIGHTS) < 4 * se + 1e-3), (shares.mean(0), se)
+    log_z = np.array([float(info["x"]["log_z"]) for _, info in runs])
+    se_z = log_z.std(ddof=1) / np.sqrt(len(runs))
+    assert abs(log_z.mean() - dim / 2 * np.log(2 * np.pi)) < 4 * se_z + 1e-3, (log_z, se_z)

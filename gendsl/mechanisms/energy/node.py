@@ -386,7 +386,8 @@ class Energy(AbstractMechanism):
     # -- the plan --------------------------------------------------------------------------------
     def cost(self) -> int:
         """Energy (gradient) evaluations of one chain, plus the base's draw that starts it."""
-        return sampling.chain_cost(self.ctx.spec) + (self.base.cost() if self.base is not None else 0)
+        parents = any(p != self.base_name for p in self.ctx.parents)
+        return sampling.chain_cost(self.ctx.spec, parents) + (self.base.cost() if self.base is not None else 0)
 
     @classmethod
     def static_cost(cls, spec: Spec, vtype, mechanisms) -> int:

@@ -1,7 +1,8 @@
 """How an energy node draws: its sampler (the one given, or a default that mixes), the draws, the price.
 
-The default, when ``sampler=`` is not given: an expression energy (a Bayesian posterior, a physics
-potential) is sampled by NUTS; a network energy that depends on other variables by MALA (each draw
+The default, when ``sampler=`` is not given: an expression energy that reads other variables (a
+Bayesian posterior, a physics potential) is sampled by NUTS, one without parents by tempered SMC
+from a standard normal (its modes weighted by the reweighting, with log Z); a network energy that depends on other variables by MALA (each draw
 its own chain, as it was trained); an unconditional network energy by a population that mixes
 between modes, where a chain started from noise stays in the mode it falls into: tempered SMC from
 its base when it has one (``base=``), annealed Langevin over its noise levels when it was trained by
@@ -34,9 +35,10 @@ AUTO_CHAINS = 16
 POPULATIONS = ("smc", "annealed", "tempering")
 
 
-def sampler_spec(spec: Spec) -> tuple[Spec, str]:
+def sampler_spec(spec: Spec, parents: bool = True) -> tuple[Spec, str]:
     """The sampler given by ``sampler=``, else the default (module docstring), and why it was chosen. A network
-    energy is conditional when it has ``given=``, ``base=NAME`` or a base with ``given=`` (the parents it reads)."""
+    energy is conditional when it has ``given=``, ``base=NAME`` or a base with ``given=`` (the parents it reads);
+    an expression energy when it reads other variables (``parents``)."""
     base = spec.get("base")
     conditioned = (bool(spec.get("given")) or isinstance(base, str)
                    or (isinstance(base, Spec) and base.category == "mechanism" and bool(base.get("given"))))
@@ -44,7 +46,9 @@ def sampler_spec(spec: Spec) -> tuple[Spec, str]:
     if given is not None:
         return given, ""
     if not isinstance(spec["E"], Spec):
-        return default_spec(kernels.NUTS_SIGNATURE), "default for an expression energy"
+        if parents or base is not None:
+            return default_spec(kernels.NUTS_SIGNATURE), "default for an expression energy"
+        return default_spec(smc.SMC_SIGNATURE), "default for an unconditional expression energy: tempered from N(0, I)"
     if conditioned:
         return default_spec(kernels.MALA_SIGNATURE), "default for a conditional network energy: a chain per draw"
     if isinstance(spec.get("base"), Spec):
@@ -76,7 +80,7 @@ def configure(node, spec: Spec) -> None:
     or the chain kernel, its warm-up, steps and long chains; ``node.sampler_name`` says which and why."""
     check_levels(node.ctx.name, spec, node.ctx.span)
     conditioned = [p for p in node.ctx.parents if p != node.base_name]
-    sampler, reason = sampler_spec(spec)
+    sampler, reason = sampler_spec(spec, bool(conditioned))
     node.population = sampler.name if sampler.name in POPULATIONS else None
     # cd's negatives, when a population samples, come from MALA's defaults
     node.config = kernels.config_from_spec(default_spec(kernels.MALA_SIGNATURE) if node.population else sampler)
@@ -193,10 +197,10 @@ def negatives(node, params, u0: jax.Array, given: dict, key: jax.Array, num_step
     return jax.lax.stop_gradient(jax.vmap(one)(jax.random.split(key, u0.shape[0]), u0, given))
 
 
-def chain_cost(spec: Spec) -> int:
+def chain_cost(spec: Spec, parents: bool = True) -> int:
     """Gradient evaluations per draw: transitions (warm-up and kept) times evaluations per transition;
     ``smc``: per particle of a typical run; ``annealed``: per particle; ``tempering``: per ladder."""
-    sampler, _ = sampler_spec(spec)
+    sampler, _ = sampler_spec(spec, parents)
     if sampler.name == "smc":
         return smc.config_from_spec(sampler).evaluations()
     if sampler.name == "annealed":

@@ -41,18 +41,18 @@ def reference(node, params):
     return draw, lambda q: jnp.sum(norm.logpdf(q))
 
 
-def run(node, params, key: jax.Array) -> smc.SMCResult:
-    """One SMC run of ``node.smc.particles`` particles from the reference to the node's density."""
+def run(node, params, key: jax.Array, particles: int | None = None) -> smc.SMCResult:
+    """One SMC run of ``particles`` (default ``node.smc.particles``) from the reference to the node's density."""
     draw, logpdf = reference(node, params)
     k_start, k_run = jax.random.split(key)
-    particles = draw(k_start, node.smc.particles)
+    particles = draw(k_start, particles or node.smc.particles)
     return smc.run_smc(node.smc, logpdf, lambda u: node._log_density_u(params, u, {}), k_run, particles)
 
 
 def sample(node, params, key: jax.Array, n: int) -> tuple[jax.Array, dict]:
     """``(n, dim)`` unconstrained draws and ``{"log_z", "tempering_steps", "acceptance_rate"}`` of the run."""
     k_run, k_pick = jax.random.split(key)
-    result = run(node, params, k_run)
+    result = run(node, params, k_run, max(node.smc.particles, n))  # n draws: at least n particles
     info = {"log_z": result.log_z, "tempering_steps": result.num_steps, "acceptance_rate": result.acceptance_rate}
     return smc.resample(k_pick, result, n), info
 
