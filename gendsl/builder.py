@@ -12,6 +12,12 @@
     m.sample("y", normal(theta, sigma))
     model = m.build()          # the same checked Model as the .gen text gives
 
+Every statement of the language has its method: ``data``, ``sample`` (``NAME ~ RHS``), ``param``
+(``NAME: TYPE``, a flat prior), ``let``, ``local``, ``generated``, ``target`` (``target += EXPR``)
+and ``fn`` (``fn NAME(ARGS) = EXPR``, from a Python function of :class:`Ref` arguments). Types
+take bounds (``real(N, lower=0)``) and the constrained bases have their constructors
+(``ordered(K)``, ``simplex(K)``, ``cholesky_factor_corr(K)``...).
+
 Every language name (distributions, mechanisms, networks, options, functions) is a function
 here that builds the call; variables are :class:`Ref` objects with Python operators. Errors point
 at the Python line that made the statement.
@@ -20,20 +26,22 @@ at the Python line that made the statement.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 from typing import Any, Callable
 
-from gendsl.core.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Opaque, Str, Unary, unparse
+from gendsl.core.ast import BinOp, Call, Expr, Index, ListExpr, Name, Num, Opaque, Slice, Str, Unary, unparse
 from gendsl.core.check import check
 from gendsl.core.functions import FUNCTIONS
 from gendsl.core.model import Model, Statement
-from gendsl.core.types import VarType
+from gendsl.core.types import MATRIX_BASES, VECTOR_BASES, VarType
 from gendsl.errors import GenSemanticError, Span
 from gendsl.registry import SIGNATURES
 from gendsl.runfolder import CATALOG
 from gendsl.sources import PriorSource
 
-__all__ = ["Ref", "ModelBuilder", "real", "positive", "unit", "integer", "token", "call", "expr_of", "prior"]
+__all__ = ["Ref", "Fn", "ModelBuilder", "real", "positive", "unit", "integer", "token", *VECTOR_BASES, *MATRIX_BASES,
+           "call", "expr_of", "prior"]
 
 
 def _caller_span(depth: int = 2) -> Span:
@@ -48,12 +56,17 @@ def expr_of(value: Any, span: Span | None = None) -> Expr:
         return value.expr
     if isinstance(value, bool):
         return Num(int(value), span)
-    if isinstance(value, (int, float)):
-        return Num(value, span)
+    if isinstance(value, (int, float)):  # a negative number as the text writes it: -(1)
+        return Unary("-", Num(-value, span), span) if value < 0 else Num(value, span)
     if isinstance(value, str):
         return Str(value, span)
     if isinstance(value, (list, tuple)):
         return ListExpr(tuple(expr_of(v, span) for v in value), span)
+    if isinstance(value, slice):
+        if value.step is not None:
+            raise GenSemanticError(f"a slice takes no step ({value!r}): write start:stop", span)
+        return Slice(None if value.start is None else expr_of(value.start, span),
+                     None if value.stop is None else expr_of(value.stop, span), span)
     raise GenSemanticError(f"cannot use a {type(value).__name__} in a model expression ({value!r})", span)
 
 
@@ -81,6 +94,17 @@ class Ref:
     def __pow__(self, o): return self._bin("^", o)
     def __rpow__(self, o): return self._bin("^", o, True)
     def __xor__(self, o): return self._bin("^", o)
+    def __lt__(self, o): return self._bin("<", o)
+    def __le__(self, o): return self._bin("<=", o)
+    def __gt__(self, o): return self._bin(">", o)
+    def __ge__(self, o): return self._bin(">=", o)
+    def __and__(self, o): return self._bin("and", o)
+    def __rand__(self, o): return self._bin("and", o, True)
+    def __or__(self, o): return self._bin("or", o)
+    def __ror__(self, o): return self._bin("or", o, True)
+    # ``==`` stays Python's identity test (a Ref is a dict key); the language's is ``Ref.eq``
+    def eq(self, o): return self._bin("==", o)
+    def ne(self, o): return self._bin("!=", o)
     def __neg__(self): return Ref(Unary("-", self.expr))
     def __pos__(self): return self
 
@@ -96,6 +120,18 @@ class Ref:
 
     def __repr__(self) -> str:
         return f"Ref({unparse(self.expr)})"
+
+
+class Fn(Ref):
+    """A user function made by :meth:`ModelBuilder.fn`: call it (``f(x, a)``) to use it in an
+    expression, or pass it where the language takes a function's name (``scan(f, ...)``,
+    ``ode(f, ...)``)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args) -> Ref:
+        span = _caller_span(2)
+        return Ref(Call(self.name, tuple(expr_of(a, span) for a in args), (), span))
 
 
 def call(func: str, *args, _depth: int = 2, **kwargs) -> Ref:
@@ -146,7 +182,27 @@ def _bind_self(expr, name: str):
                                    indices=tuple(_bind_self(i, name) for i in expr.indices))
     if isinstance(expr, ListExpr):
         return dataclasses.replace(expr, items=tuple(_bind_self(i, name) for i in expr.items))
+    if isinstance(expr, Slice):
+        return dataclasses.replace(expr, start=None if expr.start is None else _bind_self(expr.start, name),
+                                   stop=None if expr.stop is None else _bind_self(expr.stop, name))
     raise TypeError(expr)
+
+
+def _located(expr, span: Span):
+    """``expr`` with every node that has no place (``Ref(Name("x"))`` made by hand, a variable's
+    ``Ref``) placed at ``span``, the Python line of its statement, so that messages point there."""
+    if isinstance(expr, tuple):
+        return tuple(_located(e, span) for e in expr)
+    if not dataclasses.is_dataclass(expr) or isinstance(expr, (str, Opaque)):
+        return expr
+    changes = {f.name: _located(getattr(expr, f.name), span) for f in dataclasses.fields(expr)
+               if f.name != "span" and isinstance(getattr(expr, f.name), (tuple, *_EXPR_NODES))}
+    if getattr(expr, "span", span).line is None:
+        changes["span"] = span
+    return dataclasses.replace(expr, **changes)
+
+
+_EXPR_NODES = (BinOp, Call, Index, ListExpr, Name, Num, Slice, Str, Unary)
 
 
 def _dims(dims) -> tuple:
@@ -160,9 +216,14 @@ def _dims(dims) -> tuple:
     return tuple(out)
 
 
-def real(*dims) -> VarType:
-    """``real[dims]``"""
-    return VarType("real", _dims(dims))
+def _bounds(lower, upper) -> dict:
+    span = _caller_span(3)
+    return {"lower": None if lower is None else expr_of(lower, span), "upper": None if upper is None else expr_of(upper, span)}
+
+
+def real(*dims, lower=None, upper=None) -> VarType:
+    """``real<lower=..., upper=...>[dims]`` (each bound optional: a number or an expression)"""
+    return VarType("real", _dims(dims), **_bounds(lower, upper))
 
 
 def positive(*dims) -> VarType:
@@ -175,9 +236,19 @@ def unit(*dims) -> VarType:
     return VarType("unit", _dims(dims))
 
 
-def integer(*dims) -> VarType:
-    """``int[dims]``"""
-    return VarType("int", _dims(dims))
+def integer(*dims, lower=None, upper=None) -> VarType:
+    """``int<lower=..., upper=...>[dims]``"""
+    return VarType("int", _dims(dims), **_bounds(lower, upper))
+
+
+def _constrained(base: str):
+    def make(size) -> VarType:
+        (k,) = _dims([size])
+        return VarType(base, (k, k) if base in MATRIX_BASES else (k,))
+
+    make.__name__ = make.__qualname__ = base
+    make.__doc__ = f"``{base}[K]``" + (" (a K x K matrix)" if base in MATRIX_BASES else " (a vector of length K)")
+    return make
 
 
 def token(n, of) -> VarType:
@@ -194,21 +265,66 @@ class ModelBuilder:
         self.statements: list[Statement] = []
         self.span = _caller_span(2)
 
+    def _add(self, kind: str, name: str, type: VarType | None, rhs: Expr | None, span: Span, **fields) -> None:
+        rhs = None if rhs is None else _located(rhs, span)
+        self.statements.append(Statement(kind, name, type, rhs, span, **fields))
+
     def data(self, name: str, type: VarType) -> Ref:
         """``data NAME: TYPE``"""
-        self.statements.append(Statement("data", name, type, None, _caller_span(2)))
+        self._add("data", name, type, None, _caller_span(2))
         return Ref(Name(name))
 
     def sample(self, name: str, rhs: Ref, type: VarType | None = None) -> Ref:
         """``NAME ~ RHS`` (or ``NAME: TYPE ~ RHS``)."""
         expr = _bind_self(expr_of(rhs), name)
-        self.statements.append(Statement("sample", name, type, expr, _caller_span(2)))
+        self._add("sample", name, type, expr, _caller_span(2))
+        return Ref(Name(name))
+
+    def param(self, name: str, type: VarType) -> Ref:
+        """``NAME: TYPE``: a parameter with a flat (improper) prior, as ``NAME: TYPE ~ flat()``."""
+        span = _caller_span(2)
+        self._add("sample", name, type, Call("flat", span=span), span, type_span=span)
         return Ref(Name(name))
 
     def let(self, name: str, value) -> Ref:
         """``NAME = EXPR``"""
-        self.statements.append(Statement("let", name, None, expr_of(value), _caller_span(2)))
+        self._add("let", name, None, expr_of(value), _caller_span(2))
         return Ref(Name(name))
+
+    def local(self, name: str, value) -> Ref:
+        """``local NAME = EXPR``: a quantity later statements use, not stored with the draws."""
+        self._add("let", name, None, expr_of(value), _caller_span(2), scope="local")
+        return Ref(Name(name))
+
+    def generated(self, name: str, rhs, type: VarType | None = None) -> Ref:
+        """``generated NAME ~ DIST`` when ``rhs`` is a distribution's call (``normal(mu, s)``), else
+        ``generated NAME = EXPR``: drawn or computed per posterior draw, outside the log density."""
+        expr, span = expr_of(rhs), _caller_span(2)
+        if isinstance(expr, Call) and expr.func in SIGNATURES:
+            self._add("sample", name, type, expr, span, type_span=span if type else None, scope="generated")
+        elif type is not None:
+            raise GenSemanticError(f"'generated {name} = ...' takes no type (its shape follows from the expression); "
+                                   f"a type goes with a draw, 'generated {name}: TYPE ~ DIST'", span)
+        else:
+            self._add("let", name, None, expr, span, scope="generated")
+        return Ref(Name(name))
+
+    def target(self, value) -> None:
+        """``target += EXPR``: the sum of ``EXPR``'s elements is added to the log density."""
+        self._add("target", "target", None, expr_of(value), _caller_span(2))
+
+    def fn(self, name: str, body: Callable[..., Any]) -> Fn:
+        """``fn NAME(ARGS) = EXPR`` from a Python function of :class:`Ref` arguments (its parameter
+        names are the arguments'): ``step = m.fn("step", lambda c, x, a: a * c + x)``; then
+        ``step(u, v, w)`` in expressions, or ``scan(step, init, xs, a)``."""
+        span = _caller_span(2)
+        try:
+            params = tuple(inspect.signature(body).parameters)
+        except (TypeError, ValueError):
+            raise GenSemanticError(f"fn '{name}': its body must be a Python function of its arguments", span) from None
+        out = body(*(Ref(Name(p)) for p in params))
+        self._add("fn", name, None, expr_of(out, span), span, params=params)
+        return Fn(Name(name, span))
 
     def build(self) -> Model:
         """The checked :class:`~gendsl.core.model.Model` (raises the same errors as the text)."""
@@ -232,6 +348,9 @@ def prior(program, params, node: str | None = None) -> Ref:
     return call("prior", Ref(Opaque(source, f"prior of {program.model.name}")), _depth=3,
                 **({"node": node} if node else {}))
 
+
+for _base in (*VECTOR_BASES, *MATRIX_BASES):
+    globals()[_base] = _constrained(_base)
 
 for _name in [*SIGNATURES, *FUNCTIONS]:
     if _name == "prior":

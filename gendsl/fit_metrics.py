@@ -70,7 +70,7 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
 def _log_normalisers(program, params, heldout: dict, info: dict, key) -> dict:
     """``{"log_z": {node: {"log_z", "se", "repeats"}}}`` for the nodes whose sampler estimated log Z
     (an energy sampled by ``smc``: the ``"log_normaliser"`` capability), else nothing."""
-    nodes = [n for n in program.lowered(heldout).stochastic
+    nodes = [n for n in program.lowered(heldout).modelled
              if "log_normaliser" in type(n.mechanism).capabilities and "log_z" in info.get(n.name, {})]
     out = {}
     for node, k in zip(nodes, jax.random.split(key, max(1, len(nodes)))):

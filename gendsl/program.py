@@ -94,7 +94,7 @@ class Program:
     @property
     def log_prob_kind(self) -> str:
         """The joint's likelihood kind: the weakest of its nodes' kinds."""
-        return weakest_kind(n.mechanism.kind for n in self.plan.stochastic)
+        return weakest_kind(n.mechanism.kind for n in self.plan.modelled)
 
     # -- entry points ------------------------------------------------------------------------------
     def init(self, key: jax.Array, data: Mapping[str, Any] | None = None) -> dict:
@@ -105,8 +105,8 @@ class Program:
 
     def _fit_required(self, lowered: Lowered) -> list[str]:
         need = [v.name for v in self.model.by_role("observed", "latent", "input")
-                if v.name not in lowered.dim_values]
-        latents = [v.name for v in self.model.by_role("latent")]
+                if v.name not in lowered.dim_values and v.scope != "generated"]
+        latents = [v.name for v in self.model.by_role("latent") if v.scope != "generated"]
         return need, latents
 
     def _prepare_batched(self, data, lowered, purpose: str):
@@ -117,8 +117,8 @@ class Program:
                                f"{', '.join(repr(m) for m in missing_latent)} {'is' if len(missing_latent) == 1 else 'are'} "
                                f"latent: use infer() for a posterior over latent variables", self.model[missing_latent[0]].span)
         allowed = [*required, *lowered.dim_values]
-        derived = {v.name for v in self.model.by_role("deterministic")}
-        data = {k: v for k, v in data.items() if k not in derived}  # recomputed from their parents
+        derived = {v.name for v in self.model.variables() if v.role == "deterministic" or v.scope == "generated"}
+        data = {k: v for k, v in data.items() if k not in derived}  # recomputed, or outside the density
         arrays, n = prepare(lowered, data, required, batched=True, allowed=allowed)
         return arrays, n
 
@@ -324,8 +324,9 @@ class Program:
         others are drawn ancestrally given them, so a variable conditioned on ``label`` is drawn
         for that class (its ancestors keep their own law: a posterior over them is ``infer``'s
         job). ``devices`` shards the draws across that many devices (``n`` must be a multiple; the
-        draws equal the 1-device ones). Returns a dict from every modelled and deterministic
-        variable to an array ``(n, *shape)``.
+        draws equal the 1-device ones). Returns a dict from every modelled, deterministic and
+        ``generated`` variable (drawn from the prior here) to an array ``(n, *shape)``; ``local``
+        quantities are used on the way and not returned.
         """
         return self.sample_with_info(params, key, n, data, devices, given)[0]
 
@@ -354,7 +355,7 @@ class Program:
         fn = self._sampler(lowered, n, mesh, tuple(sorted(clamped)))
         arrays = {k: jnp.broadcast_to(v, (n, *v.shape[1:])) for k, v in {**arrays, **clamped}.items()}
         out, info = fn(params, key, arrays)
-        return {k: v for k, v in out.items() if self.model[k].role != "input"}, info
+        return {k: v for k, v in out.items() if self.model[k].role != "input" and self.model[k].scope != "local"}, info
 
     def _sampler(self, lowered: Lowered, n: int, mesh=None, clamped: tuple[str, ...] = ()):
         cache_key = ("sample", lowered.dims, n, mesh, clamped)
@@ -371,7 +372,7 @@ class Program:
     def log_prob(self, params: dict, data: Mapping[str, Any]) -> jax.Array:
         """Joint log-density of each example in ``data``, shape ``(n,)``; see :attr:`log_prob_kind`."""
         lowered = self.lowered(data)
-        for node in lowered.stochastic:
+        for node in lowered.modelled:
             if node.mechanism.kind == "unavailable":
                 raise GenRuntimeError(f"log_prob is unavailable: '{node.name}' is made by "
                                       f"{node.mechanism.describe()['mechanism']}, which has no likelihood", node.var.span)

@@ -7,6 +7,7 @@ import arviz as az
 import jax
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 import gendsl
 from gendsl.inference import log_joint
@@ -135,3 +136,20 @@ def test_describe_names_local_and_generated_nodes():
     rows = {line.split()[0]: line.split()[1] for line in
             program(GENERATED + "\n  local e = y - mu").describe().splitlines()[3:] if line.strip()}
     assert rows["ynew"] == rows["shift"] == "generated" and rows["e"] == "local" and rows["mu"] == "latent"
+
+
+def test_program_sample_log_prob_and_fit_treat_local_and_generated_as_the_language_says():
+    prog = program(GENERATED + "\n  local e = y - mu")
+    params = prog.init(jax.random.key(0), {"N": N})
+    draws = prog.sample(params, jax.random.key(1), 4000, data={"N": N})
+    assert "e" not in draws and {"mu", "y", "ynew", "yrep", "shift"} <= set(draws)
+    sd = np.sqrt(S0**2 + SIGMA**2)  # ynew drawn from the prior predictive
+    assert abs(draws["ynew"].mean() - M0) < 4 * sd / np.sqrt(4000)
+    np.testing.assert_allclose(draws["shift"], draws["ynew"] - draws["mu"], rtol=1e-6)
+    values = {"N": N, "y": np.stack([Y, Y + 1]), "mu": np.array([0.5, 2.0])}
+    exact = [norm.logpdf(mu, M0, S0) + norm.logpdf(y, mu, SIGMA).sum() for mu, y in zip(values["mu"], values["y"])]
+    np.testing.assert_allclose(prog.log_prob(params, values), exact, rtol=1e-5)  # no generated value needed
+    np.testing.assert_allclose(prog.log_prob(params, {**values, "ynew": np.zeros(2)}), exact, rtol=1e-5)
+    assert prog.log_prob_kind == "exact" and "nll" not in prog.describe().splitlines()[-3]
+    fitted = prog.fit({"N": N, **{k: values[k] for k in ("y", "mu")}}, steps=2, batch_size=2, progress=False)
+    assert set(fitted.params) >= {"mu", "y"}

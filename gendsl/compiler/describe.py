@@ -20,6 +20,8 @@ def plan_rows(lowered) -> list[dict[str, str]]:
             row.update(node.mechanism.describe())
             if row["mechanism"] is None:  # the node is described by its right-hand side as written
                 row["mechanism"] = unparse(var.rhs)
+            if var.scope == "generated":  # drawn per draw, outside the density: neither trained nor scored
+                row.update(loss="-", likelihood="-")
         elif var.role == "deterministic":
             row.update(mechanism="= " + unparse(var.rhs), loss="-", likelihood="-", sampler="-", cost="0")
         else:
@@ -45,7 +47,7 @@ def describe(lowered) -> str:
     lines = [f"model {lowered.model.name}", "  ".join(c.ljust(widths[c]) for c in _COLUMNS).rstrip()]
     lines.append("  ".join("-" * widths[c] for c in _COLUMNS))
     lines += ["  ".join(cell(r, c) for c in _COLUMNS).rstrip() for r in rows]
-    kind = weakest_kind(n.mechanism.kind for n in lowered.stochastic)
+    kind = weakest_kind(n.mechanism.kind for n in lowered.modelled)
     cost = sum(n.mechanism.cost() for n in lowered.stochastic)
     lines.append(f"joint: log_prob kind = {kind}; network evaluations per joint sample = {cost}")
     return "\n".join(lines)

@@ -75,7 +75,14 @@ class Lowered:
 
     @property
     def stochastic(self) -> list[LoweredNode]:
+        """Every node drawn by a mechanism or a distribution, ``generated`` ones included."""
         return [n for n in self.nodes if n.mechanism is not None]
+
+    @property
+    def modelled(self) -> list[LoweredNode]:
+        """The stochastic nodes of the log density: every one but the ``generated`` ones (drawn
+        per draw, outside the density: not scored, not trained, no value needed for them)."""
+        return [n for n in self.stochastic if n.var.scope != "generated"]
 
 
 def static_inputs(model: Model) -> list[str]:

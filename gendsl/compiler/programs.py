@@ -43,10 +43,11 @@ def factor_values(factor, values: dict, n: int) -> jax.Array:
 
 
 def complete(lowered: Lowered, values: dict, n: int) -> dict:
-    """``values`` with every deterministic quantity not given computed, each ``(n, *shape)``."""
+    """``values`` with every deterministic quantity of the density not given computed, each
+    ``(n, *shape)`` (``generated`` ones are outside the density and left out)."""
     values = dict(values)
     for node in lowered.nodes:
-        if node.var.role == "deterministic" and node.name not in values:
+        if node.var.role == "deterministic" and node.var.scope != "generated" and node.name not in values:
             values[node.name] = deterministic_values(node, values, n)
     return values
 
@@ -72,13 +73,13 @@ def ancestral_sampler(lowered: Lowered, n: int, clamped: tuple[str, ...] = ()) -
 
 
 def joint_log_prob(lowered: Lowered) -> Callable:
-    """``log_prob(params, arrays) -> (n,)``: every stochastic node's log-density of its value
-    given its parents, plus the ``target +=`` terms."""
+    """``log_prob(params, arrays) -> (n,)``: every modelled node's log-density of its value given
+    its parents, plus the ``target +=`` terms (``generated`` nodes are outside it)."""
     def joint(params, arrays):
         n = next(iter(arrays.values())).shape[0]
         values = complete(lowered, arrays, n)
         return (sum(node.mechanism.log_prob(params.get(node.name, {}), values[node.name], parents_of(node, values))
-                    for node in lowered.stochastic)
+                    for node in lowered.modelled)
                 + sum(factor_values(f, values, n) for f in lowered.factors))
 
     return joint
@@ -89,9 +90,9 @@ def joint_loss(lowered: Lowered) -> Callable:
     def loss(params, arrays, key):
         n = next(iter(arrays.values())).shape[0]
         values = complete(lowered, arrays, n)
-        keys = jax.random.split(key, max(1, len(lowered.stochastic)))
+        keys = jax.random.split(key, max(1, len(lowered.modelled)))
         return sum(node.mechanism.loss(params.get(node.name, {}), values[node.name], parents_of(node, values), k)
-                   for node, k in zip(lowered.stochastic, keys))
+                   for node, k in zip(lowered.modelled, keys))
 
     return loss
 
@@ -102,9 +103,9 @@ def joint_train_loss(lowered: Lowered) -> Callable:
     def loss_fn(params, node_state, batch, key, group):
         n = next(iter(batch.values())).shape[0]
         values = complete(lowered, batch, n)
-        total, new_state = jnp.zeros(()), {}
-        keys = jax.random.split(key, max(1, len(lowered.stochastic)))
-        for node, k in zip(lowered.stochastic, keys):
+        total, new_state = jnp.zeros(()), dict(node_state)  # a generated node's state stays as it is
+        keys = jax.random.split(key, max(1, len(lowered.modelled)))
+        for node, k in zip(lowered.modelled, keys):
             loss, new_state[node.name] = node.mechanism.train_loss(
                 params.get(node.name, {}), node_state[node.name], values[node.name], parents_of(node, values), k, group)
             total = total + loss
