@@ -18,7 +18,8 @@ from gendsl.image_metrics import image_metrics
 from gendsl.metrics import energy_distance, real_matrix
 from gendsl.plots import image_layout
 
-__all__ = ["METRIC_ROWS", "evaluate_fit", "heldout_nll_stats", "image_quality", "image_variables", "summary_line"]
+__all__ = ["METRIC_ROWS", "evaluate_fit", "heldout_nll_stats", "image_quality", "image_variables", "sampler_stats",
+           "summary_line"]
 
 #: most held-out examples (and model draws) the energy distance of ``gendsl fit`` is computed on
 METRIC_ROWS = 5000
@@ -51,6 +52,8 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
     metrics["nfe_per_sample"] = int(sum(int(info[n.name]["nfe"]) if "nfe" in info.get(n.name, {}) else n.mechanism.cost()
                                         for n in program.lowered(heldout).stochastic))
     metrics.update(_log_normalisers(program, params, heldout, info, k1))
+    if stats := sampler_stats(info):
+        metrics["sampler_stats"] = stats
     real_test = real_matrix(program.model, heldout)
     real_test = real_test[:n_test] if real_test is not None else None  # held out in random order: a random subsample
     real_draws = real_matrix(program.model, {k: np.asarray(v) for k, v in draws.items()})
@@ -65,6 +68,19 @@ def evaluate_fit(program, params, heldout: dict, key, fresh: dict | None = None)
             metrics["energy_distance_over_floor"] = metrics["energy_distance"] / floor if floor > 0 else None
     metrics["_draws"] = draws
     return metrics
+
+
+def sampler_stats(info: dict) -> dict:
+    """What each node's sampler measured while drawing (``Program.sample_with_info``'s ``info``),
+    as JSON: ``{node: {name: number or list}}``, e.g. parallel tempering's ``swap_rates`` ``(K - 1,)``
+    and ``acceptance_rate`` ``(K,)``, SMC's ``log_z`` and ``tempering_steps``, annealed Langevin's
+    per-level ``acceptance_rate``. The network-evaluation count ``nfe`` is reported on its own."""
+    out = {}
+    for node, measured in info.items():
+        row = {k: np.asarray(v).tolist() for k, v in measured.items() if k != "nfe" and np.size(v) <= 256}
+        if row:
+            out[node] = row
+    return out
 
 
 def _log_normalisers(program, params, heldout: dict, info: dict, key) -> dict:

@@ -29,6 +29,7 @@ from gendsl.fit_metrics import (
     heldout_nll_stats,
     image_quality,
     image_variables,
+    sampler_stats,
     summary_line,
 )
 from gendsl.lang import read_text
@@ -337,6 +338,7 @@ def sample_run(run_dir: str | Path, n: int, out: str | Path, seed: int = 0, devi
         "nfe": {node.name: float(np.mean(np.asarray(info[node.name]["nfe"]))) if "nfe" in info.get(node.name, {})
                 else float(node.mechanism.cost()) for node in nodes
                 if node.name not in (given or {}) and ("nfe" in info.get(node.name, {}) or node.mechanism.cost())},
+        "sampler_stats": sampler_stats({k: v for k, v in info.items() if k not in (given or {})}),
         "seconds": seconds,
     }
     atomic_write_bytes(out, buf.getvalue())
@@ -348,5 +350,8 @@ def sample_summary(record: dict) -> str:
     """One line on a ``sample_run`` record: what was drawn, by which samplers, at what cost."""
     samplers = "; ".join(f"{k}: {v}" for k, v in record["samplers"].items())
     nfe = ", ".join(f"{k} {v:g}" for k, v in record["nfe"].items())
+    swaps = ", ".join(f"{k} {min(v['swap_rates']):.2f}-{max(v['swap_rates']):.2f}"
+                      for k, v in record.get("sampler_stats", {}).items() if v.get("swap_rates"))
     return (f"{record['n']} draws in {record['seconds']:.1f} s ({samplers})"
-            + (f"; network evaluations per draw: {nfe}" if nfe else ""))
+            + (f"; network evaluations per draw: {nfe}" if nfe else "")
+            + (f"; swap rates between adjacent temperatures: {swaps}" if swaps else ""))
