@@ -115,7 +115,8 @@ ENERGY_ROWS = {
     "dsm(levels=1) + its default (smc from a fitted Gaussian)": "energy(mlp(hidden=[64, 64]), train=dsm(sigma=0.1, levels=1))",
     "dsm(levels=1) + tempering(16 ladders)":
         "energy(mlp(hidden=[64, 64]), train=dsm(sigma=0.1, levels=1), sampler=tempering(chains=16))",
-    "the default: dsm (8 levels) + annealed": "energy(mlp(hidden=[64, 64]))",
+    "the default: dsm (8 levels) + annealed, ema=0.999": "energy(mlp(hidden=[64, 64]))",
+    "the default without the weights' average (ema=0)": "energy(mlp(hidden=[64, 64]), ema=0)",
     "the default objective + mala": "energy(mlp(hidden=[64, 64]), sampler=mala(step_size=0.01, steps=200))",
 }
 #: the 2-D data sets of the energy rows: gendsl's built-in sets, scikit-learn's circles (not tuned

@@ -26,7 +26,8 @@ def _signature(sig) -> str:
             parts.append(p.name)
         else:
             d = p.default
-            d = f'"{d}"' if isinstance(d, str) else (list(d) if isinstance(d, tuple) else d)
+            d = (f'"{d}"' if isinstance(d, str) else str(d).lower() if isinstance(d, bool)
+                 else list(d) if isinstance(d, tuple) else d)
             parts.append(f"{p.name}={d}")
     return f"`{sig.name}({', '.join(parts)})`"
 

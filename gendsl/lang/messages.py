@@ -94,6 +94,9 @@ def describe_token(name: str) -> str:
 
 
 def _expected(names) -> str:
+    names = set(names)
+    if "NUMBER" in names:  # true and false go where a number goes: "a number" says it
+        names -= {"TRUE", "FALSE"}
     words = sorted({describe_token(n) for n in names if not n.startswith("__")})
     if len(words) > 6:
         words = words[:6] + ["..."]

@@ -280,6 +280,16 @@ class _ToIR(Transformer_NonRecursive):
         return Name(str(items[0]), self._span(items[0]))
 
     @v_args(meta=True)
+    def true_(self, meta, items):
+        """``true``: 1 (a bool option's value, or 1 in arithmetic)."""
+        return Num(1, self._span(meta))
+
+    @v_args(meta=True)
+    def false_(self, meta, items):
+        """``false``: 0."""
+        return Num(0, self._span(meta))
+
+    @v_args(meta=True)
     def list(self, meta, items):
         items = [i for i in items if i is not None]
         return ListExpr(tuple(items), self._span(meta))

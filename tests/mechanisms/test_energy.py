@@ -151,6 +151,24 @@ model tilted_flow {
     assert buffer.shape == (64, 2) and np.all(np.isfinite(buffer))
 
 
+@pytest.mark.parametrize("decay", [0.0, 0.999])
+def test_a_network_energy_keeps_the_moving_average_of_its_weights(decay):
+    """After one update from P0 to P1 the kept weights are d * P0 + (1 - d) * P1 with the warmed-up
+    decay d = min(decay, 1 / 10); ema=0 keeps the last weights."""
+    prog = compile_text(f"model e {{\n  data x: real[2]\n  x ~ energy(mlp(hidden=[8]), ema={decay})\n}}\n")
+    node = prog.plan.node("x").mechanism
+    p0, p1 = prog.init(jax.random.key(0))["x"], prog.init(jax.random.key(1))["x"]
+    state = node.init_train_state(jax.random.key(2), p0)
+    _, state = node.train_loss(p1, state, jnp.ones((4, 2)), {}, jax.random.key(3))
+    kept = node.finalize(p1, state)["energy"]
+    d = min(decay, 0.1)
+    expected = jax.tree_util.tree_map(lambda a, b: d * a + (1 - d) * b, p0["energy"], p1["energy"])
+    for got, want in zip(jax.tree_util.tree_leaves(kept), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    with pytest.raises(GenSemanticError, match="ema"):
+        compile_text("model e {\n  data x: real[2]\n  x ~ energy(mlp(hidden=[8]), ema=1)\n}\n").init(jax.random.key(0))
+
+
 def test_energy_errors():
     with pytest.raises(GenSemanticError, match="nothing to train"):
         compile_text("model e {\n  x: real ~ energy(x^2, train=dsm())\n}\n").init(jax.random.key(0))

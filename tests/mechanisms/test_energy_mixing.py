@@ -95,19 +95,37 @@ def test_annealed_langevin_recovers_the_weights_of_a_smoothed_mixture(dim):
     assert acceptance.shape == (12,) and np.all(np.asarray(acceptance) > 0.5)
 
 
+def test_the_denoising_step_is_tweedies_posterior_mean():
+    """N(0, 1) smoothed by sigma is N(0, 1 + sigma^2); the annealed draws end there, and Tweedie's
+    step maps u to u / (1 + sigma^2), so their variance is 1 / (1 + sigma^2)."""
+    n, sigma_min = 4000, 0.5
+    sigmas = annealed.ladder(3.0, sigma_min, 6)
+    logpdf = lambda u, s: -0.5 * jnp.sum(u ** 2) / (1 + s ** 2)  # noqa: E731
+    starts = 3.0 * jax.random.normal(jax.random.key(0), (n, 1))
+    var = {}
+    for denoise in (False, True):
+        config = annealed.AnnealedConfig(levels=6, steps=30, step_size=0.5, denoise=denoise)
+        u, _ = jax.jit(lambda k, x, c=config: annealed.run_annealed(c, logpdf, k, x, sigmas))(jax.random.key(1), starts)
+        var[denoise] = float(np.var(np.asarray(u)))
+        assert config.evaluations(6) == 6 * 31 + denoise
+    for denoise, expected in ((False, 1 + sigma_min ** 2), (True, 1 / (1 + sigma_min ** 2))):
+        assert abs(var[denoise] - expected) < 4 * expected * np.sqrt(2 / n), (var, denoise)
+
+
 def test_the_default_energy_is_sampled_by_annealed_langevin_near_the_noise_floor():
     """The default objective trains at 8 noise levels, so the default sampler is annealed Langevin
-    over them; its draws reach within 4x the noise floor of held-out moons (measured: 3.0x; the
-    same network at 2 000 steps 5.7x, training is the limit: docs/benchmarks.md)."""
+    over them; with the moving average of the weights (the default ema=0.999) its draws reach
+    within 3x the noise floor of held-out moons at 2 000 steps (the issue's target)."""
     n = 500
     train = builtin("moons", 4000, seed=0).arrays["x"]
     test, fresh = builtin("moons", n, seed=1).arrays["x"], builtin("moons", n, seed=2).arrays["x"]
     prog = compile_energy("energy(mlp(hidden=[64, 64]))", "data x: real[2]\n  x")
     assert "annealed(" in prog.describe() and "several noise levels" in prog.describe()
-    fit = prog.fit({"x": train}, steps=4000, key=jax.random.key(0), batch_size=256)
+    fit = prog.fit({"x": train}, steps=2000, key=jax.random.key(0), batch_size=256)
     draws = np.asarray(prog.sample(fit.params, jax.random.key(1), n)["x"])
     floor = energy_distance(fresh, test, unbiased=False)
-    assert energy_distance(draws, test, unbiased=False) < 4 * floor
+    ratio = energy_distance(draws, test, unbiased=False) / floor
+    assert ratio < 3, ratio
 
 
 def test_a_network_energy_is_equivariant_to_the_units_of_its_data():

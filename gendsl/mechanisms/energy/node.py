@@ -61,6 +61,7 @@ from gendsl.mechanisms.energy.objectives import (
 )
 from gendsl.mechanisms.energy.sampling import AUTO_CHAINS
 from gendsl.numerics import mcmc
+from gendsl.numerics.ema import ema_init, ema_update
 
 __all__ = ["CONFINE", "AUTO_CHAINS", "Energy"]
 
@@ -68,6 +69,8 @@ __all__ = ["CONFINE", "AUTO_CHAINS", "Energy"]
 ENERGY_SIGNATURE = Signature("energy", "mechanism", (
         Param("E", "expr|network"), Param("sampler", "kernel", None, sampling=True), Param("train", "objective", None),
         Param("base", "distribution|mechanism|name", None), Param("given", "names", ()),
+        Param("ema", "number", 0.999, doc="decay of the moving average of a network energy's weights kept for "
+                                          "sampling and scoring (0: the last weights)"),
     ), "p(x) proportional to exp(-E(x))")
 
 #: scale of the Gaussian confinement of network energies without a base
@@ -133,6 +136,9 @@ class Energy(AbstractMechanism):
             raise GenSemanticError(f"train={train.name}(...) needs a network energy; the energy of '{ctx.name}' is "
                                    f"an expression, with nothing to train", ctx.span)
         self.objective = training_objective(spec)
+        self.ema = float(spec["ema"])
+        if not 0.0 <= self.ema < 1.0:
+            raise GenSemanticError(f"energy(ema=...) must be in [0, 1), got {spec['ema']}", ctx.span)
         self.loss_name = self.objective.name if self.objective is not None else "none"
         #: ``(L,)`` noise levels the energy is conditioned on, largest first (``L > 1``), else one or none
         self.sigmas = noise_levels(self.objective)
@@ -344,6 +350,8 @@ class Energy(AbstractMechanism):
             state["moments"] = tempered.init_moments(self.dim)
         if persistent and self.objective is not None and self.objective.name == "cd":
             state["buffer"] = mcmc.uniform_starts(k_buffer, (self.objective["buffer"], self.dim))
+        if self.objective is not None and self.ema > 0:
+            state["ema"], state["step"] = ema_init(params["energy"]), jnp.zeros((), jnp.int32)
         return state
 
     def train_loss(self, params, state, x, given, key, group: str = "main"):
@@ -364,6 +372,9 @@ class Energy(AbstractMechanism):
         loss, buffer = self._objective(params, self._unconstrain(params, x), given, k_obj, state.get("buffer"))
         if buffer is not None:
             state["buffer"] = buffer
+        if "ema" in state:
+            state["ema"] = ema_update(state["ema"], params["energy"], state["step"], self.ema)
+            state["step"] = state["step"] + 1
         return total + loss, state
 
     def param_labels(self, params):
@@ -377,6 +388,10 @@ class Energy(AbstractMechanism):
         return labels
 
     def finalize(self, params, state):
+        """The trained parameters to keep: the moving average of the energy's weights (``ema``), the
+        data's reference from the running moments, the base's own."""
+        if "ema" in state:
+            params = {**params, "energy": state["ema"]}
         if "moments" in state:
             params = {**params, "reference": tempered.fitted_reference(state["moments"])}
         if "base" in params:
