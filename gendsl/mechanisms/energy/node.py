@@ -50,18 +50,9 @@ from gendsl.mechanisms.base import (
     context_vector,
     split_module,
 )
-from gendsl.mechanisms.energy import sampling, tempered
-from gendsl.mechanisms.energy.objectives import (
-    cd_loss,
-    clip_gradient,
-    dsm_loss,
-    noise_levels,
-    ssm_loss,
-    training_objective,
-)
+from gendsl.mechanisms.energy import sampling, tempered, training
+from gendsl.mechanisms.energy.objectives import noise_levels, training_objective
 from gendsl.mechanisms.energy.sampling import AUTO_CHAINS
-from gendsl.numerics import mcmc
-from gendsl.numerics.ema import ema_init, ema_update
 
 __all__ = ["CONFINE", "AUTO_CHAINS", "Energy"]
 
@@ -304,36 +295,7 @@ class Energy(AbstractMechanism):
         log_z, se = jax.jit(tempered.log_normaliser, static_argnums=(0, 3))(self, params, key, repeats)
         return float(log_z), float(se)
 
-    # -- training --------------------------------------------------------------------------------
-    def _frozen_base(self, params) -> dict:
-        """Parameters with the base's gradient stopped (the base trains by its own objective)."""
-        if "base" not in params:
-            return params
-        return {**params, "base": jax.lax.stop_gradient(params["base"])}
-
-    def _objective(self, params, u: jax.Array, given: dict, key: jax.Array, buffer: jax.Array | None):
-        """The energy's own loss and the new replay buffer (or ``None``)."""
-        obj = self.objective
-        if obj.name in ("dsm", "ssm"):
-            frozen = self._frozen_base(params)
-            logp = lambda q, g, *sigma: self._log_density_u(frozen, q, g, *sigma)  # noqa: E731
-            if obj.name == "dsm":
-                return dsm_loss(logp, u, given, key, self.sigmas), buffer
-            return ssm_loss(logp, u, given, key, obj["projections"]), buffer
-        k_pick, k_fresh, k_coin, k_run = jax.random.split(key, 4)
-        n = u.shape[0]
-        u0 = self._start(jax.lax.stop_gradient(params), k_fresh, n, given)
-        if buffer is not None:
-            idx = jax.random.randint(k_pick, (n,), 0, buffer.shape[0])
-            reinit = jax.random.uniform(k_coin, (n,)) < obj["reinit"]
-            u0 = jnp.where(reinit[:, None], u0, buffer[idx])
-        negatives = sampling.negatives(self, params, u0, given, k_run, obj["steps"])
-        if buffer is not None:
-            buffer = buffer.at[idx].set(negatives.astype(buffer.dtype))
-        clipped = {**params, "energy": clip_gradient(params["energy"], obj["clip"])}
-        loss = cd_loss(lambda q, g: self._energy_u(clipped, q, g), u, negatives, given, obj["alpha"])
-        return loss, buffer
-
+    # -- training (gendsl.mechanisms.energy.training) ------------------------------------------------
     def loss(self, params, x: jax.Array, given: dict | None, key: jax.Array) -> jax.Array:
         """The training objective without persistent state (``cd`` negatives start afresh): scalar."""
         state_key, loss_key = jax.random.split(key)
@@ -341,41 +303,12 @@ class Energy(AbstractMechanism):
         return loss
 
     def init_train_state(self, key: jax.Array, params, persistent: bool = True) -> dict:
-        """``{"base": the base's state}`` and, for ``cd``, ``{"buffer": (size, dim) replay buffer}``."""
-        k_base, k_buffer = jax.random.split(key)
-        state = {}
-        if self.base_trains:
-            state["base"] = self.base.init_train_state(k_base, params["base"])
-        if "reference" in params:
-            state["moments"] = tempered.init_moments(self.dim)
-        if persistent and self.objective is not None and self.objective.name == "cd":
-            state["buffer"] = mcmc.uniform_starts(k_buffer, (self.objective["buffer"], self.dim))
-        if self.objective is not None and self.ema > 0:
-            state["ema"], state["step"] = ema_init(params["energy"]), jnp.zeros((), jnp.int32)
-        return state
+        """See :func:`~gendsl.mechanisms.energy.training.init_state`."""
+        return training.init_state(self, key, params, persistent)
 
     def train_loss(self, params, state, x, given, key, group: str = "main"):
-        """The base's objective (its own groups too) plus, for ``main``, the energy's objective."""
-        given = self._parents(given)
-        k_base, k_obj = jax.random.split(key)
-        state = dict(state)
-        total = jnp.zeros(())
-        if self.base_trains:
-            base_loss, state["base"] = self.base.train_loss(params["base"], state["base"], x, given, k_base, group)
-            total = total + base_loss
-        if group != "main" or self.objective is None:
-            return total, state
-        u = self._raw_u(x)
-        if "moments" in state:  # the standardisation of this step: the data's moments so far
-            state["moments"] = tempered.update_moments(state["moments"], u)
-            params = {**params, "reference": tempered.fitted_reference(state["moments"])}
-        loss, buffer = self._objective(params, self._unconstrain(params, x), given, k_obj, state.get("buffer"))
-        if buffer is not None:
-            state["buffer"] = buffer
-        if "ema" in state:
-            state["ema"] = ema_update(state["ema"], params["energy"], state["step"], self.ema)
-            state["step"] = state["step"] + 1
-        return total + loss, state
+        """See :func:`~gendsl.mechanisms.energy.training.step_loss`."""
+        return training.step_loss(self, params, state, x, self._parents(given), key, group)
 
     def param_labels(self, params):
         labels = {}
@@ -388,15 +321,8 @@ class Energy(AbstractMechanism):
         return labels
 
     def finalize(self, params, state):
-        """The trained parameters to keep: the moving average of the energy's weights (``ema``), the
-        data's reference from the running moments, the base's own."""
-        if "ema" in state:
-            params = {**params, "energy": state["ema"]}
-        if "moments" in state:
-            params = {**params, "reference": tempered.fitted_reference(state["moments"])}
-        if "base" in params:
-            return {**params, "base": self.base.finalize(params["base"], state.get("base", ()))}
-        return params
+        """See :func:`~gendsl.mechanisms.energy.training.kept_params`."""
+        return training.kept_params(self, params, state)
 
     # -- the plan --------------------------------------------------------------------------------
     def cost(self) -> int:
