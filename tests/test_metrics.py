@@ -11,6 +11,7 @@ import pytest
 from scipy.spatial.distance import cdist
 from scipy.stats import norm
 
+import gendsl
 from gendsl.metrics import energy_distance, floor_multiple, noise_floor, time_call
 
 
@@ -129,3 +130,14 @@ def test_time_call_warmup_runs_once_untimed():
     np.testing.assert_allclose(out, 2.0)
     time_call(compiles_first, 2.0)
     assert len(calls) == 3
+
+
+def test_the_heldout_nll_is_scored_in_chunks_within_a_time_allowance():
+    from gendsl.fit_metrics import heldout_log_prob
+
+    prog = gendsl.compile(gendsl.parse("model m {\n  data x: real[2]\n  x ~ normal(0.5, 2)\n}\n"))
+    x = np.random.default_rng(0).normal(size=(150, 2)).astype(np.float32)
+    whole = np.asarray(prog.log_prob({}, {"x": x}))
+    np.testing.assert_allclose(heldout_log_prob(prog, {}, {"x": x}, chunk=64), whole, rtol=1e-6)  # 64 + 64 + 22 padded
+    first = heldout_log_prob(prog, {}, {"x": x}, chunk=64, seconds=0.0)  # out of time after the first chunk
+    np.testing.assert_allclose(first, whole[:64], rtol=1e-6)
