@@ -5,8 +5,9 @@ Everything is measured against the run's own data, with no pretrained network:
 
 - **Classifier** (:func:`train_classifier`): for labelled images, a small convolutional
   classifier (:class:`gendsl.nn.conv.ConvEncoder`, channels 16 and 32, a 64-wide head) trained by
-  Adam on the training split only; its accuracy on the held-out images is reported beside every
-  number it produces, since agreement cannot mean more than that accuracy.
+  Adam (60 passes, 400 to 1 500 steps, cosine decay) on the training split only; its accuracy on
+  the held-out images is reported beside every number it produces, since agreement cannot mean
+  more than that accuracy.
 - **Classifier agreement** (:func:`classifier_agreement`): the share of samples drawn with label
   ``k`` that the classifier assigns to ``k``.
 - **Feature distance** (:func:`kernel_distance`): the squared maximum mean discrepancy with KID's
@@ -41,12 +42,14 @@ import optax
 from gendsl.nn.conv import ConvEncoder
 
 __all__ = ["Classifier", "train_classifier", "classifier_agreement", "kernel_distance", "kid",
-           "nearest_neighbours", "ImageScorer", "image_scorer", "image_metrics", "MAX_IMAGES", "MAX_TRAIN", "COPY_DISTANCE"]
+           "nearest_neighbours", "ImageScorer", "classifier_steps", "image_scorer", "image_metrics", "MAX_IMAGES", "MAX_TRAIN", "COPY_DISTANCE"]
 
 #: at most this many samples and held-out images are scored
 MAX_IMAGES = 2000
 #: at most this many training images train the classifier and serve as neighbours
 MAX_TRAIN = 10000
+#: passes over its training images the classifier makes, and the least and most steps that takes
+CLASSIFIER_EPOCHS, CLASSIFIER_STEPS = 60, (400, 1500)
 #: a sample this near a training image, as a share of the held-out images' median distance, is a copy
 COPY_DISTANCE = 0.1
 
@@ -72,18 +75,28 @@ def _batched(fn, images: np.ndarray, size: int = 512) -> jax.Array:
     return jnp.concatenate([fn(jnp.asarray(flat[i:i + size])) for i in range(0, len(flat), size)])
 
 
+def classifier_steps(n: int, batch_size: int = 128) -> int:
+    """Steps of the classifier on ``n`` images: :data:`CLASSIFIER_EPOCHS` passes, within
+    :data:`CLASSIFIER_STEPS`. (A fixed 400 left 2 700 16x16 shapes at 0.88 held-out accuracy, 1 500
+    at 0.95; agreement cannot exceed it.)"""
+    lo, hi = CLASSIFIER_STEPS
+    return int(min(hi, max(lo, CLASSIFIER_EPOCHS * n // batch_size)))
+
+
 def train_classifier(images: np.ndarray, labels: np.ndarray, heldout_images: np.ndarray, heldout_labels: np.ndarray,
-                     key: jax.Array, *, classes: int, steps: int = 400, batch_size: int = 128,
+                     key: jax.Array, *, classes: int, steps: int | None = None, batch_size: int = 128,
                      learning_rate: float = 3e-3) -> Classifier:
     """A :class:`ConvEncoder` classifier of ``labels`` ``(n,)`` in ``0..classes-1`` given ``images``
-    ``(n, C, H, W)``, trained by Adam on cross-entropy; scored on the held-out pair."""
+    ``(n, C, H, W)``, trained by Adam on cross-entropy with a cosine-decayed learning rate for
+    ``steps`` (default :func:`classifier_steps`); scored on the held-out pair."""
     images = np.asarray(images, np.float32)[:MAX_TRAIN]
     labels = np.asarray(labels).reshape(-1)[:MAX_TRAIN].astype(np.int32)
+    steps = classifier_steps(len(labels), batch_size) if steps is None else steps
     k_net, k_batches = jax.random.split(key)
     size = int(np.prod(images.shape[1:]))
     net = ConvEncoder(images.shape[1:], size, classes, (16, 32), (64,), key=k_net)
     params, static = eqx.partition(net, eqx.is_array)
-    optimizer = optax.adam(learning_rate)
+    optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
     flat, y = jnp.asarray(images.reshape(len(images), -1)), jnp.asarray(labels)
 
     def loss(p, idx):

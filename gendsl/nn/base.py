@@ -1,13 +1,23 @@
 """What the network table holds for each network: its signature, the shapes it maps and, for a
-vector network, how to build it."""
+vector network, how to build it; and the one switch between inference and training.
+
+A network module as built is in **inference** mode: deterministic, as sampling, densities and
+validation use it. :func:`training` gives its stochastic layers (:class:`gendsl.nn.layers.Dropout`)
+keys of their own for one training step; a mechanism's training objective applies it to the
+module it evaluates, with a key split from the step's.
+"""
 
 from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from gendsl.core.signatures import Signature
+import equinox as eqx
+import jax
 
-__all__ = ["Network", "KINDS"]
+from gendsl.core.signatures import Signature
+from gendsl.nn.layers import Dropout
+
+__all__ = ["Network", "KINDS", "training"]
 
 #: what a network computes, which decides the mechanisms that can use it:
 #: ``vector`` maps one flat example (and a context vector) to a vector; ``autoregressive`` maps a
@@ -34,7 +44,8 @@ class Network(NamedTuple):
         ignores. ``zero_last`` starts its output at zero (identity-at-init flows, residual
         energies); ``input_gain`` (``(in_size,)``, optional) scales how strongly each input moves
         the initial network (for an MLP: the first layer's weight columns). None for the other
-        kinds, whose mechanisms build them with their own shapes.
+        kinds, whose mechanisms build them with their own shapes. The module is built in
+        inference mode (:func:`training` switches it for a step).
     refuse:
         For a ``vector`` network that cannot serve every variable: ``refuse(spec, event_shape) ->
         str | None`` says why it cannot model an event of shape ``event_shape`` with the options of
@@ -46,3 +57,18 @@ class Network(NamedTuple):
     kind: str
     build: Callable | None = None
     refuse: Callable | None = None
+
+
+def _is_dropout(node) -> bool:
+    return isinstance(node, Dropout)
+
+
+def training(module: eqx.Module, key: jax.Array) -> eqx.Module:
+    """``module`` in training mode for one step: each of its :class:`~gendsl.nn.layers.Dropout`
+    layers holds its own key split from ``key`` (a module without one is returned as it is)."""
+    layers = [leaf for leaf in jax.tree_util.tree_leaves(module, is_leaf=_is_dropout) if _is_dropout(leaf)]
+    if not layers:
+        return module
+    keys = iter(jax.random.split(key, len(layers)))
+    return jax.tree_util.tree_map(lambda n: Dropout(n.rate, next(keys)) if _is_dropout(n) else n, module,
+                                  is_leaf=_is_dropout)

@@ -1,5 +1,5 @@
-"""Layers shared by the networks: a dense layer as one 2-D matmul over leading axes, and a 2-D
-convolution as a matmul over shifted copies of the image."""
+"""Layers shared by the networks: a dense layer as one 2-D matmul over leading axes, a 2-D
+convolution as a matmul over shifted copies of the image, and dropout (active only in training)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 
-__all__ = ["dense", "Conv2d"]
+__all__ = ["dense", "Conv2d", "Dropout"]
 
 
 def dense(layer: eqx.nn.Linear, h: jax.Array, mask: np.ndarray | None = None) -> jax.Array:
@@ -46,3 +47,35 @@ class Conv2d(eqx.Module):
         shifted = jnp.stack([jnp.stack([padded[:, dy: dy + s * (out_h - 1) + 1: s, dx: dx + s * (out_w - 1) + 1: s]
                                         for dx in range(k)], axis=1) for dy in range(k)], axis=1)
         return jnp.einsum("oiyx,iyxhw->ohw", self.weight, shifted) + self.bias
+
+
+@custom_vmap
+def _keep_mask(key: jax.Array, like: jax.Array, rate: float) -> jax.Array:
+    """Bernoulli(1 - rate) keep mask of ``like``'s shape; under ``vmap`` every example draws its own
+    (one key for the whole batch), so a per-example network gets independent masks."""
+    return jax.random.bernoulli(key, 1.0 - rate, like.shape)
+
+
+@_keep_mask.def_vmap
+def _keep_mask_batched(axis_size, in_batched, key, like, rate):
+    key_batched, like_batched, _ = in_batched
+    if key_batched:
+        like = like if like_batched else jnp.broadcast_to(like, (axis_size, *like.shape))
+        return jax.vmap(lambda k, l: jax.random.bernoulli(k, 1.0 - rate, l.shape))(key, like), True
+    like = like if like_batched else jnp.broadcast_to(like, (axis_size, *like.shape))
+    return _keep_mask(key, like, rate), True  # an enclosing vmap batches this call in turn
+
+
+class Dropout(eqx.Module):
+    """Inverted dropout of ``(...)`` activations at ``rate`` while it holds a ``key`` (training, see
+    :func:`gendsl.nn.base.training`); the identity when ``key`` is None (inference: every module as
+    built). Under ``vmap`` each example draws its own mask."""
+
+    rate: float = eqx.field(static=True)
+    key: jax.Array | None = None
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        if self.key is None or self.rate == 0.0:
+            return h
+        keep = _keep_mask(self.key, jax.lax.stop_gradient(h), self.rate)
+        return jnp.where(keep, h / (1.0 - self.rate), 0.0)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from gendsl.core.signatures import Param, Signature
 from gendsl.nn.base import Network
 from gendsl.nn.images import FEATURE_LIMIT, check_sizes, group_count, image_refusal, split_input, upsample
-from gendsl.nn.layers import Conv2d
+from gendsl.nn.layers import Conv2d, Dropout
 
 __all__ = ["UNet", "ResBlock", "SelfAttention", "build", "refuse"]
 
@@ -33,6 +33,7 @@ UNET_SIGNATURE = Signature("unet", "network", (
         Param("attention", "ints", (), limit=64, doc="levels (1-based) that end with self-attention, e.g. [2]"),
         Param("groups", "int", 8, limit=FEATURE_LIMIT,
               doc="GroupNorm groups (lowered to a divisor of each level's channels)"),
+        Param("dropout", "number", 0.0, doc="dropout rate inside every residual block, in training only"),
     ), "a U-Net over an image variable real[C, H, W] (channels first), FiLM-conditioned on time and context")
 
 
@@ -42,8 +43,9 @@ def _zero(module):
 
 
 class ResBlock(eqx.Module):
-    """``h + conv(silu(FiLM(norm(conv(silu(norm(h)))))))`` on ``(C_in, H, W)`` -> ``(C_out, H, W)``;
-    FiLM's scale and shift come from the embedding ``(E,)`` (absent when there is none)."""
+    """``h + conv(dropout(silu(FiLM(norm(conv(silu(norm(h))))))))`` on ``(C_in, H, W)`` -> ``(C_out, H,
+    W)``; FiLM's scale and shift come from the embedding ``(E,)`` (absent when there is none), and
+    the dropout acts in training only (:func:`gendsl.nn.base.training`)."""
 
     norm1: eqx.nn.GroupNorm
     conv1: Conv2d
@@ -51,8 +53,9 @@ class ResBlock(eqx.Module):
     conv2: Conv2d
     film: eqx.nn.Linear | None
     skip: Conv2d | None
+    dropout: Dropout | None
 
-    def __init__(self, c_in: int, c_out: int, emb: int, groups: int, *, key: jax.Array):
+    def __init__(self, c_in: int, c_out: int, emb: int, groups: int, dropout: float = 0.0, *, key: jax.Array):
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.norm1 = eqx.nn.GroupNorm(group_count(groups, c_in), c_in)
         self.conv1 = Conv2d(c_in, c_out, 3, key=k1)
@@ -60,13 +63,15 @@ class ResBlock(eqx.Module):
         self.conv2 = Conv2d(c_out, c_out, 3, key=k2)
         self.film = eqx.nn.Linear(emb, 2 * c_out, key=k3) if emb else None
         self.skip = Conv2d(c_in, c_out, 1, key=k4) if c_in != c_out else None
+        self.dropout = Dropout(dropout) if dropout > 0 else None
 
     def __call__(self, h: jax.Array, emb: jax.Array | None) -> jax.Array:
         r = self.norm2(self.conv1(jax.nn.silu(self.norm1(h))))
         if self.film is not None:
             scale, shift = jnp.split(self.film(emb), 2)
             r = r * (1 + scale[:, None, None]) + shift[:, None, None]
-        r = self.conv2(jax.nn.silu(r))
+        r = jax.nn.silu(r)
+        r = self.conv2(r if self.dropout is None else self.dropout(r))
         return (h if self.skip is None else self.skip(h)) + r
 
 
@@ -92,9 +97,11 @@ class Level(eqx.Module):
     blocks: tuple[ResBlock, ...]
     attention: SelfAttention | None
 
-    def __init__(self, c_in: int, c_out: int, blocks: int, emb: int, groups: int, attention: bool, *, key):
+    def __init__(self, c_in: int, c_out: int, blocks: int, emb: int, groups: int, attention: bool,
+                 dropout: float = 0.0, *, key):
         keys = jax.random.split(key, blocks + 1)
-        self.blocks = tuple(ResBlock(c_in if i == 0 else c_out, c_out, emb, groups, key=keys[i]) for i in range(blocks))
+        self.blocks = tuple(ResBlock(c_in if i == 0 else c_out, c_out, emb, groups, dropout, key=keys[i])
+                            for i in range(blocks))
         self.attention = SelfAttention(c_out, groups, key=keys[-1]) if attention else None
 
     def __call__(self, h, emb):
@@ -124,7 +131,7 @@ class UNet(eqx.Module):
 
     def __init__(self, event_shape: tuple[int, ...], in_size: int, out_size: int, channels: int = 32,
                  mults: Sequence[int] = (1, 2), blocks: int = 1, attention: Sequence[int] = (), groups: int = 8,
-                 *, key: jax.Array, zero_last: bool = False):
+                 dropout: float = 0.0, *, key: jax.Array, zero_last: bool = False):
         c, h, w = check_sizes("unet", event_shape, in_size)
         self.event_shape = tuple(event_shape)
         widths = [channels * m for m in mults]
@@ -136,12 +143,13 @@ class UNet(eqx.Module):
         self.stem = Conv2d(c, widths[0], 3, key=next(keys))
         attend = [level - 1 in attention for level in range(1, len(widths) + 1)]
         ins = [widths[0], *widths[:-1]]
-        self.down = tuple(Level(a, b, blocks, emb, groups, att, key=next(keys)) for a, b, att in zip(ins, widths, attend))
+        self.down = tuple(Level(a, b, blocks, emb, groups, att, dropout, key=next(keys))
+                          for a, b, att in zip(ins, widths, attend))
         self.downsample = tuple(Conv2d(b, b, 3, stride=2, key=next(keys)) for b in widths[:-1])
-        self.middle = Level(widths[-1], widths[-1], 1, emb, groups, attend[-1], key=next(keys))
+        self.middle = Level(widths[-1], widths[-1], 1, emb, groups, attend[-1], dropout, key=next(keys))
         image_out = out_size == c * h * w
-        self.up = tuple(Level(2 * b, b, blocks, emb, groups, att, key=next(keys)) for b, att in zip(widths, attend)) \
-            if image_out else ()
+        self.up = tuple(Level(2 * b, b, blocks, emb, groups, att, dropout, key=next(keys))
+                        for b, att in zip(widths, attend)) if image_out else ()
         self.upsample = tuple(Conv2d(b, a, 3, key=next(keys)) for a, b in zip(widths[:-1], widths[1:])) \
             if image_out else ()
         last = widths[0] if image_out else widths[-1]
@@ -177,6 +185,8 @@ def refuse(spec, event_shape: tuple) -> str | None:
     """Why ``unet(...)`` (a resolved spec) cannot model an event of shape ``event_shape``, or None."""
     if spec["blocks"] < 1 or spec["groups"] < 1 or spec["channels"] < 1:
         return "its channels, blocks and groups must be at least 1"
+    if not 0.0 <= float(spec["dropout"]) < 1.0:
+        return f"its dropout must be in [0, 1), got {spec['dropout']}"
     if any(level > len(spec["mults"]) for level in spec["attention"]):
         return f"attention= names levels 1 to {len(spec['mults'])} (one per entry of mults=)"
     return image_refusal(event_shape)
@@ -190,7 +200,8 @@ def build(spec, in_size: int, out_size: int, *, key: jax.Array, zero_last: bool 
     embedding's first weight columns by the features' gains.
     """
     net = UNet(event_shape, in_size, out_size, spec["channels"], spec["mults"], spec["blocks"],
-               tuple(level - 1 for level in spec["attention"]), spec["groups"], key=key, zero_last=zero_last)
+               tuple(level - 1 for level in spec["attention"]), spec["groups"], float(spec["dropout"]), key=key,
+               zero_last=zero_last)
     if input_gain is not None:
         size = in_size - (net.embed[0].in_features if net.embed is not None else 0)
         net = eqx.tree_at(lambda m: m.stem.weight, net, net.stem.weight * jnp.mean(input_gain[:size]))

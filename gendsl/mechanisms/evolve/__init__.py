@@ -127,14 +127,15 @@ class Evolve(EvolveNode):
         return words + (f", guidance {self.guidance:g}" if self.guidance else "")
 
     # -- training -------------------------------------------------------------------------------
-    def _objective(self, net_params, y, given, key):
-        """The loss on standardised data ``y`` (context dropped at random for guidance)."""
+    def _objective(self, net_params, y, given, key, train: bool = True):
+        """The loss on standardised data ``y`` (context dropped at random for guidance; the
+        network in training mode when ``train``)."""
         k_drop, k_loss = jax.random.split(key)
         keep = None
         if self.ctx.given and self.dropout > 0:
             keep = jax.random.bernoulli(k_drop, 1.0 - self.dropout, (y.shape[0],))
         context = self.context(given, keep)
-        model = self.model(net_params)
+        model = self.model(net_params, key=jax.random.fold_in(key, 1) if train else None)
         if self.flow:
             return velocity_loss(model, self.process, y, context, k_loss, time_sampling=self.time_sampling,
                                  ot=self.process.ot)
@@ -142,7 +143,8 @@ class Evolve(EvolveNode):
                               time_sampling=self.time_sampling)
 
     def loss(self, params, x, given, key):
-        return self._objective(params["net"], standardise(params, x), given, key)
+        """The objective of trained ``params`` (the network in inference mode: held-out losses)."""
+        return self._objective(params["net"], standardise(params, x), given, key, train=False)
 
     def init_train_state(self, key, params):
         affine = {k: v for k, v in params.items() if k != "net"}

@@ -27,6 +27,7 @@ from gendsl.mechanisms.base import (
 )
 from gendsl.mechanisms.evolve.model import TIME_FEATURES, Denoiser, Guided, with_context
 from gendsl.mechanisms.evolve.processes import build_process
+from gendsl.nn.base import training
 from gendsl.numerics.standardise import identity_affine
 
 __all__ = ["DEFAULT_HIDDEN", "INPUT_GAIN", "EvolveNode"]
@@ -77,9 +78,11 @@ class EvolveNode(AbstractMechanism):
         ctx = self.ctx
         return {"net": split_module(self._build(key))[0], **identity_affine(ctx.shape)}
 
-    def model(self, net_params, guided: bool = False) -> eqx.Module:
-        """The per-example ``(t, y, c) -> (y0_hat, eps_hat)`` of these network parameters."""
-        model = Denoiser(eqx.combine(net_params, self._net_static), self.process, self.ctx.shape)
+    def model(self, net_params, guided: bool = False, key: jax.Array | None = None) -> eqx.Module:
+        """The per-example ``(t, y, c) -> (y0_hat, eps_hat)`` of these network parameters; with a
+        ``key``, the network in training mode (its dropout active, :func:`gendsl.nn.base.training`)."""
+        net = eqx.combine(net_params, self._net_static)
+        model = Denoiser(net if key is None else training(net, key), self.process, self.ctx.shape)
         return Guided(model, self.guidance) if guided and self.guidance != 0.0 else model
 
     def context(self, given: dict, keep: jax.Array | None = None) -> jax.Array | None:
