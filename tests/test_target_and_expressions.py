@@ -149,6 +149,24 @@ model ex {
         np.testing.assert_allclose(d[name], value, rtol=1e-5, err_msg=name)
 
 
+def test_stan_diagonal_matrix_functions_match_numpy():
+    """diag_pre_multiply scales rows (Stan's; tau * L would scale columns), diag_post_multiply columns."""
+    text = """
+model ex {
+  data v: real[3]
+  data M: real[3, 3]
+  a ~ normal(0, 1)
+  d = diag_matrix(v)
+  pre = diag_pre_multiply(v, M)
+  post = diag_post_multiply(M, v)
+}
+"""
+    v, M = np.array([0.5, 2.0, -1.0]), np.random.default_rng(2).normal(size=(3, 3))
+    d = {k: np.asarray(x)[0] for k, x in compile_text(text).sample({}, jax.random.key(0), 1, {"v": v, "M": M}).items()}
+    for name, value in {"d": np.diag(v), "pre": np.diag(v) @ M, "post": M @ np.diag(v)}.items():
+        np.testing.assert_allclose(d[name], value, rtol=1e-6, err_msg=name)
+
+
 HIER = """
 model hier {
   data N: int
@@ -209,6 +227,7 @@ def test_target_terms_are_in_the_plan_and_sampling_them_is_refused():
     ("m = v[1:w[0]]", "a slice bound must be an integer literal or an int input (with an integer offset, T - 1)"),
     ("m = v[0:J] + w[0:4]", "the slice '0:4' runs past the end of an axis of length 3"),
     ("target += undefined_thing", "undefined name 'undefined_thing'"),
+    ("m = diag_pre_multiply(w[:2], transpose([w, w]))", "the vector's length 2 is not the matrix's number of rows ([3, 2])"),
 ])
 def test_expression_errors(stmt, words):
     text = f"model m {{\n  data J: int\n  v: real[J] ~ normal(0, 1)\n  w: real[3] ~ normal(0, 1)\n  {stmt}\n}}\n"

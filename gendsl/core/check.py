@@ -153,7 +153,8 @@ def check(name: str, statements: list[Statement], catalog: Catalog, span: Span |
                 data_decl[st.name] = st
         else:
             if st.name in definition:
-                errors.add(f"'{st.name}' is defined twice (first on line {definition[st.name].span.line})", st.span)
+                errors.add(f"'{st.name}' is defined twice (first on line {definition[st.name].span.line})"
+                           f"{_declared_then_sampled(definition[st.name], st)}", st.span)
                 continue
             if st.scope == "generated" and st.name in data_decl:
                 errors.add(f"'{st.name}' is declared as data and cannot also be generated (a generated quantity "
@@ -324,6 +325,15 @@ def _restricts(declared: VarType | None, support: str) -> bool:
     becomes its support; a draw from it would need rejection)."""
     native = {"simplex": "simplex", "corr_cholesky": "cholesky_factor_corr"}.get(support)
     return declared is not None and declared.constrained and not declared.discrete and declared.base != native
+
+
+def _declared_then_sampled(first: Statement, second: Statement) -> str:
+    """A hint for Stan's habit of declaring a parameter and giving its distribution apart."""
+    flat = first.kind == "sample" and isinstance(first.rhs, Call) and first.rhs.func == "flat" and not first.rhs.args
+    if not (flat and second.kind == "sample" and second.type is None and first.type is not None):
+        return ""
+    return (f"; the type and the distribution go in one statement: '{second.name}: {first.type} ~ "
+            f"{unparse(second.rhs)}'")
 
 
 def _generated(name: str, definition: dict[str, Statement]) -> bool:

@@ -165,6 +165,22 @@ def _eye(shapes, lits, _axis):
     return (n, n)
 
 
+def _diag_matrix(shapes, _lits, _axis):
+    if len(shapes[0]) != 1:
+        raise ValueError(f"needs a vector, got shape {shape_str(shapes[0])}")
+    return shapes[0] * 2
+
+
+def _diag_multiply(shapes, _lits, _axis, pre: bool):
+    v, m = shapes if pre else shapes[::-1]
+    if len(v) != 1 or len(m) != 2:
+        raise ValueError(f"needs a vector and a matrix, got shapes {shape_str(v)} and {shape_str(m)}")
+    if v[0] != m[0 if pre else 1] and 1 not in (v[0], m[0 if pre else 1]):
+        raise ValueError(f"the vector's length {v[0]} is not the matrix's number of {'rows' if pre else 'columns'} "
+                         f"({shape_str(m)})")
+    return m
+
+
 def _concat(shapes, _lits, _axis):
     if any(len(s) != 1 for s in shapes):
         raise ValueError("concat joins vectors")
@@ -237,6 +253,13 @@ FUNCTIONS: dict[str, Function] = {
     "cholesky": _fn("cholesky", (1, 1), _square, "cholesky(S)", "lower Cholesky factor of a positive-definite matrix"),
     "inverse": _fn("inverse", (1, 1), _square, "inverse(S)", "matrix inverse"),
     "eye": _fn("eye", (1, 1), _eye, "eye(n)", "the n x n identity (n an integer literal or an int input)"),
+    "diag_matrix": _fn("diag_matrix", (1, 1), _diag_matrix, "diag_matrix(v)", "the square matrix with v on its "
+                       "diagonal and 0 elsewhere"),
+    "diag_pre_multiply": _fn("diag_pre_multiply", (2, 2), lambda s, li, a: _diag_multiply(s, li, a, True),
+                             "diag_pre_multiply(v, M)", "diag_matrix(v) times M: row i of M scaled by v[i] "
+                             "(Stan's; v * M would scale the columns)"),
+    "diag_post_multiply": _fn("diag_post_multiply", (2, 2), lambda s, li, a: _diag_multiply(s, li, a, False),
+                              "diag_post_multiply(M, v)", "M times diag_matrix(v): column j of M scaled by v[j]"),
     "concat": _fn("concat", (1, 8), _concat, "concat(a, b, ...)", "join vectors of known lengths"),
     "ode": _fn("ode", (4, 12), _unused,
                'ode(f, y0, t0, ts, a, ..., solver="tsit5", rtol=1e-6, atol=1e-6, max_steps=4096)',

@@ -128,6 +128,13 @@ def _value(param: Param, expr: Expr, owner: str, signatures: Mapping[str, Signat
     return value
 
 
+#: what a Stan user who leaves an argument out most likely meant
+_MISSING_HINTS = {
+    "lkj_corr_cholesky": " (the size K comes first: Stan's lkj_corr_cholesky(eta) is lkj_corr_cholesky(K, eta) "
+                         "for a cholesky_factor_corr[K])",
+}
+
+
 def resolve_call(call: Call, signatures: Mapping[str, Signature], category: str | None = None) -> Spec:
     """Resolve ``call`` (optionally requiring a category) against ``signatures`` into a :class:`Spec`."""
     sig = signatures.get(call.func)
@@ -163,7 +170,7 @@ def resolve_call(call: Call, signatures: Mapping[str, Signature], category: str 
     for p in params:
         if p.name not in values:
             if p.default is REQUIRED:
-                problems.append(_err(f"{owner}() is missing its argument '{p.name}'", call))
+                problems.append(_err(f"{owner}() is missing its argument '{p.name}'{_MISSING_HINTS.get(owner, '')}", call))
             values[p.name] = p.default
     if problems:
         for err in problems:

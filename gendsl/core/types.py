@@ -109,6 +109,13 @@ class VarType:
         return self.lower is not None or self.upper is not None or self.base in (*VECTOR_BASES, *MATRIX_BASES)
 
     @property
+    def compact(self) -> bool:
+        """Whether the support is bounded (a flat prior on it is proper): both bounds given, or a
+        base whose values are bounded (``unit``, ``simplex``, ``cholesky_factor_corr``, ``corr_matrix``)."""
+        bounded = self.base in ("unit", "simplex", "cholesky_factor_corr", "corr_matrix")
+        return bounded or (self.lower is not None and self.upper is not None)
+
+    @property
     def discrete(self) -> bool:
         return BASES[self.base][0]
 

@@ -55,8 +55,18 @@ _STAN_DECLARATION = re.compile(rf"^\s*({_TYPE_WORD})\s*(<[^>]*>)?\s*(\[[^\]]*\])
 _TRUNCATION = re.compile(r"T\s*\[([^,\]]*),([^\]]*)\]")
 
 
+#: ``mu[2:T] ~ normal(...)``: a sampling statement on part of a variable
+_PART_SAMPLED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(\[[^\]]*\])\s*~\s*(.+?);?\s*$")
+
+
 def _stan_statement_hint(line: str, col: int) -> str | None:
-    """A message for a Stan declaration or truncation on this line (the error at column ``col``), if it is one."""
+    """A message for a Stan declaration, truncation or sampling statement on part of a variable on
+    this line (the error at column ``col``), if it is one."""
+    part = _PART_SAMPLED.match(line)
+    if part is not None and part.start(2) == col - 1:
+        name, index, dist = part.groups()
+        return (f"a '~' statement models a whole variable; Stan's '{name}{index} ~ ...' on part of one is written "
+                f"'target += sum(logpdf({dist}, {name}{index}))' (and '{name}' declared with its type)")
     bounds = _BOUNDS_AFTER_DIMS.search(line)
     if bounds is not None and bounds.start(3) == col - 1:
         base, dims, limits = bounds.groups()

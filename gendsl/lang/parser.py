@@ -168,11 +168,13 @@ class _ToIR(Transformer_NonRecursive):
             raise GenSyntaxError("a token type needs its vocabulary size: token[N] of V", span)
         if base != "token" and vocab is not None:
             raise GenSyntaxError(f"only token types take 'of V'; {base} does not", span)
-        if base in (*VECTOR_BASES, *MATRIX_BASES):
+        if base in VECTOR_BASES and not shape:
+            raise GenSyntaxError(f"{base}[K] takes its length (and, before it, any batch dimensions: "
+                                 f"{base}[J, K] is J vectors of length K)", span)
+        if base in MATRIX_BASES:
             if len(shape) != 1:
-                what = "its length" if base in VECTOR_BASES else "its size K (a K x K matrix)"
-                raise GenSyntaxError(f"{base}[K] takes one dimension, {what}", span)
-            shape = shape * 2 if base in MATRIX_BASES else shape
+                raise GenSyntaxError(f"{base}[K] takes one dimension, its size K (a K x K matrix)", span)
+            shape = shape * 2
         lower = upper = None
         if bounds is not None:
             bounds, bspan = bounds

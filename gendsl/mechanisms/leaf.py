@@ -56,7 +56,8 @@ class Leaf(AbstractMechanism):
         #: type of a latent; on data the type is a check of the values)
         restricted = ctx.type.constrained and not native and not ctx.type.discrete and not ctx.observed
         self.typed_support = support == "any" or restricted
-        self.improper = support == "any"
+        #: flat on an unbounded support (a flat simplex or real<lower=a, upper=b> is uniform: proper)
+        self.improper = support == "any" and not ctx.type.compact
         if self.typed_support:  # a density restricted to the type's support, not renormalised (or flat)
             self.sampler_name = "none (use infer)"
             self.kind = "unnormalized"
@@ -105,7 +106,7 @@ class Leaf(AbstractMechanism):
 
     def sample(self, params, key, n, given):
         if self.typed_support:
-            what = ("an improper flat prior" if self.improper else
+            what = ("an improper flat prior" if self.improper else "a flat prior" if self.row.signature.support == "any" else
                     f"{self.ctx.spec.name}(...) restricted to the support of its type {self.ctx.type}")
             raise GenRuntimeError(f"'{self.ctx.name}' has {what}, which cannot be drawn exactly; "
                                   f"use infer() for its posterior", self.ctx.span)

@@ -52,7 +52,8 @@ IMPLEMENTATIONS = {
     "sum_last": lambda x: jnp.sum(x, axis=-1), "softmax": jax.nn.softmax,
     "dot": jnp.dot, "matmul": jnp.matmul, "transpose": jnp.transpose, "cholesky": jnp.linalg.cholesky,
     "inverse": jnp.linalg.inv, "eye": None, "concat": lambda *xs: jnp.concatenate(xs), "logpdf": None, "ode": None,
-    "scan": None,
+    "scan": None, "diag_matrix": lambda v: v[..., :, None] * jnp.eye(v.shape[-1], dtype=v.dtype),
+    "diag_pre_multiply": lambda v, m: v[..., :, None] * m, "diag_post_multiply": lambda m, v: m * v[..., None, :],
 }
 
 _BINARY = {"+": jnp.add, "-": jnp.subtract, "*": jnp.multiply, "/": jnp.true_divide, "^": jnp.power,
