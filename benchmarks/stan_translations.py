@@ -35,6 +35,14 @@ import gendsl
 from gendsl.numerics.diagnostics import summarize
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+#: translations not yet measured to the end (too slow for the examples' smoke test in CI)
+PENDING = Path(__file__).resolve().parent / "pending"
+
+
+def _source(name: str, suffix: str) -> Path:
+    """``stan_NAME.gen`` / ``.json``: in examples/, or in benchmarks/pending/ for a pending one."""
+    path = EXAMPLES / f"stan_{name}{suffix}"
+    return path if path.exists() else PENDING / path.name
 REFERENCES = Path(__file__).with_name("stan_references.json")
 MODELS = ("garch11", "arma11", "hmm_example", "normal_mixture", "one_comp_mm_elim_abs", "lotka_volterra",
           "low_dim_gauss_mix", "hmm_gaussian", "varying_slopes")
@@ -280,8 +288,8 @@ def reference(name: str, data: dict, latents, recompute: bool) -> dict:
 
 def check(name: str, recompute: bool) -> dict:
     """gendsl's posterior against the reference: worst z of the means, sd error, R-hat."""
-    data = json.loads((EXAMPLES / f"stan_{name}.json").read_text())
-    prog = gendsl.compile(gendsl.load(EXAMPLES / f"stan_{name}.gen"))
+    data = json.loads(_source(name, ".json").read_text())
+    prog = gendsl.compile(gendsl.load(_source(name, ".gen")))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -314,7 +322,7 @@ def main() -> None:
     args = p.parse_args()
     if args.simulate:
         for name in args.models:
-            (EXAMPLES / f"stan_{name}.json").write_text(json.dumps(simulate(name, np.random.default_rng(0))) + "\n")
+            _source(name, ".json").write_text(json.dumps(simulate(name, np.random.default_rng(0))) + "\n")
         return
     print("| model | max abs z (means) | max sd error | max R-hat | divergences (gendsl / numpyro) | min ESS | wall s | ok |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
